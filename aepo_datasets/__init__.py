@@ -1,3 +1,20 @@
 """AEPO as Hugging Face `datasets` transforms: N responses per prompt -> preference pairs with k annotations."""
 
 __version__ = "0.1.0"
+
+from .errors import AEPOInputError  # noqa: E402
+from .transforms import (  # noqa: E402
+    AEPOConfig,
+    AEPOTransform,
+    EmbedResponses,
+    PairResponses,
+    ScoreResponses,
+    SelectResponses,
+    ToResponseLists,
+    group_long_responses,
+)
+
+__all__ = [
+    "AEPOConfig", "AEPOInputError", "AEPOTransform", "EmbedResponses", "PairResponses", "ScoreResponses",
+    "SelectResponses", "ToResponseLists", "group_long_responses", "__version__",
+]

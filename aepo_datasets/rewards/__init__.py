@@ -1,0 +1,47 @@
+"""Annotators: a reward model by name or path, a Python callable, or a registered short name."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from ..registry import Registry
+from .base import RewardScorer
+from .sequence_classifier import DEFAULT_REWARD_MODEL, SequenceClassifierScorer
+
+REWARD_MODELS: Registry[Callable[..., RewardScorer]] = Registry("reward model")
+
+
+@REWARD_MODELS.register("aepo-mini")
+def _aepo_mini(device=None, dtype="auto", batch_size=64, **_ignored) -> RewardScorer:
+    from .aepo_mini import AepoMiniScorer
+
+    return AepoMiniScorer(device=device or "cpu", batch_size=batch_size,
+                          dtype="float32" if dtype == "auto" else dtype)
+
+
+class CallableScorer:
+    """Wraps `fn(prompts, responses) -> scores` (e.g. a call to people or an API)."""
+
+    def __init__(self, fn: Callable[[Sequence[str], Sequence[str]], Sequence[float]]):
+        self.fn = fn
+
+    def score(self, prompts, responses) -> list[float]:
+        scores = [float(s) for s in self.fn(list(prompts), list(responses))]
+        if len(scores) != len(prompts):
+            raise ValueError(f"reward callable returned {len(scores)} scores for {len(prompts)} responses")
+        return scores
+
+    def release(self) -> None:
+        pass
+
+
+def build_scorer(reward_model, **options) -> RewardScorer:
+    """A registered short name, a callable, or else a sequence-classification model (path or Hub id)."""
+    if callable(reward_model):
+        return CallableScorer(reward_model)
+    if reward_model in REWARD_MODELS:
+        return REWARD_MODELS.get(reward_model)(**options)
+    return SequenceClassifierScorer(reward_model, **options)
+
+
+__all__ = ["DEFAULT_REWARD_MODEL", "REWARD_MODELS", "RewardScorer", "SequenceClassifierScorer", "build_scorer"]

@@ -1,0 +1,144 @@
+"""Reward from a sequence-classification model (e.g. OpenAssistant/reward-model-deberta-v3-large-v2).
+
+Text-pair input (prompt, response) for models without a chat template, truncating the response only;
+models whose tokenizer has a chat template are scored on `[user: prompt, assistant: response]`.
+Batches are length-sorted under a token budget with right padding, under `torch.inference_mode()`;
+a CUDA out-of-memory halves the batch and continues.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from ..batching import padded_tokens, token_budget_batches
+from ..devices import resolve_device, resolve_dtype
+from ..errors import AEPOInputError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REWARD_MODEL = "OpenAssistant/reward-model-deberta-v3-large-v2"
+
+
+def load_reward_model(name: str, device: torch.device, dtype: torch.dtype, revision: str | None = None):
+    """Tokenizer and model; errors say whether the path is missing or the model is not a classifier."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    local = Path(name).exists()
+    if not local and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+        raise AEPOInputError(f"--reward_model {name!r}: no such folder. Pass an existing local path or a Hub id.")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+        model = AutoModelForSequenceClassification.from_pretrained(name, revision=revision, dtype=dtype)
+    except ValueError as err:
+        raise AEPOInputError(f"--reward_model {name!r} is not a sequence-classification model: {err}") from None
+    except OSError as err:
+        hint = "" if local else " If the Hub is unreachable, download the model elsewhere and pass its local path."
+        raise AEPOInputError(f"Could not load reward model {name!r}: {err}.{hint}") from None
+    if model.config.num_labels != 1:
+        raise AEPOInputError(
+            f"--reward_model {name!r} has {model.config.num_labels} output labels; a reward model has one."
+        )
+    return tokenizer, model.to(device).eval()
+
+
+class SequenceClassifierScorer:
+    """Lazy reward model; `stats` counts forward passes (texts), truncations and padding."""
+
+    def __init__(self, name=DEFAULT_REWARD_MODEL, device=None, dtype="auto", batch_size=8,
+                 max_length=1024, max_tokens=8192, use_chat_template=None, revision=None):
+        self.name, self.device, self.dtype, self.revision = name, device, dtype, revision
+        self.batch_size, self.max_length, self.max_tokens = batch_size, max_length, max_tokens
+        self.use_chat_template = use_chat_template
+        self._tokenizer = self._model = None
+        self.stats = {"scored": 0, "truncated": 0, "real_tokens": 0, "padded_tokens": 0}
+
+    def _load(self):
+        if self._model is None:
+            device = resolve_device(self.device)
+            self._tokenizer, self._model = load_reward_model(
+                self.name, device, resolve_dtype(self.dtype, device), self.revision)
+            self._prepare_padding()
+        return self._tokenizer, self._model
+
+    def _prepare_padding(self):
+        # right padding with a real pad token: classification heads read the last non-pad token
+        tok = self._tokenizer
+        tok.padding_side = "right"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token or tok.unk_token
+        if self._model.config.pad_token_id is None:
+            self._model.config.pad_token_id = tok.pad_token_id
+
+    def _chat(self) -> bool:
+        if self.use_chat_template is not None:
+            return bool(self.use_chat_template)
+        return bool(getattr(self._tokenizer, "chat_template", None))
+
+    def encode(self, prompts, responses) -> list[list[int]]:
+        """Token ids of every pair (no padding), the response truncated to fit `max_length`."""
+        tok = self._tokenizer
+        if self._chat():
+            texts = [tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
+                                             tokenize=False) for p, r in zip(prompts, responses)]
+            full = tok(texts, add_special_tokens=False)["input_ids"]
+            ids = [x[: self.max_length] for x in full]
+        else:
+            full = tok(list(prompts), list(responses))["input_ids"]
+            ids = [self._truncate_pair(p, r, len(x)) if len(x) > self.max_length else x
+                   for p, r, x in zip(prompts, responses, full)]
+        self.stats["truncated"] += sum(len(x) > self.max_length for x in full)
+        return ids
+
+    def _truncate_pair(self, prompt, response, _length) -> list[int]:
+        try:
+            return self._tokenizer(prompt, response, truncation="only_second", max_length=self.max_length)["input_ids"]
+        except Exception:  # the prompt alone is longer than max_length: cut both
+            return self._tokenizer(prompt, response, truncation="longest_first", max_length=self.max_length)["input_ids"]
+
+    def score(self, prompts, responses) -> list[float]:
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        if not prompts:
+            return []
+        tokenizer, model = self._load()
+        ids = self.encode(prompts, responses)
+        scores = [0.0] * len(ids)
+        lengths = [len(x) for x in ids]
+        batches = token_budget_batches(lengths, self.batch_size, self.max_tokens)
+        with torch.inference_mode():
+            for batch in batches:
+                for index, value in zip(batch, self._forward([ids[i] for i in batch])):
+                    scores[index] = value
+        self._count(lengths, batches)
+        return scores
+
+    def _forward(self, ids: list[list[int]]) -> list[float]:
+        try:
+            padded = self._tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+            padded = {k: v.to(self._model.device) for k, v in padded.items()}
+            return self._model(**padded).logits[:, 0].float().cpu().tolist()
+        except torch.cuda.OutOfMemoryError:
+            if len(ids) == 1:
+                raise
+            torch.cuda.empty_cache()
+            half = len(ids) // 2
+            logger.warning("CUDA out of memory on a batch of %d; halving it", len(ids))
+            return self._forward(ids[:half]) + self._forward(ids[half:])
+
+    def _count(self, lengths, batches):
+        self.stats["scored"] += len(lengths)
+        self.stats["real_tokens"] += sum(lengths)
+        self.stats["padded_tokens"] += padded_tokens(lengths, batches)
+
+    @property
+    def padding_fraction(self) -> float:
+        padded = self.stats["padded_tokens"]
+        return 0.0 if not padded else 1.0 - self.stats["real_tokens"] / padded
+
+    def release(self) -> None:
+        self._tokenizer = self._model = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,14 @@
+"""One transform per step; each is a `Dataset.map(..., batched=True)` callable."""
+
+from .chain import AEPOConfig, AEPOTransform
+from .embed_responses import EmbedConfig, EmbedResponses
+from .pair_responses import PairConfig, PairResponses
+from .score_responses import ScoreConfig, ScoreResponses
+from .select_responses import SelectConfig, SelectResponses
+from .to_response_lists import ResponseListsConfig, ToResponseLists, group_long_responses
+
+__all__ = [
+    "AEPOConfig", "AEPOTransform", "EmbedConfig", "EmbedResponses", "PairConfig", "PairResponses",
+    "ResponseListsConfig", "ScoreConfig", "ScoreResponses", "SelectConfig", "SelectResponses",
+    "ToResponseLists", "group_long_responses",
+]

@@ -1,0 +1,56 @@
+"""What every transform shares: a frozen config, lazy models, a tiny pickled state.
+
+`datasets` fingerprints a map by hashing the function with dill; a transform that held a loaded model
+would have its weights copied and hashed on every `map` call. So the pickled state is only the config
+and VERSION (bump VERSION whenever a transform's output changes for the same config).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, ClassVar
+
+
+class Transform:
+    """Callable `(batch, rank=None) -> batch` for `Dataset.map(..., batched=True)`."""
+
+    VERSION: ClassVar[str] = "1"
+    Config: ClassVar[type]
+
+    def __init__(self, config=None, **options):
+        if config is not None and options:
+            raise TypeError("pass either a config or keyword options, not both")
+        self.config = config if config is not None else self.Config(**options)
+        self._reset()
+
+    def _reset(self) -> None:
+        """Drop loaded models and counters (called on init and after unpickling)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config, "version": self.VERSION}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.config = state["config"]
+        self._reset()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({asdict(self.config)})"
+
+    def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
+        raise NotImplementedError
+
+
+def kept_rows(batch: dict[str, list]) -> list[int]:
+    """Rows not marked as skipped by an earlier step."""
+    reasons = batch.get("skip_reason") or [""] * len(next(iter(batch.values()), []))
+    return [i for i, reason in enumerate(reasons) if not reason]
+
+
+def require_columns(batch: dict[str, list], columns: list[str], step: str) -> None:
+    from ..errors import AEPOInputError
+
+    missing = [c for c in columns if c not in batch]
+    if missing:
+        raise AEPOInputError(
+            f"{step} needs column(s) {missing} from the earlier steps. Current columns: {list(batch)}."
+        )

@@ -1,0 +1,65 @@
+"""Step 2: sentence embeddings of every response, each encoded exactly once per map batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..embedders import DEFAULT_EMBEDDER, DEFAULT_MAX_SEQ_LENGTH, SentenceEmbedder
+from ..devices import rank_device
+from ..errors import AEPOInputError
+from .base import Transform, kept_rows, require_columns
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    embedding_model: str = DEFAULT_EMBEDDER
+    embedding_revision: str | None = None
+    batch_size: int = 64
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH
+    dtype: str = "auto"
+    device: str | None = None
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise AEPOInputError(f"embedding batch_size must be >= 1, got {self.batch_size}")
+        if self.max_seq_length < 8:
+            raise AEPOInputError(f"max_seq_length must be >= 8, got {self.max_seq_length}")
+
+
+class EmbedResponses(Transform):
+    """responses -> embeddings (unit-norm float32 vectors; [] for skipped prompts)."""
+
+    Config = EmbedConfig
+
+    def _reset(self) -> None:
+        self._embedder = None
+
+    def embedder(self, rank: int | None = None) -> SentenceEmbedder:
+        if self._embedder is None:
+            c = self.config
+            device = c.device if c.device else rank_device(rank)
+            self._embedder = SentenceEmbedder(c.embedding_model, device, c.dtype, c.batch_size,
+                                              c.max_seq_length, c.embedding_revision)
+        return self._embedder
+
+    @property
+    def encoded_texts(self) -> int:
+        return self._embedder.encoded_texts if self._embedder else 0
+
+    def release(self) -> None:
+        if self._embedder is not None:
+            self._embedder.release()
+
+    def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
+        require_columns(batch, ["responses"], "EmbedResponses")
+        rows = kept_rows(batch)
+        flat = [text for row in rows for text in batch["responses"][row]]
+        vectors = self.embedder(rank).encode(flat) if flat else None
+        embeddings: list[list] = [[] for _ in batch["responses"]]
+        start = 0
+        for row in rows:
+            count = len(batch["responses"][row])
+            embeddings[row] = vectors[start : start + count]
+            start += count
+        return {"embeddings": embeddings}
+

@@ -1,0 +1,86 @@
+"""Step 5: preference rows from the annotated responses.
+
+`pair`: prompt, chosen, rejected, chosen_r, rejected_r (best and worst by reward). `ranked`: the k
+responses best first as pref_0 .. pref_{k-1} with pref_i_r — the research code's column layout.
+Ties in reward are broken by the response's original position (earlier first), so results are
+deterministic. Skipped prompts are dropped (use `remove_columns` in `map`, as rows change).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import AEPOInputError
+from .base import Transform, kept_rows, require_columns
+
+FORMATS = ("pair", "ranked")
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    format: str = "pair"
+    num_ranked: int = 2
+    selection_column: str = "selected"
+    conversational: bool = False
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise AEPOInputError(f"Unknown output format {self.format!r}. Available: {', '.join(FORMATS)}.")
+        if self.num_ranked < 2:
+            raise AEPOInputError(f"num_ranked must be >= 2, got {self.num_ranked}")
+
+
+def rank_selected(selected, rewards, response_ids) -> list[int]:
+    """Indices of the selected responses, best reward first; ties by original position."""
+    for i in selected:
+        if rewards[i] is None:
+            raise AEPOInputError(f"Response {response_ids[i]} was selected but has no reward: run ScoreResponses.")
+    return sorted(selected, key=lambda i: (-rewards[i], response_ids[i]))
+
+
+class PairResponses(Transform):
+    Config = PairConfig
+
+    def output_columns(self) -> list[str]:
+        c = self.config
+        if c.format == "pair":
+            return ["prompt", "chosen", "rejected", "chosen_r", "rejected_r", "chosen_id", "rejected_id",
+                    "selected_ids"]
+        texts = [f"pref_{i}" for i in range(c.num_ranked)]
+        return ["prompt", *texts, *(f"{t}_r" for t in texts), "selected_ids"]
+
+    def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
+        c = self.config
+        require_columns(batch, ["prompt", "responses", "response_ids", "rewards", c.selection_column], "PairResponses")
+        out: dict[str, list] = {name: [] for name in self.output_columns()}
+        for row in kept_rows(batch):
+            ids = batch["response_ids"][row]
+            order = rank_selected(batch[c.selection_column][row], batch["rewards"][row], ids)
+            texts, rewards = batch["responses"][row], batch["rewards"][row]
+            out["prompt"].append(self._message(batch["prompt"][row], "user"))
+            out["selected_ids"].append(sorted(ids[i] for i in order))
+            if c.format == "pair":
+                self._add_pair(out, order, texts, rewards, ids)
+            else:
+                self._add_ranked(out, order, texts, rewards)
+        return out
+
+    def _add_pair(self, out, order, texts, rewards, ids):
+        best, worst = order[0], order[-1]
+        out["chosen"].append(self._message(texts[best], "assistant"))
+        out["rejected"].append(self._message(texts[worst], "assistant"))
+        out["chosen_r"].append(rewards[best])
+        out["rejected_r"].append(rewards[worst])
+        out["chosen_id"].append(ids[best])
+        out["rejected_id"].append(ids[worst])
+
+    def _add_ranked(self, out, order, texts, rewards):
+        if len(order) != self.config.num_ranked:
+            raise AEPOInputError(f"{len(order)} responses selected, but the ranked format has "
+                                 f"{self.config.num_ranked} slots.")
+        for place, index in enumerate(order):
+            out[f"pref_{place}"].append(self._message(texts[index], "assistant"))
+            out[f"pref_{place}_r"].append(rewards[index])
+
+    def _message(self, text, role):
+        return [{"role": role, "content": text}] if self.config.conversational else text

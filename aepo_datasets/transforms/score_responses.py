@@ -1,0 +1,96 @@
+"""Step 4: annotate only the selected responses, with a reward model, a callable, or given scores."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..devices import rank_device
+from ..errors import AEPOInputError
+from ..rewards import DEFAULT_REWARD_MODEL, build_scorer
+from .base import Transform, kept_rows, require_columns
+
+GIVEN_SCORES = "given_scores"
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """`reward_model`: a registered name, a path or Hub id, a callable, or "column" for given scores."""
+
+    reward_model: Any = DEFAULT_REWARD_MODEL
+    reward_revision: str | None = None
+    batch_size: int = 8
+    max_length: int = 1024
+    max_tokens: int = 8192
+    dtype: str = "auto"
+    device: str | None = None
+    use_chat_template: bool | None = None
+    selection_columns: tuple[str, ...] = ("selected",)
+
+    def __post_init__(self):
+        object.__setattr__(self, "selection_columns", tuple(self.selection_columns))
+        for name in ("batch_size", "max_length", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise AEPOInputError(f"reward {name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def uses_given_scores(self) -> bool:
+        return isinstance(self.reward_model, str) and self.reward_model == "column"
+
+
+class ScoreResponses(Transform):
+    """Adds `rewards`: one entry per response, a float where selected by any selection column, else None.
+
+    Each response is scored once even when several selection columns pick it.
+    """
+
+    Config = ScoreConfig
+
+    def _reset(self) -> None:
+        self._scorer = None
+        self.scored = 0
+
+    def scorer(self, rank: int | None = None):
+        if self._scorer is None:
+            c = self.config
+            device = c.device if c.device else rank_device(rank)
+            options = dict(device=device, dtype=c.dtype, batch_size=c.batch_size)
+            if not callable(c.reward_model):
+                options.update(max_length=c.max_length, max_tokens=c.max_tokens,
+                               use_chat_template=c.use_chat_template, revision=c.reward_revision)
+            self._scorer = build_scorer(c.reward_model, **options)
+        return self._scorer
+
+    def release(self) -> None:
+        if self._scorer is not None:
+            self._scorer.release()
+
+    def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
+        c = self.config
+        needed = ["prompt", "responses", *c.selection_columns] + ([GIVEN_SCORES] if c.uses_given_scores else [])
+        require_columns(batch, needed, "ScoreResponses")
+        wanted = self._wanted(batch)
+        rewards: list[list] = [[None] * len(texts) for texts in batch["responses"]]
+        values = self._score(batch, wanted)
+        for (row, index), value in zip(wanted, values):
+            if math.isnan(value):
+                raise AEPOInputError(f"Reward is NaN for response {index} of prompt {batch['prompt'][row][:80]!r}.")
+            rewards[row][index] = value
+        self.scored += len(wanted)
+        return {"rewards": rewards}
+
+    def _wanted(self, batch) -> list[tuple[int, int]]:
+        pairs = []
+        for row in kept_rows(batch):
+            indices = sorted({i for column in self.config.selection_columns for i in batch[column][row]})
+            pairs.extend((row, i) for i in indices)
+        return pairs
+
+    def _score(self, batch, wanted) -> list[float]:
+        if self.config.uses_given_scores:
+            return [float(batch[GIVEN_SCORES][row][i]) for row, i in wanted]
+        prompts = [batch["prompt"][row] for row, _ in wanted]
+        responses = [batch["responses"][row][i] for row, i in wanted]
+        return [float(s) for s in self.scorer().score(prompts, responses)] if wanted else []
+

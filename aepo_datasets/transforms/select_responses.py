@@ -1,0 +1,78 @@
+"""Step 3: choose the k responses to annotate (AEPO, MBR, random, or all for West-of-N)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import AEPOInputError
+from ..registry import unknown_choice_message
+from ..selection import STRATEGIES, select
+from ..similarity import LEXICAL, check_measure, cosine_matrix
+from .base import Transform, kept_rows, require_columns
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    selection: str = "aepo"
+    num_annotations: int = 2
+    diversity_penalty: float = 1.0
+    similarity_measure: str = "sentbert"
+    seed: int = 0
+    output_column: str = "selected"
+
+    def __post_init__(self):
+        if self.selection not in STRATEGIES:
+            raise AEPOInputError(unknown_choice_message("selection strategy", self.selection, list(STRATEGIES)))
+        check_measure(self.similarity_measure)
+        if self.num_annotations < 2:
+            raise AEPOInputError(f"num_annotations must be >= 2 (a pair needs two), got {self.num_annotations}")
+        lam = self.diversity_penalty
+        if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
+            raise AEPOInputError(f"diversity_penalty must be a finite number >= 0, got {lam!r}")
+
+    @property
+    def needs_similarity(self) -> bool:
+        return self.selection in ("aepo", "mbr")
+
+    @property
+    def needs_embeddings(self) -> bool:
+        return self.needs_similarity and self.similarity_measure == "sentbert"
+
+
+def prompt_seed(seed: int, prompt: str) -> int:
+    """Per-prompt seed from the prompt text, so results do not depend on batching or sharding."""
+    digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+class SelectResponses(Transform):
+    """responses (+ embeddings) -> `output_column`: sorted indices into `responses`."""
+
+    Config = SelectConfig
+
+    def similarity(self, batch, row) -> np.ndarray | None:
+        c = self.config
+        if not c.needs_similarity:
+            return None
+        if c.similarity_measure == "sentbert":
+            return cosine_matrix(np.asarray(batch["embeddings"][row], dtype=np.float32))
+        return LEXICAL.get(c.similarity_measure)(batch["responses"][row])
+
+    def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
+        c = self.config
+        require_columns(batch, ["prompt", "responses"] + (["embeddings"] if c.needs_embeddings else []),
+                        "SelectResponses")
+        chosen: list[list[int]] = [[] for _ in batch["responses"]]
+        for row in kept_rows(batch):
+            n = len(batch["responses"][row])
+            k = n if c.selection == "west_of_n" else c.num_annotations
+            if n < k:
+                raise AEPOInputError(f"Row {row}: {n} usable responses, fewer than num_annotations={k}; "
+                                     "run ToResponseLists with min_responses=k to skip such prompts.")
+            chosen[row] = select(c.selection, self.similarity(batch, row), n, k, c.diversity_penalty,
+                                 prompt_seed(c.seed, batch["prompt"][row]))
+        return {c.output_column: chosen}

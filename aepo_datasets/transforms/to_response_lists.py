@@ -1,0 +1,191 @@
+"""Step 1, wide to long: one row per prompt with its list of usable responses.
+
+Input layouts: wide (a prompt column and one column per response) or a list column of responses.
+Long input (one row per response) is grouped first with `group_long_responses` (a dataset-level
+operation, since a map batch could split a prompt's rows).
+
+Rule for unusable responses, applied in order: None or whitespace-only responses are dropped, then
+exact duplicates (same string) keep their first occurrence. A prompt left with fewer than
+`min_responses` usable responses is kept as a row with `skip_reason` set, never mis-paired.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from ..errors import AEPOInputError
+from .base import Transform
+
+PROMPT_CANDIDATES = ("prompt", "instruction")
+SKIP_TOO_FEW = "too_few_usable_responses"
+SKIP_EMPTY_PROMPT = "empty_prompt"
+
+
+def _as_tuple(value):
+    if value is None or isinstance(value, tuple):
+        return value
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class ResponseListsConfig:
+    """`response_columns` / `reward_columns`: names or globs (`response_*`); None = auto."""
+
+    prompt_column: str | None = None
+    response_columns: tuple[str, ...] | None = None
+    num_responses: int | None = None
+    reward_columns: tuple[str, ...] | None = None
+    min_responses: int = 2
+
+    def __post_init__(self):
+        object.__setattr__(self, "response_columns", _as_tuple(self.response_columns))
+        object.__setattr__(self, "reward_columns", _as_tuple(self.reward_columns))
+        if self.num_responses is not None and self.num_responses < 2:
+            raise AEPOInputError(f"num_responses must be >= 2, got {self.num_responses}")
+        if self.min_responses < 1:
+            raise AEPOInputError(f"min_responses must be >= 1, got {self.min_responses}")
+
+
+def find_prompt_column(columns: list[str], requested: str | None) -> str:
+    if requested is not None:
+        if requested not in columns:
+            raise AEPOInputError(f"Prompt column {requested!r} not in the dataset. Current columns: {columns}.")
+        return requested
+    for name in PROMPT_CANDIDATES:
+        if name in columns:
+            return name
+    raise AEPOInputError(
+        f"No prompt column: expected 'prompt' or 'instruction' (or name one with --prompt_column). "
+        f"Current columns: {columns}."
+    )
+
+
+def expand_columns(patterns: tuple[str, ...], columns: list[str], what: str) -> list[str]:
+    """Names and globs -> existing column names, in the order given (globs in column order)."""
+    found: list[str] = []
+    for pattern in patterns:
+        matches = [c for c in columns if fnmatch.fnmatchcase(c, pattern)] if any(ch in pattern for ch in "*?[") \
+            else [pattern] if pattern in columns else []
+        if not matches:
+            raise AEPOInputError(f"{what} {pattern!r} matches no column. Current columns: {columns}.")
+        found.extend(m for m in matches if m not in found)
+    return found
+
+
+def resolve_columns(columns: list[str], config: ResponseListsConfig) -> tuple[str, list[str], list[str]]:
+    """(prompt column, response columns, reward columns) for this dataset; raises on a mismatch."""
+    prompt = find_prompt_column(columns, config.prompt_column)
+    rewards = expand_columns(config.reward_columns, columns, "Reward column") if config.reward_columns else []
+    if config.response_columns:
+        responses = expand_columns(config.response_columns, columns, "Response column")
+    else:
+        responses = [c for c in columns if c != prompt and c not in rewards]
+    if prompt in responses:
+        raise AEPOInputError(f"The prompt column {prompt!r} cannot also be a response column.")
+    if len(responses) == 1:  # a list column of responses
+        return prompt, responses, rewards
+    wanted = config.num_responses or len(responses)
+    if len(responses) < wanted:
+        raise AEPOInputError(
+            f"--num_responses is {wanted} but the dataset has only {len(responses)} response columns "
+            f"({responses}). Lower --num_responses or add responses."
+        )
+    if rewards and len(rewards) < wanted:
+        raise AEPOInputError(f"{len(rewards)} reward columns for {wanted} responses: give one per response.")
+    return prompt, responses[:wanted], rewards[:wanted]
+
+
+class ToResponseLists(Transform):
+    """Wide or list layout -> prompt, responses, response_ids, [given_scores], skip_reason."""
+
+    Config = ResponseListsConfig
+
+    def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
+        prompt_col, response_cols, reward_cols = resolve_columns(list(batch), self.config)
+        rows = len(batch[prompt_col])
+        out = {"prompt": [], "responses": [], "response_ids": [], "skip_reason": [],
+               "num_empty": [], "num_duplicate": []}
+        if reward_cols:
+            out["given_scores"] = []
+        for row in range(rows):
+            texts, scores = self._row_values(batch, row, response_cols, reward_cols)
+            self._add_row(out, batch[prompt_col][row], texts, scores, row)
+        return out
+
+    def _row_values(self, batch, row, response_cols, reward_cols):
+        if len(response_cols) == 1:
+            texts = list(batch[response_cols[0]][row] or [])
+            if self.config.num_responses is not None and len(texts) < self.config.num_responses:
+                raise AEPOInputError(
+                    f"Row {row}: column {response_cols[0]!r} has {len(texts)} responses, fewer than "
+                    f"--num_responses {self.config.num_responses}."
+                )
+            texts = texts[: self.config.num_responses]
+            scores = list(batch[reward_cols[0]][row] or [])[: len(texts)] if reward_cols else None
+        else:
+            texts = [batch[c][row] for c in response_cols]
+            scores = [batch[c][row] for c in reward_cols] if reward_cols else None
+        for column, text in zip(response_cols, texts):
+            if text is not None and not isinstance(text, str):
+                raise AEPOInputError(
+                    f"Row {row}: response column {column!r} holds {type(text).__name__} values, not text. "
+                    f"Name the response columns with --response_columns (e.g. 'response_*')."
+                )
+        return texts, scores
+
+    def _add_row(self, out, prompt, texts, scores, row):
+        kept, seen, empty, duplicate = [], set(), 0, 0
+        for position, text in enumerate(texts):
+            if text is None or not text.strip():
+                empty += 1
+            elif text in seen:
+                duplicate += 1
+            else:
+                seen.add(text)
+                kept.append(position)
+        reason = ""
+        if prompt is None or not str(prompt).strip():
+            reason = SKIP_EMPTY_PROMPT
+        elif len(kept) < self.config.min_responses:
+            reason = SKIP_TOO_FEW
+        out["prompt"].append("" if prompt is None else str(prompt))
+        out["responses"].append([texts[i] for i in kept])
+        out["response_ids"].append(kept)
+        out["skip_reason"].append(reason)
+        out["num_empty"].append(empty)
+        out["num_duplicate"].append(duplicate)
+        if scores is not None:
+            out["given_scores"].append([_as_score(scores[i], row, i) for i in kept])
+
+
+def _as_score(value, row: int, position: int) -> float:
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        raise AEPOInputError(f"Row {row}: reward for response {position} is {value!r}, not a number.") from None
+    return score
+
+
+def group_long_responses(dataset, prompt_column: str = "prompt", response_column: str = "response",
+                         reward_column: str | None = None):
+    """Long layout (one row per response) -> one row per prompt with list columns, order kept."""
+    for column in [prompt_column, response_column] + ([reward_column] if reward_column else []):
+        if column not in dataset.column_names:
+            raise AEPOInputError(f"Column {column!r} not in the dataset. Current columns: {dataset.column_names}.")
+    from datasets import Dataset
+
+    groups: dict[str, dict[str, list]] = {}
+    columns = [prompt_column, response_column] + ([reward_column] if reward_column else [])
+    for batch in dataset.select_columns(columns).iter(batch_size=10_000):
+        for i, prompt in enumerate(batch[prompt_column]):
+            group = groups.setdefault(prompt, {"responses": [], "scores": []})
+            group["responses"].append(batch[response_column][i])
+            if reward_column:
+                group["scores"].append(batch[reward_column][i])
+    data = {prompt_column: list(groups), "responses": [g["responses"] for g in groups.values()]}
+    if reward_column:
+        data["scores"] = [g["scores"] for g in groups.values()]
+    return Dataset.from_dict(data)
