@@ -19,6 +19,12 @@ def _aepo_mini(device=None, dtype="auto", batch_size=64, **_ignored) -> RewardSc
                           dtype="float32" if dtype == "auto" else dtype)
 
 
+@REWARD_MODELS.register("length")
+def _length(**_ignored) -> RewardScorer:
+    """Longer is better: a baseline annotator (and a dependency-free one for smoke tests)."""
+    return CallableScorer(lambda prompts, responses: [float(len(r)) for r in responses])
+
+
 class CallableScorer:
     """Wraps `fn(prompts, responses) -> scores` (e.g. a call to people or an API)."""
 
