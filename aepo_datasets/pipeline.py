@@ -75,81 +75,91 @@ def _map(dataset, transform, desc, report, stage, use_cache=False, **kwargs):
     return result
 
 
-def prepare(dataset, config: AEPOConfig, configs, report: RunReport, use_sample_cache=False, batch_size=64):
-    """Reshape to one row per prompt and count what was dropped and skipped."""
-    step = ToResponseLists(ResponseListsConfig(config.prompt_column, config.response_columns, config.num_responses,
-                                               config.reward_column, min_usable(configs)))
-    lists = _map(dataset, step, "Preparing responses", report, "reshape", use_sample_cache,
-                 remove_columns=dataset.column_names, batch_size=batch_size)
-    report.prompts_in = len(lists)
-    for batch in lists.select_columns(["responses", "skip_reason", "num_empty", "num_duplicate"]).iter(1000):
-        for texts, reason, empty, dup in zip(*batch.values()):
-            report.dropped_empty += empty
-            report.dropped_duplicate += dup
-            if reason:
-                report.skipped[reason] = report.skipped.get(reason, 0) + 1
-            else:
-                report.prompts_kept += 1
-                report.west_of_n_annotations += len(texts)
-    return lists
+class PreferencePipeline:
+    """The step transforms for one configuration and its splits, built once and reused across chunks.
+
+    `release_models=True` frees the embedder before the reward model loads (one pass over a dataset);
+    the launcher keeps both loaded across its chunks instead.
+    """
+
+    def __init__(self, config: AEPOConfig, splits: dict[str, dict] | None = None, *, batch_size: int = 64,
+                 release_models: bool = True):
+        self.config, self.batch_size, self.release_models = config, batch_size, release_models
+        self.configs = split_configs(config, splits)
+        c = config
+        self.reshape = ToResponseLists(ResponseListsConfig(c.prompt_column, c.response_columns, c.num_responses,
+                                                           c.reward_column, min_usable(self.configs)))
+        self.embed = EmbedResponses(EmbedConfig(c.embedding_model, c.embedding_revision, c.embedding_batch_size,
+                                                c.max_seq_length, c.dtype, c.device)) if any(
+            _select_config(s, name).needs_embeddings for name, s in self.configs.items()) else None
+        self.selects = {name: SelectResponses(_select_config(s, name)) for name, s in self.configs.items()}
+        self.score = ScoreResponses(ScoreConfig(
+            "column" if c.reward_column else c.reward_model, c.reward_revision, c.reward_batch_size, c.max_length,
+            c.max_tokens, c.dtype, c.device, c.use_chat_template, tuple(f"selected__{n}" for n in self.configs)))
+        self.pairs = {name: PairResponses(PairConfig(s.output_format, s.num_annotations, f"selected__{name}",
+                                                     s.conversational)) for name, s in self.configs.items()}
+
+    def run(self, dataset, *, use_sample_cache=False, use_matrix_cache=False):
+        """The whole job on one dataset (or chunk): returns ({split: Dataset}, RunReport)."""
+        report = RunReport()
+        data = self.prepare(dataset, report, use_sample_cache)
+        if self.embed is not None:
+            before = self.embed.encoded_texts
+            data = _map(data, self.embed, "Embedding responses", report, "embed", use_matrix_cache,
+                        batch_size=self.batch_size)
+            report.texts_embedded += self.embed.encoded_texts - before
+            if self.release_models:
+                self.embed.release()
+        for name, step in self.selects.items():
+            data = _map(data, step, f"Selecting ({name}: {step.config.selection})", report, "select",
+                        batch_size=self.batch_size)
+        data = self.annotate(data, report)
+        out = {name: _map(data, step, f"Pairing ({name})", report, "pair", remove_columns=data.column_names,
+                          batch_size=self.batch_size) for name, step in self.pairs.items()}
+        report.reward_stats = {name: reward_stats(split) for name, split in out.items()}
+        return out, report
+
+    def prepare(self, dataset, report: RunReport, use_sample_cache=False):
+        """Reshape to one row per prompt and count what was dropped and skipped."""
+        lists = _map(dataset, self.reshape, "Preparing responses", report, "reshape", use_sample_cache,
+                     remove_columns=dataset.column_names, batch_size=self.batch_size)
+        report.prompts_in = len(lists)
+        for batch in lists.select_columns(["responses", "skip_reason", "num_empty", "num_duplicate"]).iter(1000):
+            for texts, reason, empty, dup in zip(*batch.values()):
+                report.dropped_empty += empty
+                report.dropped_duplicate += dup
+                if reason:
+                    report.skipped[reason] = report.skipped.get(reason, 0) + 1
+                else:
+                    report.prompts_kept += 1
+                    report.west_of_n_annotations += len(texts)
+        return lists
+
+    def annotate(self, data, report: RunReport):
+        before = self.score.scored
+        scorer = self.score._scorer
+        truncated = scorer.stats["truncated"] if hasattr(scorer, "stats") else 0
+        out = _map(data, self.score, "Scoring selected responses", report, "annotate", batch_size=self.batch_size)
+        report.annotations += self.score.scored - before
+        scorer = self.score._scorer
+        if scorer is not None and hasattr(scorer, "stats"):
+            report.reward_truncated = scorer.stats["truncated"] - truncated
+            report.reward_padding = scorer.padding_fraction
+        if self.release_models:
+            self.score.release()
+        return out
 
 
-def embed(lists, config: AEPOConfig, report: RunReport, use_matrix_cache=False, batch_size=64):
-    step = EmbedResponses(EmbedConfig(config.embedding_model, config.embedding_revision, config.embedding_batch_size,
-                                      config.max_seq_length, config.dtype, config.device))
-    out = _map(lists, step, "Embedding responses", report, "embed", use_matrix_cache, batch_size=batch_size)
-    report.texts_embedded += step.encoded_texts
-    step.release()
-    return out
-
-
-def select_all(data, configs, report, batch_size=64):
-    for name, c in configs.items():
-        step = SelectResponses(SelectConfig(c.selection, c.num_annotations, c.diversity_penalty,
-                                            c.similarity_measure, c.seed, output_column=f"selected__{name}"))
-        data = _map(data, step, f"Selecting ({name}: {c.selection})", report, "select", batch_size=batch_size)
-    return data
-
-
-def annotate(data, config: AEPOConfig, configs, report, batch_size=64):
-    step = ScoreResponses(ScoreConfig("column" if config.reward_column else config.reward_model,
-                                      config.reward_revision, config.reward_batch_size, config.max_length,
-                                      config.max_tokens, config.dtype, config.device, config.use_chat_template,
-                                      tuple(f"selected__{name}" for name in configs)))
-    out = _map(data, step, "Scoring selected responses", report, "annotate", batch_size=batch_size)
-    report.annotations += step.scored
-    stats = getattr(step._scorer, "stats", None)
-    if stats:
-        report.reward_truncated += stats["truncated"]
-        report.reward_padding = step._scorer.padding_fraction
-    step.release()
-    return out
-
-
-def pair_all(data, configs, report, batch_size=64) -> dict:
-    splits = {}
-    for name, c in configs.items():
-        step = PairResponses(PairConfig(c.output_format, c.num_annotations, f"selected__{name}", c.conversational))
-        splits[name] = _map(data, step, f"Pairing ({name})", report, "pair", remove_columns=data.column_names,
-                            batch_size=batch_size)
-    return splits
+def _select_config(c: AEPOConfig, name: str) -> SelectConfig:
+    return SelectConfig(c.selection, c.num_annotations, c.diversity_penalty, c.similarity_measure, c.seed,
+                        output_column=f"selected__{name}")
 
 
 def run_pipeline(dataset, config: AEPOConfig, splits: dict[str, dict] | None = None, *, use_sample_cache=False,
                  use_matrix_cache=False, batch_size=64):
-    """The whole job on one dataset (or shard): returns ({split: Dataset}, RunReport)."""
-    report = RunReport()
-    configs = split_configs(config, splits)
-    data = prepare(dataset, config, configs, report, use_sample_cache, batch_size)
-    if any(SelectConfig(c.selection, c.num_annotations, c.diversity_penalty, c.similarity_measure).needs_embeddings
-           for c in configs.values()):
-        data = embed(data, config, report, use_matrix_cache, batch_size)
-    data = select_all(data, configs, report, batch_size)
-    data = annotate(data, config, configs, report, batch_size)
-    out = pair_all(data, configs, report, batch_size)
-    for name, split in out.items():
-        report.reward_stats[name] = reward_stats(split)
-    return out, report
+    """One pass of the whole job over `dataset`: returns ({split: Dataset}, RunReport)."""
+    pipeline = PreferencePipeline(config, splits, batch_size=batch_size)
+    return pipeline.run(dataset, use_sample_cache=use_sample_cache, use_matrix_cache=use_matrix_cache)
 
 
 def reward_stats(split) -> dict[str, float]:
