@@ -167,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["push"]:
         return push_main(argv[1:])
+    if argv[:1] == ["run"]:
+        from .launcher import main as launcher_main
+
+        return launcher_main(argv[1:])
     args = build_parser().parse_args(argv)
     setup_logging(args.debug)
     try:

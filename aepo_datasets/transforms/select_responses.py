@@ -71,7 +71,7 @@ class SelectResponses(Transform):
             n = len(batch["responses"][row])
             k = n if c.selection == "west_of_n" else c.num_annotations
             if n < k:
-                raise AEPOInputError(f"Row {row}: {n} usable responses, fewer than num_annotations={k}; "
+                raise AEPOInputError(f"Prompt {batch['prompt'][row][:60]!r}: {n} usable responses, fewer than num_annotations={k}; "
                                      "run ToResponseLists with min_responses=k to skip such prompts.")
             chosen[row] = select(c.selection, self.similarity(batch, row), n, k, c.diversity_penalty,
                                  prompt_seed(c.seed, batch["prompt"][row]))

@@ -111,16 +111,16 @@ class ToResponseLists(Transform):
         if reward_cols:
             out["given_scores"] = []
         for row in range(rows):
-            texts, scores = self._row_values(batch, row, response_cols, reward_cols)
+            texts, scores = self._row_values(batch, row, response_cols, reward_cols, _where(batch[prompt_col][row]))
             self._add_row(out, batch[prompt_col][row], texts, scores, row)
         return out
 
-    def _row_values(self, batch, row, response_cols, reward_cols):
+    def _row_values(self, batch, row, response_cols, reward_cols, where):
         if len(response_cols) == 1:
             texts = list(batch[response_cols[0]][row] or [])
             if self.config.num_responses is not None and len(texts) < self.config.num_responses:
                 raise AEPOInputError(
-                    f"Row {row}: column {response_cols[0]!r} has {len(texts)} responses, fewer than "
+                    f"{where}: column {response_cols[0]!r} has {len(texts)} responses, fewer than "
                     f"--num_responses {self.config.num_responses}."
                 )
             texts = texts[: self.config.num_responses]
@@ -131,7 +131,7 @@ class ToResponseLists(Transform):
         for column, text in zip(response_cols, texts):
             if text is not None and not isinstance(text, str):
                 raise AEPOInputError(
-                    f"Row {row}: response column {column!r} holds {type(text).__name__} values, not text. "
+                    f"{where}: response column {column!r} holds {type(text).__name__} values, not text. "
                     f"Name the response columns with --response_columns (e.g. 'response_*')."
                 )
         return texts, scores
@@ -158,14 +158,20 @@ class ToResponseLists(Transform):
         out["num_empty"].append(empty)
         out["num_duplicate"].append(duplicate)
         if scores is not None:
-            out["given_scores"].append([_as_score(scores[i], row, i) for i in kept])
+            out["given_scores"].append([_as_score(scores[i], _where(prompt), i) for i in kept])
 
 
-def _as_score(value, row: int, position: int) -> float:
+def _where(prompt) -> str:
+    """Names a row by its prompt: row numbers inside a map batch are not the dataset's."""
+    text = str(prompt)
+    return f"Prompt {text[:60] + ('...' if len(text) > 60 else '')!r}"
+
+
+def _as_score(value, where: str, position: int) -> float:
     try:
         score = float(value)
     except (TypeError, ValueError):
-        raise AEPOInputError(f"Row {row}: reward for response {position} is {value!r}, not a number.") from None
+        raise AEPOInputError(f"{where}: reward for response {position} is {value!r}, not a number.") from None
     return score
 
 

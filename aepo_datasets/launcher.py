@@ -1,0 +1,271 @@
+"""`accelerate launch aepo_datasets/run.py --config configs/NAME.yaml [key=value ...]`.
+
+Prompts are cut into fixed chunks (independent of the number of processes); each process takes a
+contiguous range of chunks, runs the chain with its models on its own device, and saves every chunk
+atomically (temporary folder, then rename) under OUTPUT_DIR/chunks/RUN_KEY/. A rerun of the same
+command reuses every finished chunk. When all processes are done, the main process assembles the
+chunks in prompt order into one DatasetDict (one split per selection strategy) and pushes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import yaml
+
+from . import __version__
+from .errors import AEPOInputError, IncompleteRunError
+from .registry import unknown_choice_message
+from .transforms.chain import AEPOConfig
+
+logger = logging.getLogger(__name__)
+
+LAUNCH_DEFAULTS = {"dataset": None, "split": "train", "num_instructions": None, "output_dir": None, "splits": None,
+                   "push_to_hub": None, "private": True, "access_token": None, "chunk_size": 1000,
+                   "map_batch_size": 64, "cache_dir": None}
+AEPO_KEYS = [f.name for f in fields(AEPOConfig)]
+# keys that do not change the rows produced; they are left out of the run key
+OUTPUT_ONLY = {"output_dir", "push_to_hub", "private", "access_token", "device", "cache_dir", "map_batch_size",
+               "embedding_batch_size", "reward_batch_size", "max_tokens"}
+
+
+def parse_settings(argv: list[str]) -> dict:
+    """`--config FILE` (optional) then `key=value` overrides; values are parsed as YAML scalars."""
+    settings: dict = {}
+    args = list(argv)
+    if "--config" in args:
+        at = args.index("--config")
+        if at + 1 >= len(args):
+            raise AEPOInputError("--config needs a YAML file path.")
+        settings.update(read_config(Path(args[at + 1])))
+        del args[at : at + 2]
+    for item in args:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise AEPOInputError(f"Override {item!r} is not key=value (e.g. num_responses=8).")
+        settings[key.lstrip("-")] = yaml.safe_load(value) if value else None
+    return validate_settings(settings)
+
+
+def read_config(path: Path) -> dict:
+    if not path.is_file():
+        raise AEPOInputError(f"Config file {str(path)!r} does not exist.")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise AEPOInputError(f"Config file {path} is not valid YAML: {err}") from None
+    if not isinstance(loaded, dict):
+        raise AEPOInputError(f"Config file {path} must hold a mapping of keys to values.")
+    return loaded
+
+
+def validate_settings(settings: dict) -> dict:
+    """Fill defaults, reject unknown keys, and check the AEPO options by building their config."""
+    known = list(LAUNCH_DEFAULTS) + AEPO_KEYS
+    for key in settings:
+        if key not in known:
+            raise AEPOInputError(unknown_choice_message("setting", key, sorted(known)))
+    merged = {**LAUNCH_DEFAULTS, **settings}
+    for key in ("dataset", "output_dir"):
+        if not merged[key]:
+            raise AEPOInputError(f"Setting {key!r} is required (in the config or as {key}=...).")
+    if not isinstance(merged["chunk_size"], int) or merged["chunk_size"] < 1:
+        raise AEPOInputError(f"chunk_size must be a positive integer, got {merged['chunk_size']!r}")
+    for name, overrides in (merged["splits"] or {}).items():
+        bad = [k for k in (overrides or {}) if k not in AEPO_KEYS]
+        if bad:
+            raise AEPOInputError(f"Split {name!r}: unknown option(s) {bad}. Options: {', '.join(AEPO_KEYS)}.")
+    aepo_config(merged)
+    for name, split in split_options(merged).items():
+        aepo_config({**merged, **split})
+    return merged
+
+
+def split_options(settings: dict) -> dict[str, dict]:
+    return {name: dict(overrides or {}) for name, overrides in (settings["splits"] or {}).items()}
+
+
+def aepo_config(settings: dict) -> AEPOConfig:
+    return AEPOConfig(**{k: settings[k] for k in AEPO_KEYS if k in settings and settings[k] is not None})
+
+
+def run_key(settings: dict, fingerprint: str) -> str:
+    """Identifies the rows a run produces: same key, same chunks, safe to reuse."""
+    relevant = {k: v for k, v in sorted(settings.items()) if k not in OUTPUT_ONLY}
+    text = json.dumps({"settings": relevant, "input": fingerprint, "version": __version__}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def chunk_ranges(rows: int, chunk_size: int) -> list[tuple[int, int]]:
+    return [(start, min(start + chunk_size, rows)) for start in range(0, rows, chunk_size)]
+
+
+def my_chunks(count: int, rank: int, world: int) -> range:
+    """Contiguous share of `count` chunks for `rank`; the first `count % world` ranks get one more."""
+    base, extra = divmod(count, world)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (1 if rank < extra else 0))
+
+
+def chunk_dir(work: Path, index: int) -> Path:
+    return work / f"chunk-{index:06d}"
+
+
+def is_done(work: Path, index: int) -> bool:
+    """A chunk is finished only once its folder has been renamed into place with report.json inside."""
+    return (chunk_dir(work, index) / "report.json").is_file()
+
+
+def save_chunk(work: Path, index: int, splits: dict, report) -> None:
+    from datasets import DatasetDict
+
+    tmp = work / f".tmp-chunk-{index:06d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    DatasetDict(splits).save_to_disk(str(tmp))
+    (tmp / "report.json").write_text(json.dumps(asdict(report)))
+    os.replace(tmp, chunk_dir(work, index))
+
+
+def process_chunks(dataset, chunks, indices, work: Path, pipeline) -> tuple[int, int]:
+    """Run every unfinished chunk of this process; returns (computed, reused)."""
+    from tqdm.auto import tqdm
+
+    computed = reused = 0
+    for index in tqdm(indices, desc="Chunks", unit="chunk", disable=len(indices) < 2):
+        if is_done(work, index):
+            reused += 1
+            continue
+        start, end = chunks[index]
+        splits, report = pipeline.run(dataset.select(range(start, end)))
+        save_chunk(work, index, splits, report)
+        computed += 1
+    return computed, reused
+
+
+def assemble(work: Path, count: int):
+    """Concatenate finished chunks in prompt order into one DatasetDict, plus the merged report."""
+    from datasets import DatasetDict, concatenate_datasets, load_from_disk
+
+    from .pipeline import RunReport
+
+    parts = [load_from_disk(str(chunk_dir(work, i))) for i in range(count)]
+    merged = DatasetDict({name: concatenate_datasets([p[name] for p in parts]) for name in parts[0]})
+    report = RunReport()
+    for i in range(count):
+        loaded = json.loads((chunk_dir(work, i) / "report.json").read_text())
+        report = report.merge(RunReport(**loaded))
+    return merged, report
+
+
+def launch(settings: dict, command: list[str]) -> int:
+    from accelerate import PartialState
+
+    from .io import atomic_save_to_disk, load_input
+    from .pipeline import PreferencePipeline, reward_stats
+
+    state = PartialState(cpu=use_cpu())
+    device = settings.get("device") or (str(state.device) if state.device.type != "mps" else "cpu")
+    config = aepo_config({**settings, "device": device})
+    with state.main_process_first():
+        dataset = load_input(settings["dataset"], settings["split"], settings["cache_dir"], settings["access_token"])
+    if settings["num_instructions"]:
+        dataset = dataset.select(range(min(int(settings["num_instructions"]), len(dataset))))
+    work = Path(settings["output_dir"]) / "chunks" / run_key(settings, dataset._fingerprint)
+    work.mkdir(parents=True, exist_ok=True)
+    failure = work / f"failed-rank{state.process_index}.txt"
+    failure.unlink(missing_ok=True)
+    chunks = chunk_ranges(len(dataset), settings["chunk_size"])
+    mine = my_chunks(len(chunks), state.process_index, state.num_processes)
+    pipeline = PreferencePipeline(config, split_options(settings), batch_size=settings["map_batch_size"],
+                                  release_models=False)
+    if len(mine) > 1:  # one bar over chunks instead of a bar per stage per chunk
+        import datasets
+
+        datasets.disable_progress_bars()
+    error = None
+    start = time.time()
+    try:
+        computed, reused = process_chunks(dataset, chunks, mine, work, pipeline)
+        logger.info("rank %d: %d chunks computed, %d reused from an earlier run", state.process_index, computed, reused)
+    except Exception as err:  # recorded for the main process; re-raised below
+        failure.write_text(f"{type(err).__name__}: {err}")
+        error = err
+    state.wait_for_everyone()
+    code, final_error = 0, None
+    if state.is_main_process:
+        try:
+            code = finish(settings, command, work, len(chunks), time.time() - start, atomic_save_to_disk, reward_stats)
+        except Exception as err:  # every rank must reach the barrier below before anyone raises
+            final_error = err
+    state.wait_for_everyone()
+    if error is not None or final_error is not None:
+        raise error or final_error
+    return code
+
+
+def use_cpu() -> bool:
+    """PartialState only forms a multi-process CPU group when told `cpu=True`."""
+    import torch
+    from accelerate.utils import parse_flag_from_env
+
+    return parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+
+
+def finish(settings, command, work: Path, count: int, seconds: float, save, reward_stats) -> int:
+    from .hub import redact_command
+    from .summary import format_summary
+
+    missing = [i for i in range(count) if not is_done(work, i)]
+    if missing:
+        reasons = "; ".join(p.read_text() for p in sorted(work.glob("failed-rank*.txt")))
+        raise IncompleteRunError(f"{len(missing)} of {count} chunks did not finish ({reasons or 'no error recorded'}). "
+                           "Nothing was assembled or pushed; rerun the same command to resume.")
+    merged, report = assemble(work, count)
+    report.reward_stats = {name: reward_stats(split) for name, split in merged.items()}
+    report.seconds["total"] = seconds
+    target = Path(settings["output_dir"]) / "dataset"
+    info = {"aepo_datasets_version": __version__, "settings": redacted(settings), "command": redact_command(command),
+            "config": {k: v for k, v in asdict(aepo_config(settings)).items() if not callable(v)},
+            "splits": split_options(settings), "report": asdict(report)}
+    save(merged, target, info)
+    outputs = {"output dataset": str(target)}
+    if settings["push_to_hub"]:
+        from .hub import push_preference_dataset
+
+        outputs["pushed to"] = push_preference_dataset(merged, settings["push_to_hub"], run_info=info,
+                                                       token=settings["access_token"], private=settings["private"],
+                                                       local_folder=str(target))
+    logger.info("%s", format_summary(report, outputs))
+    return 0
+
+
+def redacted(settings: dict) -> dict:
+    return {k: ("REDACTED" if k == "access_token" and v else v) for k, v in settings.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import setup_logging
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    setup_logging(False)
+    try:
+        return launch(parse_settings(argv), ["aepo_datasets/run.py", *argv])
+    except AEPOInputError as err:
+        print(f"aepo run: error: {err}", file=sys.stderr)
+        return 2
+    except IncompleteRunError as err:
+        print(f"aepo run: error: {err}", file=sys.stderr)
+        return 1
+    except RuntimeError as err:
+        if type(err).__name__ != "HubPushError":
+            raise
+        print(f"aepo run: error: {err}", file=sys.stderr)
+        return 1
