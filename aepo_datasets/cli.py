@@ -111,6 +111,8 @@ def _text(value):
 
 
 def run(args) -> int:
+    from datasets import DatasetDict
+
     from .io import atomic_save_to_disk, atomic_write_csv, load_input
     from .pipeline import run_pipeline
     from .summary import format_summary
@@ -130,7 +132,7 @@ def run(args) -> int:
     rows, columns = research_rows(result, config)
     info = run_info(args, config, report)
     atomic_write_csv(rows, columns, csv_path)
-    atomic_save_to_disk(result, data_dir, info)
+    atomic_save_to_disk(DatasetDict({"train": result}), data_dir, info)
     report.seconds["total"] = time.time() - start
     outputs = {"output CSV": str(csv_path), "output dataset": str(data_dir)}
     if args.push_to_hub:
@@ -144,15 +146,13 @@ def run_info(args, config, report) -> dict:
 
     return {"aepo_datasets_version": __version__, "config": {k: v for k, v in asdict(config).items()
                                                              if not callable(v)},
-            "command": redact_command(["aepo", *sys.argv[1:]]), "report": asdict(report)}
+            "command": redact_command(getattr(args, "command", ["aepo", *sys.argv[1:]])), "report": asdict(report)}
 
 
 def push(folder: Path, repo_id: str, token: str | None) -> str:
-    try:
-        from .hub import push_saved_folder
-    except ImportError:
-        raise AEPOInputError("--push_to_hub needs the Hub module (aepo_datasets.hub), which is missing.") from None
-    return str(push_saved_folder(str(folder), repo_id, token=token))
+    from .hub import push_saved_folder
+
+    return push_saved_folder(str(folder), repo_id, token=token)
 
 
 def setup_logging(debug: bool) -> None:
@@ -172,12 +172,18 @@ def main(argv: list[str] | None = None) -> int:
 
         return launcher_main(argv[1:])
     args = build_parser().parse_args(argv)
+    args.command = ["aepo", *argv]
     setup_logging(args.debug)
+    from .hub import HubPushError
+
     try:
         return run(args)
     except AEPOInputError as err:
         print(f"aepo: error: {err}", file=sys.stderr)
         return 2
+    except HubPushError as err:
+        print(f"aepo: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("aepo: interrupted; no output was written under the output name", file=sys.stderr)
         return 130
@@ -191,15 +197,19 @@ def push_main(argv: list[str]) -> int:
     p.add_argument("--public", action="store_true", help="make the dataset public (default: private)")
     args = p.parse_args(argv)
     setup_logging(False)
+    from .hub import HubPushError, push_saved_folder
+
     try:
-        from .hub import push_saved_folder
 
         logger.info("Pushed to %s", push_saved_folder(args.folder, args.repo_id, token=args.access_token,
                                                       private=not args.public))
         return 0
-    except (AEPOInputError, RuntimeError) as err:
+    except AEPOInputError as err:
         print(f"aepo push: error: {err}", file=sys.stderr)
         return 2
+    except HubPushError as err:
+        print(f"aepo push: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -253,6 +253,7 @@ def redacted(settings: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from .cli import setup_logging
+    from .hub import HubPushError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging(False)
@@ -264,8 +265,6 @@ def main(argv: list[str] | None = None) -> int:
     except IncompleteRunError as err:
         print(f"aepo run: error: {err}", file=sys.stderr)
         return 1
-    except RuntimeError as err:
-        if type(err).__name__ != "HubPushError":
-            raise
+    except HubPushError as err:
         print(f"aepo run: error: {err}", file=sys.stderr)
         return 1

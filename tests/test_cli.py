@@ -51,7 +51,7 @@ def test_saved_dataset_has_selected_positions_and_loads(tmp_path):
 
     assert run(tmp_path, "--num_responses", "8", "--num_instructions", "3", "--selection", "random",
                "--reward_model", "length", "--conversational", dataset=_scored_copy(tmp_path)) == 0
-    saved = load_from_disk(str(tmp_path / "output" / "preference"))
+    saved = load_from_disk(str(tmp_path / "output" / "preference"))["train"]
     assert len(saved) == 3 and all(len(ids) == 2 for ids in saved["selected_ids"])
     assert saved[0]["chosen"][0]["role"] == "assistant"
     assert read_csv(tmp_path / "output" / "preference.csv")[0]["chosen"] == saved[0]["chosen"][0]["content"]

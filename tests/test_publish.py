@@ -1,0 +1,56 @@
+"""`aepo --push_to_hub`, `aepo push` and the launcher's push, against the fake Hub on 127.0.0.1."""
+
+import io
+from pathlib import Path
+
+import pandas as pd
+from fake_hub import FAKE_TOKEN, fake_hub  # noqa: F401
+
+from aepo_datasets.cli import main
+from aepo_datasets.launcher import launch, parse_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = str(ROOT / "dataset" / "alpaca_samples.csv")
+
+
+def all_files_text(folder: Path) -> str:
+    return "".join(p.read_bytes().decode("latin-1") for p in folder.rglob("*") if p.is_file())
+
+
+def test_cli_push_lands_data_and_card_without_leaking_the_token(fake_hub, tmp_path, caplog):
+    caplog.set_level("DEBUG")
+    code = main([EXAMPLE, "--cache_dir", str(tmp_path), "--num_responses", "8", "--num_instructions", "3",
+                 "--selection", "random", "--reward_model", "length", "--push_to_hub", "fake-user/prefs",
+                 "--access_token", FAKE_TOKEN])
+    assert code == 0
+    files = fake_hub.files("fake-user/prefs")
+    parquet = [name for name in files if name.endswith(".parquet")]
+    assert parquet and pd.read_parquet(io.BytesIO(files[parquet[0]])).shape[0] == 3
+    card = files["README.md"].decode()
+    assert "2405.13541" in card and "--access_token" in card and "REDACTED" in card
+    assert fake_hub.repo("fake-user/prefs").private
+    assert FAKE_TOKEN not in caplog.text and FAKE_TOKEN not in all_files_text(tmp_path / "output")
+    assert all(FAKE_TOKEN not in f.decode("latin-1") for f in files.values())
+
+
+def test_launcher_pushes_every_split_and_a_failed_push_says_how_to_retry(fake_hub, tmp_path, capsys):
+    settings = parse_settings([f"dataset={EXAMPLE}", f"output_dir={tmp_path / 'out'}", "num_responses=8",
+                               "reward_model=length", "num_instructions=4", "push_to_hub=fake-user/run",
+                               f"access_token={FAKE_TOKEN}",
+                               "splits={aepo_k2: {}, west_of_n: {west_of_n: true}}"])
+    assert launch(settings, ["aepo_datasets/run.py", f"access_token={FAKE_TOKEN}"]) == 0
+    names = fake_hub.files("fake-user/run")
+    assert any("aepo_k2" in n for n in names) and any("west_of_n" in n for n in names)
+    card = names["README.md"].decode()
+    assert "west_of_n" in card and FAKE_TOKEN not in card
+    assert FAKE_TOKEN not in all_files_text(tmp_path / "out")
+
+    fake_hub.fail_next("commit", status=500, times=50)
+    from aepo_datasets.launcher import main as launcher_main
+
+    code = launcher_main([f"dataset={EXAMPLE}", f"output_dir={tmp_path / 'out'}", "num_responses=8",
+                          "reward_model=length", "num_instructions=4", "push_to_hub=fake-user/run2",
+                          "splits={aepo_k2: {}, west_of_n: {west_of_n: true}}"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"aepo push {tmp_path / 'out' / 'dataset'} fake-user/run2" in err
+    assert (tmp_path / "out" / "dataset" / "dataset_dict.json").exists()  # the local output is complete
