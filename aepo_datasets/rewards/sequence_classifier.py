@@ -44,6 +44,17 @@ def load_reward_model(name: str, device: torch.device, dtype: torch.dtype, revis
     return tokenizer, model.to(device).eval()
 
 
+def effective_max_length(requested: int, tokenizer, config) -> int:
+    """`requested`, capped by what the tokenizer and the position embeddings allow."""
+    limits = [requested, getattr(config, "max_position_embeddings", None) or requested]
+    if getattr(tokenizer, "model_max_length", 0) and tokenizer.model_max_length < 10**6:
+        limits.append(tokenizer.model_max_length)
+    length = min(limits)
+    if length < requested:
+        logger.info("reward inputs truncated at %d tokens (the model's limit; %d was asked)", length, requested)
+    return length
+
+
 class SequenceClassifierScorer:
     """Lazy reward model; `stats` counts forward passes (texts), truncations and padding."""
 
@@ -61,6 +72,7 @@ class SequenceClassifierScorer:
             self._tokenizer, self._model = load_reward_model(
                 self.name, device, resolve_dtype(self.dtype, device), self.revision)
             self._prepare_padding()
+            self.max_length = effective_max_length(self.max_length, self._tokenizer, self._model.config)
         return self._tokenizer, self._model
 
     def _prepare_padding(self):
