@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="score reward inputs with the tokenizer's chat template")
     more.add_argument("--conversational", action="store_true",
                       help="saved dataset in TRL's conversational format (message lists)")
+    more.add_argument("--baselines", action="store_true",
+                      help="also build random, mbr and west_of_n splits from the same embeddings and rewards, "
+                           "saved beside 'train' in the output dataset, with their reward statistics")
     more.add_argument("--push_to_hub", metavar="REPO_ID", default=None, help="publish the result (private)")
     more.add_argument("--version", action="version", version=f"aepo_datasets {__version__}")
     return p
@@ -97,6 +100,15 @@ def take_instructions(dataset, count: int):
     return dataset.select(range(count))
 
 
+def baseline_splits(config) -> dict[str, dict]:
+    """'train' is the requested selection; the baselines use the same k (West-of-N annotates all)."""
+    splits = {"train": {}}
+    for name in ("random", "mbr", "west_of_n"):
+        if name != config.selection:
+            splits[name] = {"west_of_n": True} if name == "west_of_n" else {"selection": name}
+    return splits
+
+
 def research_rows(split, config) -> tuple[list[dict], list[str]]:
     """The research tool's CSV columns (message lists flattened to their text)."""
     columns = ["prompt", "chosen", "rejected", "chosen_r", "rejected_r"] if config.output_format == "pair" else \
@@ -126,13 +138,13 @@ def run(args) -> int:
     start = time.time()
     dataset = load_input(args.dataset, args.split, str(Path(args.cache_dir) / ".aepo_cache"), args.access_token)
     dataset = take_instructions(dataset, args.num_instructions)
-    splits, report = run_pipeline(dataset, config, use_sample_cache=args.use_sample_cache,
-                                  use_matrix_cache=args.use_matrix_cache)
+    splits, report = run_pipeline(dataset, config, baseline_splits(config) if args.baselines else None,
+                                  use_sample_cache=args.use_sample_cache, use_matrix_cache=args.use_matrix_cache)
     result = splits["train"]
     rows, columns = research_rows(result, config)
     info = run_info(args, config, report)
     atomic_write_csv(rows, columns, csv_path)
-    atomic_save_to_disk(DatasetDict({"train": result}), data_dir, info)
+    atomic_save_to_disk(DatasetDict(splits), data_dir, info)
     report.seconds["total"] = time.time() - start
     outputs = {"output CSV": str(csv_path), "output dataset": str(data_dir)}
     if args.push_to_hub:

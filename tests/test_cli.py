@@ -213,3 +213,15 @@ def test_version_and_help(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "--num_annotations" in out and "examples:" in out
+
+
+def test_baselines_in_the_same_pass(tmp_path, caplog):
+    from datasets import load_from_disk
+
+    caplog.set_level("INFO")
+    assert run(tmp_path, "--num_responses", "8", "--num_instructions", "4", "--response_columns", "response_*",
+               "--reward_column", "score_*", "--baselines", dataset=_scored_copy(tmp_path)) == 0
+    saved = load_from_disk(str(tmp_path / "output" / "preference"))
+    assert set(saved) == {"train", "random", "mbr", "west_of_n"}
+    assert "rewards [west_of_n]" in caplog.text and "32 (100% of West-of-N's 32" in caplog.text
+    assert all(w >= a for w, a in zip(saved["west_of_n"]["chosen_r"], saved["train"]["chosen_r"]))
