@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import __version__
-from .errors import AEPOInputError
+from .errors import AEPOInputError, exit_code
 
 logger = logging.getLogger("aepo_datasets")
 
@@ -186,19 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command = ["aepo", *argv]
     setup_logging(args.debug)
-    from .hub import HubPushError
-
-    try:
-        return run(args)
-    except AEPOInputError as err:
-        print(f"aepo: error: {err}", file=sys.stderr)
-        return 2
-    except HubPushError as err:
-        print(f"aepo: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("aepo: interrupted; no output was written under the output name", file=sys.stderr)
-        return 130
+    return exit_code("aepo", lambda: run(args))
 
 
 def push_main(argv: list[str]) -> int:
@@ -209,19 +197,15 @@ def push_main(argv: list[str]) -> int:
     p.add_argument("--public", action="store_true", help="make the dataset public (default: private)")
     args = p.parse_args(argv)
     setup_logging(False)
-    from .hub import HubPushError, push_saved_folder
 
-    try:
+    def push_folder() -> int:
+        from .hub import push_saved_folder
 
-        logger.info("Pushed to %s", push_saved_folder(args.folder, args.repo_id, token=args.access_token,
-                                                      private=not args.public))
+        url = push_saved_folder(args.folder, args.repo_id, token=args.access_token, private=not args.public)
+        logger.info("Pushed to %s", url)
         return 0
-    except AEPOInputError as err:
-        print(f"aepo push: error: {err}", file=sys.stderr)
-        return 2
-    except HubPushError as err:
-        print(f"aepo push: error: {err}", file=sys.stderr)
-        return 1
+
+    return exit_code("aepo push", push_folder)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from huggingface_hub import DatasetCard, HfApi, HfFileSystem
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from . import __version__
-from .errors import AEPOInputError
+from .errors import AEPOInputError, HubPushError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,17 +65,6 @@ MAX_BACKOFF_S = 60.0
 _SECRET_NAME = re.compile(r"(?:^|[_.\-])(?:token|api_?key|secret|password)$", re.IGNORECASE)
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
 _PREF_REWARD = re.compile(r"pref_(\d+)_r")
-
-
-class HubPushError(RuntimeError):
-    """Pushing to the Hub failed. The local output is complete; `aepo push <folder> <repo_id>` pushes it later."""
-
-    def __init__(self, message: str, repo_id: str | None = None, local_folder: str | None = None):
-        super().__init__(message)
-        self.repo_id, self.local_folder = repo_id, local_folder
-
-    def __reduce__(self):
-        return type(self), (str(self), self.repo_id, self.local_folder)
 
 
 def push_later_command(local_folder: str | os.PathLike | None, repo_id: str) -> str:

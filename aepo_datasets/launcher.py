@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from . import __version__
-from .errors import AEPOInputError, IncompleteRunError
+from .errors import AEPOInputError, IncompleteRunError, exit_code
 from .registry import unknown_choice_message
 from .transforms.chain import AEPOConfig
 
@@ -253,18 +253,7 @@ def redacted(settings: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from .cli import setup_logging
-    from .hub import HubPushError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging(False)
-    try:
-        return launch(parse_settings(argv), ["aepo_datasets/run.py", *argv])
-    except AEPOInputError as err:
-        print(f"aepo run: error: {err}", file=sys.stderr)
-        return 2
-    except IncompleteRunError as err:
-        print(f"aepo run: error: {err}", file=sys.stderr)
-        return 1
-    except HubPushError as err:
-        print(f"aepo run: error: {err}", file=sys.stderr)
-        return 1
+    return exit_code("aepo run", lambda: launch(parse_settings(argv), ["aepo_datasets/run.py", *argv]))
