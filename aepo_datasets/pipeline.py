@@ -173,5 +173,6 @@ def reward_stats(split) -> dict[str, float]:
     if len(split) == 0:
         return {}
     hi, lo = np.asarray(split[best], dtype=float), np.asarray(split[worst], dtype=float)
-    return {"rows": len(split), "chosen_mean": float(hi.mean()), "rejected_mean": float(lo.mean()),
+    annotated = sum(len(ids) for ids in split["selected_ids"])
+    return {"rows": len(split), "annotations": annotated, "chosen_mean": float(hi.mean()), "rejected_mean": float(lo.mean()),
             "margin_mean": float((hi - lo).mean()), "chosen_std": float(hi.std()), "rejected_std": float(lo.std())}

@@ -18,14 +18,15 @@ def format_summary(report: RunReport, outputs: dict[str, str]) -> str:
         f"  texts embedded:        {report.texts_embedded}"
         + (f" (cached: {', '.join(report.cache_hits)})" if report.cache_hits else ""),
         f"  annotations spent:     {report.annotations} ({share} of West-of-N's {report.west_of_n_annotations}; "
-        f"{saved} saved)",
+        f"{saved} saved{'; all splits together' if len(report.reward_stats) > 1 else ''})",
     ]
     if report.reward_truncated:
         lines.append(f"  responses truncated:   {report.reward_truncated} (reward model max_length)")
     for split, stats in report.reward_stats.items():
         if stats:
             lines.append(f"  rewards [{split}]: chosen {stats['chosen_mean']:.4g}, rejected {stats['rejected_mean']:.4g}, "
-                         f"margin {stats['margin_mean']:.4g} over {stats['rows']} rows")
+                         f"margin {stats['margin_mean']:.4g} over {stats['rows']} rows "
+                         f"({stats['annotations']} annotations)")
     lines.append("  time per stage:        " + ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items()))
     lines += [f"  {label + ':':22} {path}" for label, path in outputs.items()]
     return "\n".join(lines)

@@ -95,10 +95,10 @@ class SequenceClassifierScorer:
         if self._chat():
             texts = [tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
                                              tokenize=False) for p, r in zip(prompts, responses)]
-            full = tok(texts, add_special_tokens=False)["input_ids"]
+            full = tok(texts, add_special_tokens=False, verbose=False)["input_ids"]
             ids = [x[: self.max_length] for x in full]
         else:
-            full = tok(list(prompts), list(responses))["input_ids"]
+            full = tok(list(prompts), list(responses), verbose=False)["input_ids"]
             ids = [self._truncate_pair(p, r, len(x)) if len(x) > self.max_length else x
                    for p, r, x in zip(prompts, responses, full)]
         self.stats["truncated"] += sum(len(x) > self.max_length for x in full)
