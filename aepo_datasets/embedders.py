@@ -68,10 +68,19 @@ class SentenceEmbedder:
         """Unit-norm float32 embeddings, one row per text, in input order."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        with torch.inference_mode():
-            # encode() sorts by length, batches, and restores the input order itself
-            out = self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
-                                    normalize_embeddings=True, show_progress_bar=False)
+        while True:
+            try:
+                with torch.inference_mode():
+                    # encode() sorts by length, batches, and restores the input order itself
+                    out = self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                            normalize_embeddings=True, show_progress_bar=False)
+                break
+            except torch.cuda.OutOfMemoryError:
+                if self.batch_size == 1:
+                    raise
+                torch.cuda.empty_cache()
+                self.batch_size //= 2
+                logger.warning("CUDA out of memory while embedding; batch size halved to %d", self.batch_size)
         self.encoded_texts += len(texts)
         return out.astype(np.float32, copy=False)
 
