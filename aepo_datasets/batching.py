@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 
-def token_budget_batches(lengths: list[int], max_batch_size: int, max_tokens: int) -> list[list[int]]:
-    """Group indices (longest first) so each batch's padded size, len(batch) * longest, fits `max_tokens`.
+def token_budget_batches(lengths: list[int], max_batch_size: int, max_tokens: int,
+                         max_padding: float = 1.0) -> list[list[int]]:
+    """Group indices (longest first) so each batch's padded size, len(batch) * longest, fits `max_tokens`
+    and at most `max_padding` of its tokens are padding.
 
     A single sequence longer than the budget still gets a batch of its own.
     """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     batches: list[list[int]] = []
     current: list[int] = []
+    real = 0
     for index in order:
         longest = lengths[current[0]] if current else lengths[index]
-        if current and (len(current) >= max_batch_size or (len(current) + 1) * longest > max_tokens):
+        padded = (len(current) + 1) * longest
+        too_padded = padded and 1 - (real + lengths[index]) / padded > max_padding
+        if current and (len(current) >= max_batch_size or padded > max_tokens or too_padded):
             batches.append(current)
-            current = []
+            current, real = [], 0
         current.append(index)
+        real += lengths[index]
     if current:
         batches.append(current)
     return batches

@@ -45,6 +45,14 @@ def load_sentence_model(name: str, device: torch.device, dtype: torch.dtype, rev
     return model.eval()
 
 
+def position_limit(model) -> int:
+    """Longest input the encoder's position embeddings allow. Not the tokenizer's model_max_length:
+    sentence-transformers sets that to its own max_seq_length (256 for MiniLM)."""
+    config = getattr(getattr(model[0], "auto_model", None), "config", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    return int(limit) if limit else 10**6
+
+
 class SentenceEmbedder:
     """Lazy sentence-transformers encoder. `encoded_texts` counts texts sent to the model."""
 
@@ -60,8 +68,7 @@ class SentenceEmbedder:
         if self._model is None:
             device = resolve_device(self.device)
             self._model = load_sentence_model(self.name, device, resolve_dtype(self.dtype, device), self.revision)
-            limit = self._model.tokenizer.model_max_length
-            self._model.max_seq_length = min(self.max_seq_length, limit) if limit < 10**6 else self.max_seq_length
+            self._model.max_seq_length = min(self.max_seq_length, position_limit(self._model))
         return self._model
 
     def encode(self, texts: list[str]) -> np.ndarray:

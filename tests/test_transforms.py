@@ -215,3 +215,21 @@ def test_hash_unchanged_after_model_loads_and_second_map_is_cached(small_wide_da
     again = small_wide_dataset.map(chain, batched=True, remove_columns=small_wide_dataset.column_names)
     assert chain.steps["annotate"].scored == calls  # nothing recomputed: a cache hit
     assert again.to_list() == first.to_list()
+
+
+def test_token_budget_batches_limit_padding():
+    from aepo_datasets.batching import padded_tokens, token_budget_batches
+
+    lengths = [300, 290, 280, 100, 95, 50, 49, 10]
+    batches = token_budget_batches(lengths, 8, 8192, max_padding=0.1)
+    assert sorted(sum(batches, [])) == list(range(8))
+    for batch in batches:
+        sub = [lengths[i] for i in batch]
+        assert 1 - sum(sub) / (len(sub) * max(sub)) <= 0.1
+    assert padded_tokens(lengths, token_budget_batches(lengths, 2, 8192)) == 2 * 300 + 2 * 280 + 2 * 95 + 2 * 49
+
+
+def test_embedder_truncates_at_512_tokens_by_default():
+    embed = EmbedResponses()
+    assert embed.embedder().model.max_seq_length == 512
+    assert EmbedResponses(max_seq_length=256).embedder().model.max_seq_length == 256

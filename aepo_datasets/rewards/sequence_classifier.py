@@ -20,6 +20,8 @@ from ..errors import AEPOInputError
 logger = logging.getLogger(__name__)
 
 DEFAULT_REWARD_MODEL = "OpenAssistant/reward-model-deberta-v3-large-v2"
+CPU_MAX_PADDING = 0.10
+GPU_MAX_PADDING = 0.30
 
 
 def load_reward_model(name: str, device: torch.device, dtype: torch.dtype, revision: str | None = None):
@@ -59,9 +61,10 @@ class SequenceClassifierScorer:
     """Lazy reward model; `stats` counts forward passes (texts), truncations and padding."""
 
     def __init__(self, name=DEFAULT_REWARD_MODEL, device=None, dtype="auto", batch_size=8,
-                 max_length=1024, max_tokens=8192, use_chat_template=None, revision=None):
+                 max_length=1024, max_tokens=8192, use_chat_template=None, revision=None, max_padding=None):
         self.name, self.device, self.dtype, self.revision = name, device, dtype, revision
         self.batch_size, self.max_length, self.max_tokens = batch_size, max_length, max_tokens
+        self.max_padding = max_padding
         self.use_chat_template = use_chat_template
         self._tokenizer = self._model = None
         self.stats = {"scored": 0, "truncated": 0, "real_tokens": 0, "padded_tokens": 0}
@@ -119,13 +122,20 @@ class SequenceClassifierScorer:
         ids = self.encode(prompts, responses)
         scores = [0.0] * len(ids)
         lengths = [len(x) for x in ids]
-        batches = token_budget_batches(lengths, self.batch_size, self.max_tokens)
+        batches = token_budget_batches(lengths, self.batch_size, self.max_tokens, self._padding_limit(model))
         with torch.inference_mode():
             for batch in batches:
                 for index, value in zip(batch, self._forward([ids[i] for i in batch])):
                     scores[index] = value
         self._count(lengths, batches)
         return scores
+
+    def _padding_limit(self, model) -> float:
+        """On a CPU padded tokens cost as much as real ones, so batch only near-equal lengths (at most
+        10 % padding); on a GPU larger batches pay for some padding."""
+        if self.max_padding is not None:
+            return self.max_padding
+        return CPU_MAX_PADDING if model.device.type == "cpu" else GPU_MAX_PADDING
 
     def _forward(self, ids: list[list[int]]) -> list[float]:
         try:
