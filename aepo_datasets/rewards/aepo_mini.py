@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -38,6 +39,12 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 # ---------------------------------------------------------------------------------------------
 
 
+_LIST_ITEM = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+", re.MULTILINE)
+_HEADING = re.compile(r"^\s*(?:#{1,6}\s+\S|\*\*[^*\n]+\*\*:?\s*$|[^\n]{1,60}:\s*$)", re.MULTILINE)
+_REFUSAL = re.compile(r"\b(?:I'm sorry|I am sorry|I apologi[sz]e|as an AI|I cannot|I can't|I'm not able|"
+                      r"I am not able|I do not have|I don't have)\b", re.IGNORECASE)
+
+
 def _n_lines(text: str) -> int:
     return text.count("\n") + 1 if text else 0
 
@@ -47,6 +54,12 @@ SURFACE_FEATURES: dict[str, Callable[[str, int], float]] = {
     "log_words": lambda text, n_tokens: math.log1p(len(text.split())),
     "log_tokens": lambda text, n_tokens: math.log1p(n_tokens),
     "log_lines": lambda text, n_tokens: math.log1p(_n_lines(text)),
+    "log_paragraphs": lambda text, n_tokens: math.log1p(len([b for b in text.split("\n\n") if b.strip()])),
+    "log_list_items": lambda text, n_tokens: math.log1p(len(_LIST_ITEM.findall(text))),
+    "log_headings": lambda text, n_tokens: math.log1p(len(_HEADING.findall(text))),
+    "log_code_blocks": lambda text, n_tokens: math.log1p(text.count("```") // 2),
+    "log_refusals": lambda text, n_tokens: math.log1p(len(_REFUSAL.findall(text))),
+    "log_mean_word_chars": lambda text, n_tokens: math.log1p(len(text) / max(1, len(text.split()))),
 }
 
 EMBEDDING_FEATURES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
