@@ -233,3 +233,7 @@ def test_embedder_truncates_at_512_tokens_by_default():
     embed = EmbedResponses()
     assert embed.embedder().model.max_seq_length == 512
     assert EmbedResponses(max_seq_length=256).embedder().model.max_seq_length == 256
+
+
+def test_device_is_not_part_of_the_fingerprint():
+    assert Hasher.hash(AEPOTransform(num_responses=4, device="cpu")) == Hasher.hash(AEPOTransform(num_responses=4))

@@ -7,7 +7,7 @@ and VERSION (bump VERSION whenever a transform's output changes for the same con
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, ClassVar
 
 
@@ -27,7 +27,10 @@ class Transform:
         """Drop loaded models and counters (called on init and after unpickling)."""
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"config": self.config, "version": self.VERSION}
+        # the device does not change the rows: keep it out of the fingerprint (a worker process
+        # unpickled from this state picks its device from its rank)
+        config = replace(self.config, device=None) if hasattr(self.config, "device") else self.config
+        return {"config": config, "version": self.VERSION}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.config = state["config"]
