@@ -61,20 +61,27 @@ def _greedy_fill(rep, matrix, chosen: list[int], k: int, pair_weight: float) -> 
     return chosen
 
 
+def _fast_objective(rep: np.ndarray, matrix: np.ndarray, chosen: list[int], k: int, diversity_penalty: float) -> float:
+    """f(Y) from the precomputed column sums `rep` and the k x k block of the chosen responses."""
+    index = np.asarray(chosen, dtype=np.int64)
+    among = matrix[np.ix_(index, index)].sum() / (k * (k - 1)) if k > 1 else 0.0
+    return float(rep[index].sum() - diversity_penalty * among)
+
+
 def _local_search(rep, matrix, chosen: list[int], k, diversity_penalty, pair_weight, rng, iterations):
     """Remove one chosen response and refill greedily; keep the change unless the objective drops.
 
     Removal positions follow a seeded shuffle; stops after `iterations` refills or after a full pass
     over the chosen responses that changed nothing.
     """
-    best = _objective(matrix, chosen, k, diversity_penalty)
+    best = _fast_objective(rep, matrix, chosen, k, diversity_penalty)
     unchanged = 0
     for step in range(iterations):
         if step % k == 0:
             order = rng.permutation(k)
         removed = int(order[step % k])
         candidate = _greedy_fill(rep, matrix, chosen[:removed] + chosen[removed + 1 :], k, pair_weight)
-        value = _objective(matrix, candidate, k, diversity_penalty)
+        value = _fast_objective(rep, matrix, candidate, k, diversity_penalty)
         unchanged = unchanged + 1 if sorted(candidate) == sorted(chosen) else 0
         if value >= best:
             chosen, best = candidate, value
@@ -113,7 +120,7 @@ def select_diverse(
         if k > 1:
             chosen, value = _local_search(rep, matrix, chosen, k, diversity_penalty, pair_weight, rng, iterations)
         else:
-            value = _objective(matrix, chosen, k, diversity_penalty)
+            value = _fast_objective(rep, matrix, chosen, k, diversity_penalty)
         if value > best_value:
             best_set, best_value = chosen, value
     return sorted(best_set)

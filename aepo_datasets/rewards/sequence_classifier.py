@@ -20,7 +20,7 @@ from ..errors import AEPOInputError
 logger = logging.getLogger(__name__)
 
 DEFAULT_REWARD_MODEL = "OpenAssistant/reward-model-deberta-v3-large-v2"
-CPU_MAX_PADDING = 0.10
+CPU_MAX_PADDING = 0.0
 GPU_MAX_PADDING = 0.30
 
 
@@ -131,8 +131,8 @@ class SequenceClassifierScorer:
         return scores
 
     def _padding_limit(self, model) -> float:
-        """On a CPU padded tokens cost as much as real ones, so batch only near-equal lengths (at most
-        10 % padding); on a GPU larger batches pay for some padding."""
+        """On a CPU, batching did not pay even at 5 % padding (benchmarks/RESULTS.md), so only
+        equal-length inputs share a batch; on a GPU larger batches pay for some padding."""
         if self.max_padding is not None:
             return self.max_padding
         return CPU_MAX_PADDING if model.device.type == "cpu" else GPU_MAX_PADDING
