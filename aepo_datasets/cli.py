@@ -90,6 +90,19 @@ def config_from_args(args):
         use_chat_template=chat)
 
 
+def group_if_long(dataset, config):
+    """One row per response (long layout) -> one row per prompt, order kept."""
+    from .transforms.to_response_lists import ResponseListsConfig, group_long_responses, is_long_layout
+
+    reward = config.reward_column[0] if config.reward_column and len(config.reward_column) == 1 else None
+    found = is_long_layout(dataset, ResponseListsConfig(config.prompt_column, config.response_columns))
+    if found is None:
+        return dataset
+    grouped = group_long_responses(dataset, *found, reward_column=reward)
+    logger.info("Long layout: %d rows (one per response) grouped into %d prompts", len(dataset), len(grouped))
+    return grouped
+
+
 def take_instructions(dataset, count: int):
     if count < 1:
         raise AEPOInputError(f"--num_instructions must be >= 1, got {count}")
@@ -137,6 +150,7 @@ def run(args) -> int:
         raise AEPOInputError(f"The output folder {data_dir} is the input: choose another --output.")
     start = time.time()
     dataset = load_input(args.dataset, args.split, str(Path(args.cache_dir) / ".aepo_cache"), args.access_token)
+    dataset = group_if_long(dataset, config)
     dataset = take_instructions(dataset, args.num_instructions)
     splits, report = run_pipeline(dataset, config, baseline_splits(config) if args.baselines else None,
                                   use_sample_cache=args.use_sample_cache, use_matrix_cache=args.use_matrix_cache)

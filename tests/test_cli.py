@@ -225,3 +225,13 @@ def test_baselines_in_the_same_pass(tmp_path, caplog):
     assert set(saved) == {"train", "random", "mbr", "west_of_n"}
     assert "rewards [west_of_n]" in caplog.text and "32 (100% of West-of-N's 32" in caplog.text
     assert all(w >= a for w, a in zip(saved["west_of_n"]["chosen_r"], saved["train"]["chosen_r"]))
+
+
+def test_long_layout_is_grouped_by_prompt(tmp_path):
+    rows = "".join(f"p{i},answer {j} to p{i}\n" for j in range(3) for i in range(2))
+    path = write(tmp_path, "long.csv", ("prompt,response\n" + rows).encode())
+    assert run(tmp_path, "--num_responses", "3", "--num_instructions", "2", "--selection", "random",
+               "--reward_model", "length", dataset=path) == 0
+    out = read_csv(tmp_path / "output" / "preference.csv")
+    assert [r["prompt"] for r in out] == ["p0", "p1"]
+    assert all(r["chosen"].endswith(r["prompt"]) and r["rejected"].endswith(r["prompt"]) for r in out)

@@ -12,7 +12,7 @@ exact duplicates (same string) keep their first occurrence. A prompt left with f
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import AEPOInputError
 from .base import Transform
@@ -117,6 +117,11 @@ class ToResponseLists(Transform):
 
     def _row_values(self, batch, row, response_cols, reward_cols, where):
         if len(response_cols) == 1:
+            if isinstance(batch[response_cols[0]][row], str):
+                raise AEPOInputError(
+                    f"Column {response_cols[0]!r} holds one response per row (the long layout): group it first "
+                    "with aepo_datasets.group_long_responses(ds), or name more response columns."
+                )
             texts = list(batch[response_cols[0]][row] or [])
             if self.config.num_responses is not None and len(texts) < self.config.num_responses:
                 raise AEPOInputError(
@@ -175,6 +180,14 @@ def _as_score(value, where: str, position: int) -> float:
     return score
 
 
+def is_long_layout(dataset, config: ResponseListsConfig) -> tuple[str, str] | None:
+    """(prompt column, response column) when the data has one text response per row."""
+    prompt, responses, _ = resolve_columns(dataset.column_names, replace(config, num_responses=None))
+    if len(responses) == 1 and getattr(dataset.features[responses[0]], "dtype", None) in ("string", "large_string"):
+        return prompt, responses[0]
+    return None
+
+
 def group_long_responses(dataset, prompt_column: str = "prompt", response_column: str = "response",
                          reward_column: str | None = None):
     """Long layout (one row per response) -> one row per prompt with list columns, order kept."""
@@ -191,7 +204,8 @@ def group_long_responses(dataset, prompt_column: str = "prompt", response_column
             group["responses"].append(batch[response_column][i])
             if reward_column:
                 group["scores"].append(batch[reward_column][i])
-    data = {prompt_column: list(groups), "responses": [g["responses"] for g in groups.values()]}
+    # the grouped list columns keep their names, so the same column options work on the result
+    data = {prompt_column: list(groups), response_column: [g["responses"] for g in groups.values()]}
     if reward_column:
-        data["scores"] = [g["scores"] for g in groups.values()]
+        data[reward_column] = [g["scores"] for g in groups.values()]
     return Dataset.from_dict(data)
