@@ -168,6 +168,7 @@ def assemble(work: Path, count: int):
 def launch(settings: dict, command: list[str]) -> int:
     from accelerate import PartialState
 
+    from .cli import group_if_long
     from .io import atomic_save_to_disk, load_input
     from .pipeline import PreferencePipeline, reward_stats
 
@@ -176,6 +177,7 @@ def launch(settings: dict, command: list[str]) -> int:
     config = aepo_config({**settings, "device": device})
     with state.main_process_first():
         dataset = load_input(settings["dataset"], settings["split"], settings["cache_dir"], settings["access_token"])
+    dataset = group_if_long(dataset, config)
     if settings["num_instructions"]:
         dataset = dataset.select(range(min(int(settings["num_instructions"]), len(dataset))))
     work = Path(settings["output_dir"]) / "chunks" / run_key(settings, dataset._fingerprint)
