@@ -208,4 +208,9 @@ def group_long_responses(dataset, prompt_column: str = "prompt", response_column
     data = {prompt_column: list(groups), response_column: [g["responses"] for g in groups.values()]}
     if reward_column:
         data[reward_column] = [g["scores"] for g in groups.values()]
-    return Dataset.from_dict(data)
+    grouped = Dataset.from_dict(data)
+    # deterministic, derived from the input's fingerprint, so caches and the launcher's resume still match
+    from datasets.fingerprint import Hasher
+
+    grouped._fingerprint = Hasher.hash([dataset._fingerprint, prompt_column, response_column, reward_column])
+    return grouped
