@@ -28,6 +28,14 @@ from .transforms.chain import AEPOConfig
 
 logger = logging.getLogger(__name__)
 
+USAGE = f"""usage: accelerate launch aepo_datasets/run.py [--config FILE.yaml] [key=value ...]
+       python aepo_datasets/run.py ...   |   aepo run ...
+
+{__doc__.strip()}
+
+Keys: the `aepo` flag names ({{aepo}}) and {{launch}}.
+Example: python aepo_datasets/run.py --config configs/offline_demo.yaml output_dir=out chunk_size=500"""
+
 LAUNCH_DEFAULTS = {"dataset": None, "split": "train", "num_instructions": None, "output_dir": None, "splits": None,
                    "push_to_hub": None, "private": True, "access_token": None, "chunk_size": 1000,
                    "map_batch_size": 64, "cache_dir": None}
@@ -257,5 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     from .cli import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if {"-h", "--help"} & set(argv):
+        print(USAGE.format(aepo=", ".join(AEPO_KEYS), launch=", ".join(LAUNCH_DEFAULTS)))
+        return 0
     setup_logging(False)
     return exit_code("aepo run", lambda: launch(parse_settings(argv), ["aepo_datasets/run.py", *argv]))

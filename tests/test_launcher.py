@@ -135,3 +135,11 @@ def test_a_failing_rank_means_nothing_is_assembled(tmp_path):
     assert not (tmp_path / "out" / "dataset").exists()
     # rank 0 finished chunks 0-1, rank 1 finished chunk 2 and failed on chunk 3: finished work is kept
     assert len(list((tmp_path / "out" / "chunks").glob("*/chunk-*"))) == 3
+
+
+def test_help(capsys):
+    from aepo_datasets.launcher import main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "key=value" in out and "num_annotations" in out and "chunk_size" in out
