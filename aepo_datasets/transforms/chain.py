@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from ..embedders import DEFAULT_EMBEDDER, DEFAULT_MAX_SEQ_LENGTH
@@ -92,7 +92,3 @@ class AEPOTransform(Transform):
         for step in self.steps.values():
             batch = {**batch, **step(batch, rank)} if not isinstance(step, PairResponses) else step(batch, rank)
         return batch
-
-
-def config_fields() -> list[str]:
-    return [f.name for f in fields(AEPOConfig)]
