@@ -28,6 +28,7 @@ from huggingface_hub import DatasetCard
 
 from . import __version__
 from .errors import AEPOInputError
+from .transforms.pair_responses import reward_columns
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,6 @@ RUN_INFO_KEYS = ("num_responses", "num_annotations", "diversity_penalty", "strat
                  "aepo_datasets_version")  # fmt: skip
 _SECRET_NAME = re.compile(r"(?:^|[_.\-])(?:token|api_?key|secret|password)$", re.IGNORECASE)
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
-_PREF_REWARD = re.compile(r"pref_(\d+)_r")
 
 
 # ---- secrets ---------------------------------------------------------------------------------------
@@ -108,14 +108,6 @@ def _scrub(value: Any, secrets: Sequence[str]) -> Any:
 
 
 # ---- statistics ------------------------------------------------------------------------------------
-
-
-def reward_columns(column_names: Sequence[str]) -> tuple[str, str] | None:
-    """(chosen, rejected) reward columns: `chosen_r`/`rejected_r`, else `pref_0_r` and the last `pref_*_r`."""
-    if "chosen_r" in column_names and "rejected_r" in column_names:
-        return "chosen_r", "rejected_r"
-    prefs = sorted((int(m.group(1)), c) for c in column_names if (m := _PREF_REWARD.fullmatch(c)))
-    return (prefs[0][1], prefs[-1][1]) if len(prefs) >= 2 and prefs[0][0] == 0 else None
 
 
 def _summary(column: pa.ChunkedArray, name: str) -> dict[str, float | None]:

@@ -177,8 +177,8 @@ def launch(settings: dict, command: list[str]) -> int:
     from accelerate import PartialState
 
     from .cli import group_if_long
-    from .io import atomic_save_to_disk, load_input
-    from .pipeline import PreferencePipeline, reward_stats
+    from .io import load_input
+    from .pipeline import PreferencePipeline
 
     state = PartialState(cpu=use_cpu())
     device = settings.get("device") or (str(state.device) if state.device.type != "mps" else "cpu")
@@ -212,7 +212,7 @@ def launch(settings: dict, command: list[str]) -> int:
     code, final_error = 0, None
     if state.is_main_process:
         try:
-            code = finish(settings, command, work, len(chunks), time.time() - start, atomic_save_to_disk, reward_stats)
+            code = finish(settings, command, work, len(chunks), time.time() - start)
         except Exception as err:  # every rank must reach the barrier below before anyone raises
             final_error = err
     state.wait_for_everyone()
@@ -229,8 +229,10 @@ def use_cpu() -> bool:
     return parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
 
 
-def finish(settings, command, work: Path, count: int, seconds: float, save, reward_stats) -> int:
+def finish(settings, command, work: Path, count: int, seconds: float) -> int:
     from .hub import redact_command
+    from .io import atomic_save_to_disk
+    from .pipeline import reward_stats
     from .summary import format_summary
 
     missing = [i for i in range(count) if not is_done(work, i)]
@@ -245,7 +247,7 @@ def finish(settings, command, work: Path, count: int, seconds: float, save, rewa
     info = {"aepo_datasets_version": __version__, "settings": redacted(settings), "command": redact_command(command),
             "config": {k: v for k, v in asdict(aepo_config(settings)).items() if not callable(v)},
             "splits": split_options(settings), "report": asdict(report)}
-    save(merged, target, info)
+    atomic_save_to_disk(merged, target, info)
     outputs = {"output dataset": str(target)}
     if settings["push_to_hub"]:
         from .hub import push_preference_dataset

@@ -166,13 +166,13 @@ def reward_stats(split) -> dict[str, float]:
     """Mean and spread of the best and worst reward per row."""
     import numpy as np
 
-    columns = split.column_names
-    best, worst = ("chosen_r", "rejected_r") if "chosen_r" in columns else \
-        ("pref_0_r", max((c for c in columns if c.startswith("pref_") and c.endswith("_r")),
-                         key=lambda c: int(c.split("_")[1])))
+    from .transforms.pair_responses import reward_columns
+
     if len(split) == 0:
         return {}
+    best, worst = reward_columns(split.column_names)
     hi, lo = np.asarray(split[best], dtype=float), np.asarray(split[worst], dtype=float)
     annotated = sum(len(ids) for ids in split["selected_ids"])
-    return {"rows": len(split), "annotations": annotated, "chosen_mean": float(hi.mean()), "rejected_mean": float(lo.mean()),
-            "margin_mean": float((hi - lo).mean()), "chosen_std": float(hi.std()), "rejected_std": float(lo.std())}
+    return {"rows": len(split), "annotations": annotated, "chosen_mean": float(hi.mean()),
+            "rejected_mean": float(lo.mean()), "margin_mean": float((hi - lo).mean()),
+            "chosen_std": float(hi.std()), "rejected_std": float(lo.std())}

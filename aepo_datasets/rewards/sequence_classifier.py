@@ -102,12 +102,12 @@ class SequenceClassifierScorer:
             ids = [x[: self.max_length] for x in full]
         else:
             full = tok(list(prompts), list(responses), verbose=False)["input_ids"]
-            ids = [self._truncate_pair(p, r, len(x)) if len(x) > self.max_length else x
+            ids = [self._truncate_pair(p, r) if len(x) > self.max_length else x
                    for p, r, x in zip(prompts, responses, full)]
         self.stats["truncated"] += sum(len(x) > self.max_length for x in full)
         return ids
 
-    def _truncate_pair(self, prompt, response, _length) -> list[int]:
+    def _truncate_pair(self, prompt, response) -> list[int]:
         try:
             return self._tokenizer(prompt, response, truncation="only_second", max_length=self.max_length)["input_ids"]
         except Exception:  # the prompt alone is longer than max_length: cut both

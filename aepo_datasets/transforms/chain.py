@@ -14,7 +14,7 @@ from .embed_responses import EmbedConfig, EmbedResponses
 from .pair_responses import PairConfig, PairResponses
 from .score_responses import ScoreConfig, ScoreResponses
 from .select_responses import SelectConfig, SelectResponses
-from .to_response_lists import ResponseListsConfig, ToResponseLists, _as_tuple
+from .to_response_lists import ResponseListsConfig, ToResponseLists, as_column_tuple
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,8 @@ class AEPOConfig:
     reward_revision: str | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "response_columns", _as_tuple(self.response_columns))
-        object.__setattr__(self, "reward_column", _as_tuple(self.reward_column))
+        object.__setattr__(self, "response_columns", as_column_tuple(self.response_columns))
+        object.__setattr__(self, "reward_column", as_column_tuple(self.reward_column))
         if self.west_of_n:
             object.__setattr__(self, "selection", "west_of_n")
         k, n = self.num_annotations, self.num_responses

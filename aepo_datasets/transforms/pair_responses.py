@@ -8,12 +8,23 @@ deterministic. Skipped prompts are dropped (use `remove_columns` in `map`, as ro
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..errors import AEPOInputError
 from .base import Transform, kept_rows, require_columns
 
 FORMATS = ("pair", "ranked")
+_PREF_REWARD = re.compile(r"pref_(\d+)_r")
+
+
+def reward_columns(column_names) -> tuple[str, str] | None:
+    """(best, worst) reward columns of a paired output: `chosen_r`/`rejected_r`, else `pref_0_r` and the
+    last `pref_*_r`; None when there are none."""
+    if "chosen_r" in column_names and "rejected_r" in column_names:
+        return "chosen_r", "rejected_r"
+    prefs = sorted((int(m.group(1)), c) for c in column_names if (m := _PREF_REWARD.fullmatch(c)))
+    return (prefs[0][1], prefs[-1][1]) if len(prefs) >= 2 and prefs[0][0] == 0 else None
 
 
 @dataclass(frozen=True)

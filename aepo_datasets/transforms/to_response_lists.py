@@ -22,7 +22,7 @@ SKIP_TOO_FEW = "too_few_usable_responses"
 SKIP_EMPTY_PROMPT = "empty_prompt"
 
 
-def _as_tuple(value):
+def as_column_tuple(value):
     if value is None or isinstance(value, tuple):
         return value
     if isinstance(value, str):
@@ -41,8 +41,8 @@ class ResponseListsConfig:
     min_responses: int = 2
 
     def __post_init__(self):
-        object.__setattr__(self, "response_columns", _as_tuple(self.response_columns))
-        object.__setattr__(self, "reward_columns", _as_tuple(self.reward_columns))
+        object.__setattr__(self, "response_columns", as_column_tuple(self.response_columns))
+        object.__setattr__(self, "reward_columns", as_column_tuple(self.reward_columns))
         if self.num_responses is not None and self.num_responses < 2:
             raise AEPOInputError(f"num_responses must be >= 2, got {self.num_responses}")
         if self.min_responses < 1:
