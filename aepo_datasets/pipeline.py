@@ -136,15 +136,12 @@ class PreferencePipeline:
         return lists
 
     def annotate(self, data, report: RunReport):
-        before = self.score.scored
-        scorer = self.score._scorer
-        truncated = scorer.stats["truncated"] if hasattr(scorer, "stats") else 0
+        before = self.score.counters()
         out = _map(data, self.score, "Scoring selected responses", report, "annotate", batch_size=self.batch_size)
-        report.annotations += self.score.scored - before
-        scorer = self.score._scorer
-        if scorer is not None and hasattr(scorer, "stats"):
-            report.reward_truncated = scorer.stats["truncated"] - truncated
-            report.reward_padding = scorer.padding_fraction
+        after = self.score.counters()
+        report.annotations += after["scored"] - before["scored"]
+        report.reward_truncated += after["truncated"] - before["truncated"]
+        report.reward_padding = after["padding"]
         if self.release_models:
             self.score.release()
         return out

@@ -66,6 +66,12 @@ class ScoreResponses(Transform):
         if self._scorer is not None:
             self._scorer.release()
 
+    def counters(self) -> dict:
+        """Responses scored by this transform, and the reward model's truncations and padding share."""
+        stats = getattr(self._scorer, "stats", None)
+        return {"scored": self.scored, "truncated": stats["truncated"] if stats else 0,
+                "padding": self._scorer.padding_fraction if stats else None}
+
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
         c = self.config
         needed = ["prompt", "responses", *c.selection_columns] + ([GIVEN_SCORES] if c.uses_given_scores else [])
