@@ -213,6 +213,11 @@ def test_version_and_help(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "--num_annotations" in out and "examples:" in out
+    from aepo_datasets import __version__
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"aepo_datasets {__version__}"
 
 
 def test_baselines_in_the_same_pass(tmp_path, caplog):
