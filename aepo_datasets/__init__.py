@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from .errors import AEPOInputError  # noqa: E402
+from .forking import install as _install_fork_hook  # noqa: E402
 from .transforms import (  # noqa: E402
     AEPOConfig,
     AEPOTransform,
@@ -13,6 +14,8 @@ from .transforms import (  # noqa: E402
     ToResponseLists,
     group_long_responses,
 )
+
+_install_fork_hook()  # map(num_proc=n) after torch ran here must not hang: see forking.py
 
 __all__ = [
     "AEPOConfig", "AEPOInputError", "AEPOTransform", "EmbedResponses", "PairResponses", "ScoreResponses",

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     more.add_argument("--seed", type=int, default=0)
     more.add_argument("--chat_template", choices=["auto", "on", "off"], default="auto",
                       help="score reward inputs with the tokenizer's chat template")
+    more.add_argument("--ties", choices=["drop", "position"], default="drop",
+                      help="a prompt whose selected responses all get the same reward carries no preference: "
+                           "drop it (counted in the summary), or keep it with the earlier response as chosen")
     more.add_argument("--conversational", action="store_true",
                       help="saved dataset in TRL's conversational format (message lists)")
     more.add_argument("--baselines", action="store_true",
@@ -87,7 +90,7 @@ def config_from_args(args):
         embedding_batch_size=args.embedding_batch_size, max_seq_length=args.max_seq_length,
         reward_batch_size=args.reward_batch_size, max_length=args.max_length, max_tokens=args.max_tokens,
         dtype=args.dtype, device=args.device, seed=args.seed, conversational=args.conversational,
-        use_chat_template=chat)
+        use_chat_template=chat, ties=args.ties)
 
 
 def group_if_long(dataset, config):
@@ -138,41 +141,66 @@ def _text(value):
 def run(args) -> int:
     from datasets import DatasetDict
 
-    from .io import atomic_save_to_disk, atomic_write_csv, load_input
-    from .pipeline import run_pipeline
-    from .summary import format_summary
+    from .io import OUTPUT_TYPES, atomic_save_to_disk, atomic_write_table, load_input, output_paths
+    from .pipeline import run_pipeline, split_configs
+    from .preflight import check_before_embedding
+    from .summary import push_and_summarize
 
     config = config_from_args(args)  # validates flags before anything loads
     out_dir = Path(args.cache_dir) / "output"
-    csv_path = out_dir / args.output
-    data_dir = out_dir / Path(args.output).stem
+    table_path, data_dir = output_paths(out_dir, args.output)  # the dataset folder sits beside the file
     if data_dir.resolve() == Path(args.dataset).resolve():
         raise AEPOInputError(f"The output folder {data_dir} is the input: choose another --output.")
+    splits_wanted = baseline_splits(config) if args.baselines else None
+    check_paths(args, table_path.parent)
     start = time.time()
     dataset = load_input(args.dataset, args.split, str(Path(args.cache_dir) / ".aepo_cache"), args.access_token)
     dataset = group_if_long(dataset, config)
     dataset = take_instructions(dataset, args.num_instructions)
-    splits, report = run_pipeline(dataset, config, baseline_splits(config) if args.baselines else None,
-                                  use_sample_cache=args.use_sample_cache, use_matrix_cache=args.use_matrix_cache)
+    check_before_embedding(dataset, config, split_configs(config, splits_wanted), args.access_token)
+    splits, report = run_pipeline(dataset, config, splits_wanted, use_sample_cache=args.use_sample_cache,
+                                  use_matrix_cache=args.use_matrix_cache)
     result = splits["train"]
     rows, columns = research_rows(result, config)
     info = run_info(args, config, report)
-    atomic_write_csv(rows, columns, csv_path)
+    atomic_write_table(rows, columns, table_path)
     atomic_save_to_disk(DatasetDict(splits), data_dir, info)
     report.seconds["total"] = time.time() - start
-    outputs = {"output CSV": str(csv_path), "output dataset": str(data_dir)}
-    if args.push_to_hub:
-        outputs["pushed to"] = push(data_dir, args.push_to_hub, args.access_token)
-    logger.info("%s", format_summary(report, outputs))
+    outputs = {f"output {OUTPUT_TYPES[table_path.suffix.lower()]}": str(table_path), "output dataset": str(data_dir)}
+    pusher = (lambda: push(data_dir, args.push_to_hub, args.access_token)) if args.push_to_hub else None
+    push_and_summarize(report, outputs, pusher)  # a failed push still shows the summary and the kept outputs
     return 0
+
+
+def check_paths(args, output_folder: Path) -> None:
+    """Before reading anything: the input exists (a Hub dataset answers) and the run can write its outputs."""
+    from huggingface_hub import constants
+
+    from .io import input_kind
+    from .preflight import ask_hub_once, check_writable_dir
+
+    if input_kind(args.dataset) == "hub" and not constants.HF_HUB_OFFLINE:
+        ask_hub_once(args.dataset, "DATASET", "dataset", token=args.access_token)
+    check_writable_dir(args.cache_dir, "--cache_dir")
+    check_writable_dir(output_folder, "--output")
 
 
 def run_info(args, config, report) -> dict:
     from .hub import redact_command
 
-    return {"aepo_datasets_version": __version__, "config": {k: v for k, v in asdict(config).items()
-                                                             if not callable(v)},
+    return {"aepo_datasets_version": __version__, **provenance(config),
             "command": redact_command(getattr(args, "command", ["aepo", *sys.argv[1:]])), "report": asdict(report)}
+
+
+def provenance(config) -> dict:
+    """run_info's `config` (a reward model that given scores replaced is recorded as None) and `annotator`."""
+    from .hub import describe_annotator
+
+    recorded = {k: v for k, v in asdict(config).items() if not callable(v)}
+    if config.reward_column:
+        recorded.update(reward_model=None, reward_revision=None)
+    return {"config": recorded,
+            "annotator": describe_annotator(config.reward_model, config.reward_column, config.reward_revision)}
 
 
 def push(folder: Path, repo_id: str, token: str | None) -> str:

@@ -36,3 +36,18 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 def rank_device(rank: int | None) -> str | None:
     """Under `map(num_proc=n, with_rank=True)`, one GPU per rank; None lets the model loader decide."""
     return None if rank is None else str(resolve_device(None, rank))
+
+
+# (inputs per batch, padded tokens per batch) by device type. On a CPU padding is pure cost and big
+# batches do not pay (FACTS.md); a GPU needs large batches to stay busy. None: no count limit.
+BATCH_BUDGETS = {
+    "embed": {"cpu": (64, 32768), "cuda": (None, 131072)},
+    "reward": {"cpu": (8, 8192), "cuda": (None, 32768)},
+}
+
+
+def batch_budget(kind: str, device: torch.device, batch_size: int | None = None,
+                 max_tokens: int | None = None) -> tuple[int, int]:
+    """Inputs and padded tokens per batch: what the caller asked for, else the device's default."""
+    size, tokens = BATCH_BUDGETS[kind]["cuda" if device.type == "cuda" else "cpu"]
+    return batch_size or size or 2**31, max_tokens or tokens

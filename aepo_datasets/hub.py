@@ -41,6 +41,7 @@ from .hub_card import (
     _scrub_text,
     build_dataset_card,
     card_metadata,
+    describe_annotator,
     normalize_run_info,
     redact_command,
     render_section,
@@ -51,7 +52,7 @@ from .hub_card import (
 __all__ = [
     "ARXIV_ID", "CARD_END", "CARD_START", "CARD_TAGS", "CITATION", "MAX_BACKOFF_S", "METADATA_KEY", "REDACTED",
     "RETRY_STATUS", "RUN_INFO_FILENAME", "RUN_INFO_KEYS", "TASK_CATEGORIES", "HubPushError", "build_dataset_card",
-    "card_metadata", "is_transient", "load_run_info", "normalize_run_info", "push_later_command",
+    "card_metadata", "describe_annotator", "is_transient", "load_run_info", "normalize_run_info", "push_later_command",
     "push_preference_dataset", "push_saved_folder", "redact_command", "render_section", "reward_columns",
     "reward_stats",
 ]  # fmt: skip

@@ -48,8 +48,8 @@ CITATION = """@misc{jinnai2024annotationefficient,
   url = {https://arxiv.org/abs/2405.13541}
 }"""
 RUN_INFO_KEYS = ("num_responses", "num_annotations", "diversity_penalty", "strategies", "embedder", "reward_model",
-                 "prompts_in", "prompts_kept", "skip_reasons", "annotations_spent", "west_of_n_annotations", "command",
-                 "aepo_datasets_version")  # fmt: skip
+                 "annotator", "prompts_in", "prompts_kept", "skip_reasons", "annotations_spent", "west_of_n_annotations",
+                 "command", "aepo_datasets_version")  # fmt: skip
 _SECRET_NAME = re.compile(r"(?:^|[_.\-])(?:token|api_?key|secret|password)$", re.IGNORECASE)
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
 
@@ -145,14 +145,31 @@ def _model_ref(value: Any, revision: Any = None) -> dict[str, Any] | None:
     return {"name": str(value), "revision": revision}
 
 
+def describe_annotator(reward_model: Any, reward_column: Sequence[str] | None = None, revision: str | None = None
+                       ) -> str | None:  # fmt: skip
+    """What annotated the responses, as run_info.json and the card name it: `column score_*` for existing scores,
+    `callable module.qualname` for a Python callable, else the reward model's short name (`aepo-mini`, `length`),
+    Hub id or path, with `@ revision` when one is pinned."""
+    if reward_column:
+        return "column " + ", ".join([reward_column] if isinstance(reward_column, str) else reward_column)
+    if callable(reward_model):
+        name = getattr(reward_model, "__qualname__", None) or type(reward_model).__qualname__
+        return f"callable {getattr(reward_model, '__module__', None) or '?'}.{name}"
+    if reward_model is None:
+        return None
+    return f"{reward_model} @ {revision}" if revision else str(reward_model)
+
+
 def _from_config_and_report(config: Mapping[str, Any], report: Mapping[str, Any]) -> dict[str, Any]:
     """Flat run-info keys from the CLI's `asdict(AEPOConfig)` and `asdict(RunReport)`."""
     strategy = "west_of_n" if config.get("west_of_n") else config.get("selection")
+    scores = config.get("reward_column")  # given scores: the config's reward_model was not used
     flat = {
         "num_responses": config.get("num_responses"), "num_annotations": config.get("num_annotations"),
         "diversity_penalty": config.get("diversity_penalty"), "strategies": [strategy] if strategy else None,
         "embedder": _model_ref(config.get("embedding_model"), config.get("embedding_revision")),
-        "reward_model": _model_ref(config.get("reward_model"), config.get("reward_revision")),
+        "reward_model": None if scores else _model_ref(config.get("reward_model"), config.get("reward_revision")),
+        "annotator": describe_annotator(config.get("reward_model"), scores, config.get("reward_revision")),
         "prompts_in": report.get("prompts_in"), "prompts_kept": report.get("prompts_kept"),
         "skip_reasons": report.get("skipped"), "annotations_spent": report.get("annotations"),
         "west_of_n_annotations": report.get("west_of_n_annotations"),
@@ -192,7 +209,8 @@ def card_metadata(run_info: Mapping[str, Any], stats: Mapping[str, Any], secrets
         "method": "AEPO (Annotation-Efficient Preference Optimization)", "paper": f"arXiv:{ARXIV_ID}",
         **{k: known.get(k) for k in ("num_responses", "num_annotations", "diversity_penalty", "strategies")},
         "splits": list(stats), "embedder": _model_ref(known.get("embedder")),
-        "reward_model": _model_ref(known.get("reward_model")), "prompts": prompts, "annotations": annotations,
+        "reward_model": _model_ref(known.get("reward_model")), "annotator": _annotator(known), "prompts": prompts,
+        "annotations": annotations,
         "reward_stats": {split: dict(entry) for split, entry in stats.items()}, "package_version": made_with,
         "command": _scrub_text(_command_text(known["command"]), secrets) if known.get("command") else None,
     }  # fmt: skip
@@ -234,6 +252,14 @@ def _stats_rows(stats: Mapping[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def _annotator(known: Mapping[str, Any]) -> str | None:
+    """The recorded annotator, else (run info from before it was recorded) the reward model."""
+    if known.get("annotator"):
+        return str(known["annotator"])
+    ref = _model_ref(known.get("reward_model"))
+    return describe_annotator(ref["name"], revision=ref["revision"]) if ref else None
+
+
 def render_section(meta: Mapping[str, Any]) -> str:
     """The markdown between CARD_START and CARD_END, from `card_metadata`."""
     prompts, budget = meta["prompts"], meta["annotations"]
@@ -244,7 +270,9 @@ def render_section(meta: Mapping[str, Any]) -> str:
         ("responses per prompt (N)", meta["num_responses"]), ("annotations per prompt (k)", meta["num_annotations"]),
         ("diversity penalty (λ)", meta["diversity_penalty"]), ("strategies", meta["strategies"]),
         ("splits", meta["splits"]), ("embedder", _model_cell(meta["embedder"])),
-        ("reward model", _model_cell(meta["reward_model"])), ("aepo_datasets version", meta["package_version"]),
+        ("annotator", meta.get("annotator")),
+        *([("reward model", _model_cell(meta["reward_model"]))] if meta.get("reward_model") else []),
+        ("aepo_datasets version", meta["package_version"]),
     ]  # fmt: skip
     reasons = sorted(prompts["skip_reasons"].items())
     parts = [

@@ -16,7 +16,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import yaml
@@ -24,6 +24,7 @@ import yaml
 from . import __version__
 from .errors import AEPOInputError, IncompleteRunError, exit_code
 from .registry import unknown_choice_message
+from .schema import coerce, field_types
 from .transforms.chain import AEPOConfig
 
 logger = logging.getLogger(__name__)
@@ -36,9 +37,27 @@ USAGE = f"""usage: accelerate launch aepo_datasets/run.py [--config FILE.yaml] [
 Keys: the `aepo` flag names ({{aepo}}) and {{launch}}.
 Example: python aepo_datasets/run.py --config configs/offline_demo.yaml output_dir=out chunk_size=500"""
 
-LAUNCH_DEFAULTS = {"dataset": None, "split": "train", "num_instructions": None, "output_dir": None, "splits": None,
-                   "push_to_hub": None, "private": True, "access_token": None, "chunk_size": 1000,
-                   "map_batch_size": 64, "cache_dir": None}
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    """The launcher's own keys (beside AEPOConfig's)."""
+
+    dataset: str | None = None
+    split: str = "train"
+    num_instructions: int | None = None
+    output_dir: str | None = None
+    splits: dict | None = None
+    push_to_hub: str | None = None
+    private: bool = True
+    access_token: str | None = None
+    chunk_size: int = 1000
+    map_batch_size: int = 64
+    cache_dir: str | None = None
+
+
+LAUNCH_DEFAULTS = asdict(LaunchSettings())
+SETTING_TYPES = field_types(LaunchSettings, AEPOConfig)
 AEPO_KEYS = [f.name for f in fields(AEPOConfig)]
 # keys that do not change the rows produced; they are left out of the run key
 OUTPUT_ONLY = {"output_dir", "push_to_hub", "private", "access_token", "device", "cache_dir", "map_batch_size",
@@ -46,7 +65,7 @@ OUTPUT_ONLY = {"output_dir", "push_to_hub", "private", "access_token", "device",
 
 
 def parse_settings(argv: list[str]) -> dict:
-    """`--config FILE` (optional) then `key=value` overrides; values are parsed as YAML scalars."""
+    """`--config FILE` (optional) then `key=value` overrides; values are coerced to the keys' types."""
     settings: dict = {}
     args = list(argv)
     if "--config" in args:
@@ -59,7 +78,7 @@ def parse_settings(argv: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep:
             raise AEPOInputError(f"Override {item!r} is not key=value (e.g. num_responses=8).")
-        settings[key.lstrip("-")] = yaml.safe_load(value) if value else None
+        settings[key.lstrip("-")] = value
     return validate_settings(settings)
 
 
@@ -81,16 +100,19 @@ def validate_settings(settings: dict) -> dict:
     for key in settings:
         if key not in known:
             raise AEPOInputError(unknown_choice_message("setting", key, sorted(known)))
-    merged = {**LAUNCH_DEFAULTS, **settings}
+    merged = {**LAUNCH_DEFAULTS, **{key: coerce(key, value, SETTING_TYPES[key]) for key, value in settings.items()}}
     for key in ("dataset", "output_dir"):
         if not merged[key]:
             raise AEPOInputError(f"Setting {key!r} is required (in the config or as {key}=...).")
-    if not isinstance(merged["chunk_size"], int) or merged["chunk_size"] < 1:
-        raise AEPOInputError(f"chunk_size must be a positive integer, got {merged['chunk_size']!r}")
+    for key in ("chunk_size", "map_batch_size", "num_instructions"):
+        if merged[key] is not None and merged[key] < 1:
+            raise AEPOInputError(f"{key} must be a positive whole number, got {merged[key]!r}")
     for name, overrides in (merged["splits"] or {}).items():
         bad = [k for k in (overrides or {}) if k not in AEPO_KEYS]
         if bad:
             raise AEPOInputError(f"Split {name!r}: unknown option(s) {bad}. Options: {', '.join(AEPO_KEYS)}.")
+        merged["splits"][name] = {k: coerce(f"splits.{name}.{k}", v, SETTING_TYPES[k])
+                                  for k, v in (overrides or {}).items()}
     aepo_config(merged)
     for name, split in split_options(merged).items():
         aepo_config({**merged, **split})
@@ -132,12 +154,29 @@ def is_done(work: Path, index: int) -> bool:
     return (chunk_dir(work, index) / "report.json").is_file()
 
 
+def clean_stale(work: Path, indices: range, rank: int, world: int) -> None:
+    """Remove what killed or failed earlier runs of this run key left: the temporary folders of this rank's chunks
+    (never another rank's: it may be writing them now), this rank's failure marker, and, on the main process, the
+    markers of ranks this run does not have. Finished chunks are kept (they are reused)."""
+    for index in indices:
+        for tmp in work.glob(f".tmp-chunk-{index:06d}-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+    (work / f"failed-rank{rank}.txt").unlink(missing_ok=True)
+    if rank == 0:
+        ours = {f"failed-rank{r}.txt" for r in range(world)}
+        for marker in work.glob("failed-rank*.txt"):
+            if marker.name not in ours:
+                marker.unlink(missing_ok=True)
+
+
 def save_chunk(work: Path, index: int, splits: dict, report) -> None:
     from datasets import DatasetDict
 
+    from .io import save_dataset_dict
+
     tmp = work / f".tmp-chunk-{index:06d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    DatasetDict(splits).save_to_disk(str(tmp))
+    save_dataset_dict(DatasetDict(splits), tmp)
     (tmp / "report.json").write_text(json.dumps(asdict(report)))
     os.replace(tmp, chunk_dir(work, index))
 
@@ -165,7 +204,7 @@ def assemble(work: Path, count: int):
     from .pipeline import RunReport
 
     parts = [load_from_disk(str(chunk_dir(work, i))) for i in range(count)]
-    merged = DatasetDict({name: concatenate_datasets([p[name] for p in parts]) for name in parts[0]})
+    merged = DatasetDict({name: concatenate_datasets(_non_empty([p[name] for p in parts])) for name in parts[0]})
     report = RunReport()
     for i in range(count):
         loaded = json.loads((chunk_dir(work, i) / "report.json").read_text())
@@ -173,27 +212,40 @@ def assemble(work: Path, count: int):
     return merged, report
 
 
+def _non_empty(parts: list) -> list:
+    """A chunk whose prompts were all skipped or tied saves a table without batches, which Arrow cannot
+    concatenate; leave such chunks out (but keep one, so the split keeps its columns)."""
+    return [p for p in parts if len(p)] or parts[:1]
+
+
 def launch(settings: dict, command: list[str]) -> int:
     from accelerate import PartialState
 
     from .cli import group_if_long
+    from .distributed import check_process_count, main_process_first
     from .io import load_input
-    from .pipeline import PreferencePipeline
+    from .pipeline import PreferencePipeline, split_configs
+    from .preflight import check_before_embedding, check_writable_dir
 
+    check_writable_dir(settings["output_dir"], "output_dir")
+    if settings["cache_dir"]:
+        check_writable_dir(settings["cache_dir"], "cache_dir")
     state = PartialState(cpu=use_cpu())
+    check_process_count(state, command)
     device = settings.get("device") or (str(state.device) if state.device.type != "mps" else "cpu")
     config = aepo_config({**settings, "device": device})
-    with state.main_process_first():
-        dataset = load_input(settings["dataset"], settings["split"], settings["cache_dir"], settings["access_token"])
+    dataset = main_process_first(state, lambda: load_input(settings["dataset"], settings["split"],
+                                                           settings["cache_dir"], settings["access_token"]))
     dataset = group_if_long(dataset, config)
+    check_before_embedding(dataset, config, split_configs(config, split_options(settings)), settings["access_token"])
     if settings["num_instructions"]:
         dataset = dataset.select(range(min(int(settings["num_instructions"]), len(dataset))))
     work = Path(settings["output_dir"]) / "chunks" / run_key(settings, dataset._fingerprint)
     work.mkdir(parents=True, exist_ok=True)
     failure = work / f"failed-rank{state.process_index}.txt"
-    failure.unlink(missing_ok=True)
     chunks = chunk_ranges(len(dataset), settings["chunk_size"])
     mine = my_chunks(len(chunks), state.process_index, state.num_processes)
+    clean_stale(work, mine, state.process_index, state.num_processes)
     pipeline = PreferencePipeline(config, split_options(settings), batch_size=settings["map_batch_size"],
                                   release_models=False)
     if len(mine) > 1:  # one bar over chunks instead of a bar per stage per chunk
@@ -230,10 +282,11 @@ def use_cpu() -> bool:
 
 
 def finish(settings, command, work: Path, count: int, seconds: float) -> int:
+    from .cli import provenance
     from .hub import redact_command
     from .io import atomic_save_to_disk
     from .pipeline import reward_stats
-    from .summary import format_summary
+    from .summary import push_and_summarize
 
     missing = [i for i in range(count) if not is_done(work, i)]
     if missing:
@@ -245,18 +298,27 @@ def finish(settings, command, work: Path, count: int, seconds: float) -> int:
     report.seconds["total"] = seconds
     target = Path(settings["output_dir"]) / "dataset"
     info = {"aepo_datasets_version": __version__, "settings": redacted(settings), "command": redact_command(command),
-            "config": {k: v for k, v in asdict(aepo_config(settings)).items() if not callable(v)},
-            "splits": split_options(settings), "report": asdict(report)}
+            **provenance(aepo_config(settings)), "splits": split_options(settings), "report": asdict(report)}
     atomic_save_to_disk(merged, target, info)
-    outputs = {"output dataset": str(target)}
-    if settings["push_to_hub"]:
-        from .hub import push_preference_dataset
-
-        outputs["pushed to"] = push_preference_dataset(merged, settings["push_to_hub"], run_info=info,
-                                                       token=settings["access_token"], private=settings["private"],
-                                                       local_folder=str(target))
-    logger.info("%s", format_summary(report, outputs))
+    _mention_other_runs(work)
+    push_and_summarize(report, {"output dataset": str(target)}, (lambda: _push(merged, settings, info, target))
+                       if settings["push_to_hub"] else None)  # a failed push still shows the summary
     return 0
+
+
+def _push(merged, settings: dict, info: dict, target: Path) -> str:
+    from .hub import push_preference_dataset
+
+    return push_preference_dataset(merged, settings["push_to_hub"], run_info=info, token=settings["access_token"],
+                                   private=settings["private"], local_folder=str(target))
+
+
+def _mention_other_runs(work: Path) -> None:
+    """Chunks of earlier run keys are kept (a rerun of those settings reuses them); say so, once."""
+    others = [p for p in work.parent.iterdir() if p.is_dir() and p != work]
+    if others:
+        logger.info("%s also holds the chunks of %d run(s) with other settings or input; delete them when you no "
+                    "longer need to resume those runs", work.parent, len(others))
 
 
 def redacted(settings: dict) -> dict:

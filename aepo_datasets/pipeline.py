@@ -14,11 +14,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .transforms.chain import AEPOConfig
-from .transforms.embed_responses import EmbedConfig, EmbedResponses
-from .transforms.pair_responses import PairConfig, PairResponses
-from .transforms.score_responses import ScoreConfig, ScoreResponses
-from .transforms.select_responses import SelectConfig, SelectResponses
-from .transforms.to_response_lists import ResponseListsConfig, ToResponseLists
+from .transforms.embed_responses import EmbedResponses
+from .transforms.pair_responses import PairResponses
+from .transforms.score_responses import ScoreResponses
+from .transforms.select_responses import SelectResponses
+from .transforms.to_response_lists import ToResponseLists
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class RunReport:
     reward_stats: dict[str, dict[str, float]] = field(default_factory=dict)
     reward_padding: float | None = None
     reward_truncated: int = 0
+    tied: dict[str, int] = field(default_factory=dict)
 
     def merge(self, other: "RunReport") -> "RunReport":
         """Sum of two shards' reports (timings add up: they are process-seconds)."""
@@ -47,6 +48,7 @@ class RunReport:
             setattr(out, name, getattr(self, name) + getattr(other, name))
         out.skipped = dict(Counter(self.skipped) + Counter(other.skipped))
         out.seconds = dict(Counter(self.seconds) + Counter(other.seconds))
+        out.tied = {name: self.tied.get(name, 0) + other.tied.get(name, 0) for name in {**self.tied, **other.tied}}
         out.cache_hits = sorted(set(self.cache_hits) | set(other.cache_hits))
         return out
 
@@ -60,7 +62,7 @@ def split_configs(config: AEPOConfig, splits: dict[str, dict] | None) -> dict[st
 
 def min_usable(configs: dict[str, AEPOConfig]) -> int:
     """Prompts must be usable by every split, so that all splits hold the same prompts."""
-    return max(2 if c.selection == "west_of_n" else c.num_annotations for c in configs.values())
+    return max(c.min_usable for c in configs.values())
 
 
 def _map(dataset, transform, desc, report, stage, use_cache=False, **kwargs):
@@ -86,18 +88,13 @@ class PreferencePipeline:
                  release_models: bool = True):
         self.config, self.batch_size, self.release_models = config, batch_size, release_models
         self.configs = split_configs(config, splits)
-        c = config
-        self.reshape = ToResponseLists(ResponseListsConfig(c.prompt_column, c.response_columns, c.num_responses,
-                                                           c.reward_column, min_usable(self.configs)))
-        self.embed = EmbedResponses(EmbedConfig(c.embedding_model, c.embedding_revision, c.embedding_batch_size,
-                                                c.max_seq_length, c.dtype, c.device)) if any(
-            _select_config(s, name).needs_embeddings for name, s in self.configs.items()) else None
-        self.selects = {name: SelectResponses(_select_config(s, name)) for name, s in self.configs.items()}
-        self.score = ScoreResponses(ScoreConfig(
-            "column" if c.reward_column else c.reward_model, c.reward_revision, c.reward_batch_size, c.max_length,
-            c.max_tokens, c.dtype, c.device, c.use_chat_template, tuple(f"selected__{n}" for n in self.configs)))
-        self.pairs = {name: PairResponses(PairConfig(s.output_format, s.num_annotations, f"selected__{name}",
-                                                     s.conversational)) for name, s in self.configs.items()}
+        columns = {name: f"selected__{name}" for name in self.configs}
+        self.reshape = ToResponseLists(config.reshape_config(min_usable(self.configs)))
+        needs_embeddings = any(s.select_config().needs_embeddings for s in self.configs.values())
+        self.embed = EmbedResponses(config.embed_config()) if needs_embeddings else None
+        self.selects = {name: SelectResponses(s.select_config(columns[name])) for name, s in self.configs.items()}
+        self.score = ScoreResponses(config.score_config(tuple(columns.values())))
+        self.pairs = {name: PairResponses(s.pair_config(columns[name])) for name, s in self.configs.items()}
 
     def run(self, dataset, *, use_sample_cache=False, use_matrix_cache=False):
         """The whole job on one dataset (or chunk): returns ({split: Dataset}, RunReport)."""
@@ -115,7 +112,8 @@ class PreferencePipeline:
                         batch_size=self.batch_size)
         data = self.annotate(data, report)
         out = {name: _map(data, step, f"Pairing ({name})", report, "pair", remove_columns=data.column_names,
-                          batch_size=self.batch_size) for name, step in self.pairs.items()}
+                          features=step.features(), batch_size=self.batch_size) for name, step in self.pairs.items()}
+        report.tied = {name: report.prompts_kept - len(split) + kept_ties(split) for name, split in out.items()}
         report.reward_stats = {name: reward_stats(split) for name, split in out.items()}
         return out, report
 
@@ -147,16 +145,24 @@ class PreferencePipeline:
         return out
 
 
-def _select_config(c: AEPOConfig, name: str) -> SelectConfig:
-    return SelectConfig(c.selection, c.num_annotations, c.diversity_penalty, c.similarity_measure, c.seed,
-                        output_column=f"selected__{name}")
-
-
 def run_pipeline(dataset, config: AEPOConfig, splits: dict[str, dict] | None = None, *, use_sample_cache=False,
                  use_matrix_cache=False, batch_size=64):
     """One pass of the whole job over `dataset`: returns ({split: Dataset}, RunReport)."""
     pipeline = PreferencePipeline(config, splits, batch_size=batch_size)
     return pipeline.run(dataset, use_sample_cache=use_sample_cache, use_matrix_cache=use_matrix_cache)
+
+
+def kept_ties(split) -> int:
+    """Rows whose best and worst rewards are equal (only kept with `ties="position"`)."""
+    import numpy as np
+
+    from .transforms.pair_responses import reward_columns
+
+    columns = reward_columns(split.column_names)
+    if not len(split) or columns is None:
+        return 0
+    best, worst = columns
+    return int((np.asarray(split[best], dtype=float) == np.asarray(split[worst], dtype=float)).sum())
 
 
 def reward_stats(split) -> dict[str, float]:

@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
+from .errors import HubPushError
 from .pipeline import RunReport
+
+logger = logging.getLogger(__name__)
+
+
+def push_and_summarize(report: RunReport, outputs: dict[str, str], push: Callable[[], str] | None = None) -> None:
+    """Run `push()` if given, then log the summary; when the push fails the summary (with the local outputs, which
+    are complete) is still logged before the `HubPushError` propagates, so the error line comes last."""
+    outputs = dict(outputs)
+    try:
+        if push is not None:
+            outputs["pushed to"] = push()
+    except HubPushError:
+        outputs["pushed to"] = "nothing: the push failed (the error below says how to push later)"
+        raise
+    finally:
+        logger.info("%s", format_summary(report, outputs))
 
 
 def format_summary(report: RunReport, outputs: dict[str, str]) -> str:
@@ -20,6 +40,10 @@ def format_summary(report: RunReport, outputs: dict[str, str]) -> str:
         f"  annotations spent:     {report.annotations} ({share} of West-of-N's {report.west_of_n_annotations}; "
         f"{saved} saved{'; all splits together' if len(report.reward_stats) > 1 else ''})",
     ]
+    if any(report.tied.values()):
+        tied = ", ".join(f"{split} {count}" for split, count in report.tied.items())
+        lines.append(f"  tied rewards:          {tied} (prompts whose selected responses all scored the same; "
+                     "dropped, or kept by position with --ties position)")
     if report.reward_truncated:
         lines.append(f"  responses truncated:   {report.reward_truncated} (reward model max_length)")
     for split, stats in report.reward_stats.items():

@@ -418,6 +418,97 @@ def truncation_effect(embeddings: dict[int, list], lists: list[dict], cell: dict
             "pipeline_matches_256": matches[256]}
 
 
+
+# ---------------------------------------------------------------------------------------------- host overhead
+
+HOST_PROMPTS, HOST_N = 40, 128
+
+
+def build_tiny_models(folder: Path) -> dict:
+    """Near-zero-cost models (one layer, hidden 32, the MiniLM tokenizer): a sentence-transformers embedder
+    (mean pooling + Normalize, as all-MiniLM-L6-v2's config) and a one-label sequence classifier."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, num_labels=1)
+    paths = {"embedder": folder / "tiny_embedder", "reward": folder / "tiny_reward"}
+    for model, path in ((BertModel(config), paths["embedder"]), (BertForSequenceClassification(config), paths["reward"])):
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+    source = Path(minilm_path())
+    (paths["embedder"] / "modules.json").write_text((source / "modules.json").read_text())
+    (paths["embedder"] / "1_Pooling").mkdir()
+    (paths["embedder"] / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
+    return {k: str(v) for k, v in paths.items()}
+
+
+def host_stage_seconds(dataset, models: dict) -> dict:
+    """The embed and annotate stages of `run_pipeline` (model loading included): AEPO k = 2 for the
+    embeddings, plus a West-of-N split so that every response is scored."""
+    from aepo_datasets.pipeline import run_pipeline
+    from aepo_datasets.transforms import AEPOConfig
+
+    config = AEPOConfig(num_responses=HOST_N, num_annotations=2, reward_model=models["reward"],
+                        embedding_model=models["embedder"], prompt_column="prompt", response_columns="response_*",
+                        device="cpu", dtype="float32", max_seq_length=512, max_length=512)
+    _, report = run_pipeline(dataset, config, {"aepo": {}, "west_of_n": {"west_of_n": True}})
+    return {"embed": report.seconds["embed"], "annotate": report.seconds["annotate"],
+            "texts": report.texts_embedded, "pairs": report.west_of_n_annotations}
+
+
+def bare_forward_loop(model, ids: list[list[int]], batches: list[list[int]]) -> None:
+    """Each batch right-padded into tensors and through the model, no pooling, nothing copied back."""
+    import torch
+
+    with torch.inference_mode():
+        for batch in batches:
+            rows = [torch.tensor(ids[i]) for i in batch]
+            input_ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+            mask = torch.nn.utils.rnn.pad_sequence([torch.ones_like(r) for r in rows], batch_first=True)
+            model(input_ids=input_ids, attention_mask=mask)
+
+
+def host_floor_seconds(lists: list[dict], models: dict) -> dict:
+    """One bare fast-tokenizer call over the same texts (pairs) plus a bare length-sorted forward loop of
+    the same model, in the library's CPU batches (64 texts; 8 equal-length pairs), models already loaded."""
+    from aepo_datasets.batching import token_budget_batches
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(models["embedder"])
+    texts = [t for row in lists for t in row["responses"]]
+    prompts = [row["prompt"] for row in lists for _ in row["responses"]]
+    embedder = AutoModel.from_pretrained(models["embedder"]).eval()
+    reward = AutoModelForSequenceClassification.from_pretrained(models["reward"]).eval()
+    start = time.perf_counter()
+    ids = tokenizer(texts, truncation=True, max_length=512)["input_ids"]
+    bare_forward_loop(embedder, ids, token_budget_batches([len(x) for x in ids], 64, 32768))
+    middle = time.perf_counter()
+    ids = tokenizer(prompts, texts, truncation="only_second", max_length=512)["input_ids"]
+    bare_forward_loop(reward, ids, token_budget_batches([len(x) for x in ids], 8, 8192, 0.0))
+    return {"embed": middle - start, "annotate": time.perf_counter() - middle}
+
+
+def host_overhead(workdir: Path, rounds: int = 2) -> dict:
+    """Stage time / floor for the embed and annotate stages with near-zero-cost models over 40 prompts x 128
+    responses: what the host adds around the models. Stage and floor alternate; the minimum of each is kept."""
+    models = build_tiny_models(workdir / "tiny_models")
+    dataset = load_prompts(HOST_PROMPTS, str(workdir / "datasets_cache"))
+    lists = response_lists(dataset, HOST_N)
+    stage, floor = {}, {}
+    for _ in range(rounds):
+        for name, value in host_stage_seconds(dataset, models).items():
+            stage[name] = min(stage.get(name, float("inf")), value)
+        for name, value in host_floor_seconds(lists, models).items():
+            floor[name] = min(floor.get(name, float("inf")), value)
+    return {"prompts": len(lists), "texts": stage.pop("texts"), "pairs": stage.pop("pairs"), "rounds": rounds,
+            "stage_seconds": stage, "floor_seconds": floor,
+            "ratio": {name: stage[name] / floor[name] for name in floor}}
+
+
 # ---------------------------------------------------------------------------------------------- memory
 
 def peak_rss_mib() -> float:
@@ -535,6 +626,9 @@ def measure(mode: Mode, workdir: Path, reward: dict) -> dict:
     grid_data = dataset.select(range(mode.prompts))
     length = effective_max_seq_length()
     results = {"reward_model": reward, "embedder_max_seq_length": {"configured": 512, "effective": length}}
+    since = time.perf_counter()
+    results["host_overhead"] = host_overhead(workdir)
+    clock.mark("host overhead, near-zero-cost models, 40 x 128", since)
     results["grid"], floors = grid(mode, grid_data, reward, workdir, clock, length)
 
     since = time.perf_counter()
@@ -578,6 +672,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer prompts, N in {8, 32}, a small reward model")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--prompts", type=int, default=None, help="prompts of the N x k grid (default: by mode)")
+    parser.add_argument("--host-overhead", action="store_true",
+                        help="only the host-overhead section (near-zero-cost models, 40 prompts x 128)")
     parser.add_argument("--memory-child", nargs=5, metavar=("PROMPTS", "N", "K", "REWARD", "CACHE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -590,6 +686,12 @@ def main(argv=None) -> int:
         return 0
     if not DATA.is_file():
         print(f"skipped: data not found ({DATA.resolve()})")
+        return 0
+    if args.host_overhead:
+        with tempfile.TemporaryDirectory(prefix="aepo_bench_") as tmp:
+            os.environ["HF_DATASETS_CACHE"] = str(Path(tmp) / "datasets_cache")
+            quiet_logs()
+            print(json.dumps(host_overhead(Path(tmp)), indent=2))
         return 0
     mode = QUICK if args.quick else FULL
     if args.prompts:

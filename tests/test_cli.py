@@ -165,7 +165,7 @@ def test_empty_and_duplicate_responses_are_dropped_and_reported(tmp_path, caplog
     caplog.set_level("INFO")
     path = write(tmp_path, "d.csv", b"prompt,a,b,c,d\np1,x,x,,y\np2,u,v,w,z\np3,s,s,s,\n")
     assert run(tmp_path, "--num_responses", "4", "--num_instructions", "3", "--selection", "random",
-               "--reward_model", "length", dataset=path) == 0
+               "--reward_model", "length", "--ties", "position", dataset=path) == 0
     assert "1 empty, 0 duplicate" not in caplog.text and "2 empty, 3 duplicate" in caplog.text
     assert "too_few_usable_responses: 1" in caplog.text
     rows = read_csv(tmp_path / "output" / "preference.csv")
@@ -236,7 +236,7 @@ def test_long_layout_is_grouped_by_prompt(tmp_path):
     rows = "".join(f"p{i},answer {j} to p{i}\n" for j in range(3) for i in range(2))
     path = write(tmp_path, "long.csv", ("prompt,response\n" + rows).encode())
     assert run(tmp_path, "--num_responses", "3", "--num_instructions", "2", "--selection", "random",
-               "--reward_model", "length", dataset=path) == 0
+               "--reward_model", "length", "--ties", "position", dataset=path) == 0
     out = read_csv(tmp_path / "output" / "preference.csv")
     assert [r["prompt"] for r in out] == ["p0", "p1"]
     assert all(r["chosen"].endswith(r["prompt"]) and r["rejected"].endswith(r["prompt"]) for r in out)

@@ -192,6 +192,7 @@ class AepoMiniScorer:
         self.device = device
         self.batch_size = batch_size
         self.dtype = dtype
+        self.stats = {"scored": 0, "truncated": 0}
         self._unload()
 
     def _unload(self) -> None:
@@ -219,12 +220,21 @@ class AepoMiniScorer:
         index = {p: i for i, p in enumerate(unique)}
         prompt_emb = prompt_emb[[index[p] for p in prompts]]
         response_emb = encode_texts(self._encoder, responses, self.batch_size)
-        return self._head_scores(prompt_emb, response_emb, responses)
+        n_tokens = count_tokens(self._encoder.tokenizer, responses)
+        self._count(prompts, n_tokens)
+        return self._head_scores(prompt_emb, response_emb, responses, n_tokens)
+
+    def _count(self, prompts: Sequence[str], response_tokens: list[int]) -> None:
+        """A pair counts as truncated when the encoder cut its prompt or its response ([CLS] and [SEP] included)."""
+        limit = self._encoder.max_seq_length - 2
+        unique = list(dict.fromkeys(prompts))
+        prompt_tokens = dict(zip(unique, count_tokens(self._encoder.tokenizer, unique)))
+        self.stats["scored"] += len(prompts)
+        self.stats["truncated"] += sum(n > limit or prompt_tokens[p] > limit for p, n in zip(prompts, response_tokens))
 
     def _head_scores(self, prompt_emb: torch.Tensor, response_emb: torch.Tensor,
-                     responses: Sequence[str]) -> list[float]:
+                     responses: Sequence[str], n_tokens: list[int]) -> list[float]:
         recipe = self._config["features"]
-        n_tokens = count_tokens(self._encoder.tokenizer, responses)
         surface = torch.from_numpy(surface_features(responses, n_tokens, recipe["surface"]))
         features = build_features(prompt_emb, response_emb, surface, recipe["embedding"])
         with torch.inference_mode():
@@ -242,6 +252,7 @@ class AepoMiniScorer:
         self.device = state["device"]
         self.batch_size = state["batch_size"]
         self.dtype = state["dtype"]
+        self.stats = {"scored": 0, "truncated": 0}
         self._unload()
 
     def __repr__(self) -> str:

@@ -2,8 +2,9 @@
 
 Text-pair input (prompt, response) for models without a chat template, truncating the response only;
 models whose tokenizer has a chat template are scored on `[user: prompt, assistant: response]`.
-Batches are length-sorted under a token budget with right padding, under `torch.inference_mode()`;
-a CUDA out-of-memory halves the batch and continues.
+All pairs of a call are tokenized up front in bulk; batches are length-sorted under a padded-token
+budget with right padding, under `torch.inference_mode()`, prepared one ahead of a GPU in a background
+thread; a CUDA out-of-memory halves the batch and continues.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from ..batching import padded_tokens, token_budget_batches
-from ..devices import resolve_device, resolve_dtype
+from ..batching import token_budget_batches
+from ..devices import batch_budget, resolve_device, resolve_dtype
+from ..encoding import GPU_WINDOW, Batch, BulkTokenizer, overlapped, planned_batches, progress_bar, run_batches
 from ..errors import AEPOInputError
 
 logger = logging.getLogger(__name__)
@@ -58,15 +60,18 @@ def effective_max_length(requested: int, tokenizer, config) -> int:
 
 
 class SequenceClassifierScorer:
-    """Lazy reward model; `stats` counts forward passes (texts), truncations and padding."""
+    """Lazy reward model; `stats` counts forward passes (texts), truncations and padding.
 
-    def __init__(self, name=DEFAULT_REWARD_MODEL, device=None, dtype="auto", batch_size=8,
-                 max_length=1024, max_tokens=8192, use_chat_template=None, revision=None, max_padding=None):
+    `batch_size` (pairs) and `max_tokens` (padded tokens) bound a batch; None sizes them for the device.
+    """
+
+    def __init__(self, name=DEFAULT_REWARD_MODEL, device=None, dtype="auto", batch_size=None,
+                 max_length=1024, max_tokens=None, use_chat_template=None, revision=None, max_padding=None):
         self.name, self.device, self.dtype, self.revision = name, device, dtype, revision
         self.batch_size, self.max_length, self.max_tokens = batch_size, max_length, max_tokens
         self.max_padding = max_padding
         self.use_chat_template = use_chat_template
-        self._tokenizer = self._model = None
+        self._tokenizer = self._model = self._bulk = None
         self.stats = {"scored": 0, "truncated": 0, "real_tokens": 0, "padded_tokens": 0}
 
     def _load(self):
@@ -76,6 +81,8 @@ class SequenceClassifierScorer:
                 self.name, device, resolve_dtype(self.dtype, device), self.revision)
             self._prepare_padding()
             self.max_length = effective_max_length(self.max_length, self._tokenizer, self._model.config)
+            self.batch_size, self.max_tokens = batch_budget("reward", device, self.batch_size, self.max_tokens)
+            self._bulk = BulkTokenizer(self._tokenizer, add_special_tokens=not self._chat())
         return self._tokenizer, self._model
 
     def _prepare_padding(self):
@@ -98,10 +105,10 @@ class SequenceClassifierScorer:
         if self._chat():
             texts = [tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
                                              tokenize=False) for p, r in zip(prompts, responses)]
-            full = tok(texts, add_special_tokens=False, verbose=False)["input_ids"]
+            full = self._bulk(texts)
             ids = [x[: self.max_length] for x in full]
         else:
-            full = tok(list(prompts), list(responses), verbose=False)["input_ids"]
+            full = self._bulk(list(zip(prompts, responses)))
             ids = [self._truncate_pair(p, r) if len(x) > self.max_length else x
                    for p, r, x in zip(prompts, responses, full)]
         self.stats["truncated"] += sum(len(x) > self.max_length for x in full)
@@ -119,16 +126,18 @@ class SequenceClassifierScorer:
         if not prompts:
             return []
         tokenizer, model = self._load()
-        ids = self.encode(prompts, responses)
-        scores = [0.0] * len(ids)
-        lengths = [len(x) for x in ids]
-        batches = token_budget_batches(lengths, self.batch_size, self.max_tokens, self._padding_limit(model))
-        with torch.inference_mode():
-            for batch in batches:
-                for index, value in zip(batch, self._forward([ids[i] for i in batch])):
-                    scores[index] = value
-        self._count(lengths, batches)
-        return scores
+        device = model.device
+        batches = planned_batches(len(prompts), lambda start, stop: self.encode(prompts[start:stop], responses[start:stop]),
+                                  self._plan, tokenizer.pad_token_id, GPU_WINDOW if device.type == "cuda" else None,
+                                  pin=device.type == "cuda", on_batch=self._count)
+        with progress_bar(len(prompts), "Scoring", "pair") as bar:
+            scores = run_batches(overlapped(batches, device), self._forward, len(prompts), device,
+                                 self._halve_budget, bar.update)
+        self.stats["scored"] += len(prompts)
+        return scores.cpu().tolist()
+
+    def _plan(self, lengths: list[int]) -> list[list[int]]:
+        return token_budget_batches(lengths, self.batch_size, self.max_tokens, self._padding_limit(self._model))
 
     def _padding_limit(self, model) -> float:
         """On a CPU, batching did not pay even at 5 % padding (benchmarks/RESULTS.md), so only
@@ -137,23 +146,16 @@ class SequenceClassifierScorer:
             return self.max_padding
         return CPU_MAX_PADDING if model.device.type == "cpu" else GPU_MAX_PADDING
 
-    def _forward(self, ids: list[list[int]]) -> list[float]:
-        try:
-            padded = self._tokenizer.pad({"input_ids": ids}, return_tensors="pt")
-            padded = {k: v.to(self._model.device) for k, v in padded.items()}
-            return self._model(**padded).logits[:, 0].float().cpu().tolist()
-        except torch.cuda.OutOfMemoryError:
-            if len(ids) == 1:
-                raise
-            torch.cuda.empty_cache()
-            half = len(ids) // 2
-            logger.warning("CUDA out of memory on a batch of %d; halving it", len(ids))
-            return self._forward(ids[:half]) + self._forward(ids[half:])
+    def _forward(self, batch: Batch) -> torch.Tensor:
+        return self._model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, 0]
 
-    def _count(self, lengths, batches):
-        self.stats["scored"] += len(lengths)
-        self.stats["real_tokens"] += sum(lengths)
-        self.stats["padded_tokens"] += padded_tokens(lengths, batches)
+    def _halve_budget(self, failed_tokens: int) -> None:
+        """Later batches hold at most half the padded tokens of one that ran out of memory."""
+        self.max_tokens = max(1, min(self.max_tokens, failed_tokens // 2))
+
+    def _count(self, batch: Batch) -> None:
+        self.stats["real_tokens"] += int(batch.attention_mask.sum())
+        self.stats["padded_tokens"] += batch.attention_mask.numel()
 
     @property
     def padding_fraction(self) -> float:
@@ -161,6 +163,6 @@ class SequenceClassifierScorer:
         return 0.0 if not padded else 1.0 - self.stats["real_tokens"] / padded
 
     def release(self) -> None:
-        self._tokenizer = self._model = None
+        self._tokenizer = self._model = self._bulk = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

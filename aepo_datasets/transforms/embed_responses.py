@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..embedders import DEFAULT_EMBEDDER, DEFAULT_MAX_SEQ_LENGTH, SentenceEmbedder
 from ..devices import rank_device
 from ..errors import AEPOInputError
@@ -27,9 +29,10 @@ class EmbedConfig:
 
 
 class EmbedResponses(Transform):
-    """responses -> embeddings (unit-norm float32 vectors; [] for skipped prompts)."""
+    """responses -> embeddings (unit-norm float32 vectors; an empty float32 matrix for skipped prompts)."""
 
     Config = EmbedConfig
+    VERSION = "2"
 
     def _reset(self) -> None:
         self._embedder = None
@@ -55,7 +58,9 @@ class EmbedResponses(Transform):
         rows = kept_rows(batch)
         flat = [text for row in rows for text in batch["responses"][row]]
         vectors = self.embedder(rank).encode(flat) if flat else None
-        embeddings: list[list] = [[] for _ in batch["responses"]]
+        # a skipped row gets a float32 matrix with no rows, so Arrow types every row of the column the
+        # same way (a bare [] would be typed as a list of doubles, and batches would fail to concatenate)
+        embeddings: list = [np.zeros((0, 0), dtype=np.float32) for _ in batch["responses"]]
         start = 0
         for row in rows:
             count = len(batch["responses"][row])

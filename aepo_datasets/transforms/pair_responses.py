@@ -3,7 +3,9 @@
 `pair`: prompt, chosen, rejected, chosen_r, rejected_r (best and worst by reward). `ranked`: the k
 responses best first as pref_0 .. pref_{k-1} with pref_i_r — the research code's column layout.
 Ties in reward are broken by the response's original position (earlier first), so results are
-deterministic. Skipped prompts are dropped (use `remove_columns` in `map`, as rows change).
+deterministic. A row whose selected responses all have the same reward (best == worst) carries no
+preference: with `ties="drop"` (the default) it is dropped, with `ties="position"` it is kept and the
+earlier response is chosen. Skipped prompts are dropped too (use `remove_columns` in `map`, as rows change).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ..errors import AEPOInputError
 from .base import Transform, kept_rows, require_columns
 
 FORMATS = ("pair", "ranked")
+TIE_RULES = ("drop", "position")
 _PREF_REWARD = re.compile(r"pref_(\d+)_r")
 
 
@@ -33,10 +36,13 @@ class PairConfig:
     num_ranked: int = 2
     selection_column: str = "selected"
     conversational: bool = False
+    ties: str = "drop"
 
     def __post_init__(self):
         if self.format not in FORMATS:
             raise AEPOInputError(f"Unknown output format {self.format!r}. Available: {', '.join(FORMATS)}.")
+        if self.ties not in TIE_RULES:
+            raise AEPOInputError(f"--ties {self.ties!r} is not a tie rule. Available: {', '.join(TIE_RULES)}.")
         if self.num_ranked < 2:
             raise AEPOInputError(f"num_ranked must be >= 2, got {self.num_ranked}")
 
@@ -51,6 +57,7 @@ def rank_selected(selected, rewards, response_ids) -> list[int]:
 
 class PairResponses(Transform):
     Config = PairConfig
+    VERSION = "2"
 
     def output_columns(self) -> list[str]:
         c = self.config
@@ -60,6 +67,19 @@ class PairResponses(Transform):
         texts = [f"pref_{i}" for i in range(c.num_ranked)]
         return ["prompt", *texts, *(f"{t}_r" for t in texts), "selected_ids"]
 
+    def features(self):
+        """The output schema, given to `map` so that an output with no rows (all skipped or tied) keeps it."""
+        from datasets import Features, List, Value
+
+        text = List({"role": Value("string"), "content": Value("string")}) if self.config.conversational \
+            else Value("string")
+        types = {"prompt": text, "selected_ids": List(Value("int64"))}
+        for name in self.output_columns():
+            if name not in types:
+                types[name] = Value("float64") if name.endswith("_r") else Value("int64") if name.endswith("_id") \
+                    else text
+        return Features({name: types[name] for name in self.output_columns()})
+
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
         c = self.config
         require_columns(batch, ["prompt", "responses", "response_ids", "rewards", c.selection_column], "PairResponses")
@@ -68,6 +88,8 @@ class PairResponses(Transform):
             ids = batch["response_ids"][row]
             order = rank_selected(batch[c.selection_column][row], batch["rewards"][row], ids)
             texts, rewards = batch["responses"][row], batch["rewards"][row]
+            if c.ties == "drop" and rewards[order[0]] == rewards[order[-1]]:
+                continue
             out["prompt"].append(self._message(batch["prompt"][row], "user"))
             out["selected_ids"].append(sorted(ids[i] for i in order))
             if c.format == "pair":

@@ -70,7 +70,7 @@ class ScoreResponses(Transform):
         """Responses scored by this transform, and the reward model's truncations and padding share."""
         stats = getattr(self._scorer, "stats", None)
         return {"scored": self.scored, "truncated": stats["truncated"] if stats else 0,
-                "padding": self._scorer.padding_fraction if stats else None}
+                "padding": getattr(self._scorer, "padding_fraction", None)}
 
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
         c = self.config
@@ -78,7 +78,7 @@ class ScoreResponses(Transform):
         require_columns(batch, needed, "ScoreResponses")
         wanted = self._wanted(batch)
         rewards: list[list] = [[None] * len(texts) for texts in batch["responses"]]
-        values = self._score(batch, wanted)
+        values = self._score(batch, wanted, rank)
         for (row, index), value in zip(wanted, values):
             if math.isnan(value):
                 raise AEPOInputError(f"Reward is NaN for response {index} of prompt {batch['prompt'][row][:80]!r}.")
@@ -93,10 +93,10 @@ class ScoreResponses(Transform):
             pairs.extend((row, i) for i in indices)
         return pairs
 
-    def _score(self, batch, wanted) -> list[float]:
+    def _score(self, batch, wanted, rank: int | None = None) -> list[float]:
         if self.config.uses_given_scores:
             return [float(batch[GIVEN_SCORES][row][i]) for row, i in wanted]
         prompts = [batch["prompt"][row] for row, _ in wanted]
         responses = [batch["responses"][row][i] for row, i in wanted]
-        return [float(s) for s in self.scorer().score(prompts, responses)] if wanted else []
+        return [float(s) for s in self.scorer(rank).score(prompts, responses)] if wanted else []
 

@@ -130,6 +130,11 @@ class ToResponseLists(Transform):
                 )
             texts = texts[: self.config.num_responses]
             scores = list(batch[reward_cols[0]][row] or [])[: len(texts)] if reward_cols else None
+            if scores is not None and len(scores) < len(texts):
+                raise AEPOInputError(
+                    f"{where}: column {reward_cols[0]!r} has {len(scores)} scores for the {len(texts)} responses "
+                    f"of {response_cols[0]!r}: give one score per response."
+                )
         else:
             texts = [batch[c][row] for c in response_cols]
             scores = [batch[c][row] for c in reward_cols] if reward_cols else None

@@ -1,0 +1,129 @@
+"""Checks that run before the first expensive stage, so a mistake ends a run in seconds, not hours.
+
+Models (a local folder must exist and hold a config; a Hub id must be cached or answer one request,
+never a retry loop), and folders the run will write to (they must be creatable and writable).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from .errors import AEPOInputError
+
+HUB_TIMEOUT_S = 10
+
+
+def looks_like_path(name: str) -> bool:
+    """A Hub id is `name` or `owner/name`; anything else is meant as a local path."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def check_writable_dir(folder: Path | str, flag: str) -> None:
+    """Create `folder` if needed and prove a file can be written there."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".aepo-write-check-"):
+            pass
+    except OSError as err:
+        raise AEPOInputError(f"{flag} {str(folder)!r} is not a writable folder ({err.strerror or err}). "
+                             "Choose a folder you can write to.") from None
+
+
+def check_model(name: str, flag: str, *, revision: str | None = None, token: str | None = None,
+                classifier: bool = False) -> None:
+    """A local model folder or a Hub model id that can be loaded without waiting on a dead network."""
+    path = Path(name).expanduser()
+    if path.exists():
+        _check_local_model(path, flag, classifier)
+    elif looks_like_path(name):
+        raise AEPOInputError(f"{flag} {name!r}: no such folder. Pass an existing local path or a Hub id.")
+    else:
+        check_hub_repo(name, flag, "model", revision=revision, token=token)
+
+
+def _check_local_model(path: Path, flag: str, classifier: bool) -> None:
+    if not (path / "config.json").is_file():
+        raise AEPOInputError(f"{flag} {str(path)!r} has no config.json: it is not a saved model folder "
+                             "(save one with save_pretrained).")
+    if not classifier:
+        return
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(path))
+    architectures = getattr(config, "architectures", None) or []
+    if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise AEPOInputError(f"{flag} {str(path)!r} is a {architectures[0]}, not a sequence-classification "
+                             "reward model.")
+    if getattr(config, "num_labels", 1) != 1:
+        raise AEPOInputError(f"{flag} {str(path)!r} has {config.num_labels} output labels; a reward model has one.")
+
+
+def check_hub_repo(repo_id: str, flag: str, repo_type: str = "model", *, revision: str | None = None,
+                   token: str | None = None) -> None:
+    """Cached locally, or one request to the Hub answers; offline mode (HF_HUB_OFFLINE) is respected."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    filename = "config.json" if repo_type == "model" else "README.md"
+    if isinstance(try_to_load_from_cache(repo_id, filename, revision=revision, repo_type=repo_type), str):
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise AEPOInputError(f"{flag} {repo_id!r} needs the Hugging Face Hub, but HF_HUB_OFFLINE is set and it is "
+                             "not in the local cache: pass a local path, or download it first.")
+    ask_hub_once(repo_id, flag, repo_type, revision, token)
+
+
+def ask_hub_once(repo_id: str, flag: str, repo_type: str = "model", revision: str | None = None,
+                 token: str | None = None) -> None:
+    """One request, a short timeout, no retries: a dead network is reported in seconds."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, token=token, timeout=HUB_TIMEOUT_S)
+    except GatedRepoError:
+        raise AEPOInputError(f"{flag} {repo_id!r} is gated: accept its terms on the Hub and pass a token "
+                             "(--access_token, HF_TOKEN or `hf auth login`).") from None
+    except RepositoryNotFoundError:
+        raise AEPOInputError(f"{flag} {repo_id!r}: no such {repo_type} on the Hub (or it is private: pass a "
+                             "token). Check the name, or pass a local path.") from None
+    except RevisionNotFoundError:
+        raise AEPOInputError(f"{flag} {repo_id!r}: revision {revision!r} does not exist.") from None
+    except Exception as err:  # connection errors come from the HTTP client of the installed hub version
+        if not _is_connection_error(err):
+            raise
+        raise AEPOInputError(f"{flag} {repo_id!r} needs the Hugging Face Hub, which is unreachable "
+                             f"({type(err).__name__}). Pass a local path, or set HF_HUB_OFFLINE=1 to use "
+                             "only the local cache.") from None
+
+
+def _is_connection_error(err: Exception) -> bool:
+    names = {cls.__name__ for cls in type(err).__mro__}
+    return bool(names & {"ConnectError", "ConnectionError", "TimeoutException", "Timeout", "NetworkError",
+                         "TransportError", "OfflineModeIsEnabled"}) or isinstance(err, OSError)
+
+
+
+def check_models(config, *, needs_embeddings: bool = True, token: str | None = None) -> None:
+    """The embedder (when a split embeds) and the reward model of `config` (an AEPOConfig) can be loaded."""
+    from .embedders import PACKAGED_EMBEDDERS
+    from .rewards import REWARD_MODELS
+
+    if needs_embeddings and config.embedding_model not in PACKAGED_EMBEDDERS:
+        check_model(config.embedding_model, "--embedding_model", revision=config.embedding_revision, token=token)
+    reward = config.reward_model
+    if config.reward_column or callable(reward) or reward in REWARD_MODELS:
+        return
+    check_model(reward, "--reward_model", revision=config.reward_revision, token=token, classifier=True)
+
+
+def check_before_embedding(dataset, config, configs: dict, token: str | None = None) -> None:
+    """The data's columns fit the options and every model loads, before the first expensive stage.
+
+    `configs`: the AEPOConfig of each output split (the embedder is checked when any split embeds)."""
+    from .transforms.to_response_lists import resolve_columns
+
+    resolve_columns(dataset.column_names, config.reshape_config())
+    check_models(config, token=token, needs_embeddings=any(c.select_config().needs_embeddings
+                                                           for c in configs.values()))

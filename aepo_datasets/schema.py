@@ -1,0 +1,107 @@
+"""Values from YAML files and `key=value` overrides, coerced to the types of a configuration dataclass.
+
+`key=value` overrides arrive as text and are converted by the field's type (so `1e-3` is a float and
+`prompt_column=yes` stays the string "yes"); YAML values are checked the same way. A value that does
+not fit its field raises one line naming the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+import yaml
+
+from .errors import AEPOInputError
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+_NONE = {"", "none", "null", "~"}
+
+
+def field_types(*classes) -> dict[str, Any]:
+    """Field name -> type annotation, for dataclasses whose annotations are strings."""
+    hints: dict[str, Any] = {}
+    for cls in classes:
+        hints.update(typing.get_type_hints(cls))
+    return hints
+
+
+def coerce(key: str, value: Any, annotation: Any) -> Any:
+    """`value` converted to `annotation` (int, float, bool, str, tuple[str, ...], dict, Any, or X | None)."""
+    kind, optional = _unwrap(annotation)
+    if value is None or (optional and isinstance(value, str) and value.strip().lower() in _NONE):
+        if optional or kind is Any:
+            return None
+        raise AEPOInputError(f"{key} needs a value ({_describe(kind)}).")
+    try:
+        return _CONVERTERS.get(kind, _keep)(value)
+    except (TypeError, ValueError):
+        hint = " (YAML reads yes/no/on/off as true/false: quote the value)" if isinstance(value, bool) else ""
+        raise AEPOInputError(f"{key}={value!r} is not {_describe(kind)}{hint}.") from None
+
+
+def _unwrap(annotation) -> tuple[Any, bool]:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _unwrap(args[0])[0] if len(args) == 1 else Any, True
+    if origin is not None:
+        return origin, False
+    return annotation, False
+
+
+def _to_int(value) -> int:
+    if isinstance(value, bool) or isinstance(value, float):
+        raise TypeError
+    return int(value.strip()) if isinstance(value, str) else int(value)
+
+
+def _to_float(value) -> float:
+    if isinstance(value, bool):
+        raise TypeError
+    return float(value.strip()) if isinstance(value, str) else float(value)
+
+
+def _to_bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise ValueError
+
+
+def _to_str(value) -> str:
+    if isinstance(value, (dict, list, bool)):
+        raise TypeError
+    return str(value)
+
+
+def _to_tuple(value) -> tuple | str:
+    if isinstance(value, str):
+        return value  # "a,b" or a glob; the config splits it
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise TypeError
+
+
+def _to_dict(value) -> dict:
+    loaded = yaml.safe_load(value) if isinstance(value, str) else value
+    if not isinstance(loaded, dict):
+        raise TypeError
+    return loaded
+
+
+def _keep(value):
+    return value
+
+
+_CONVERTERS = {int: _to_int, float: _to_float, bool: _to_bool, str: _to_str, tuple: _to_tuple, dict: _to_dict}
+_DESCRIPTIONS = {int: "a whole number", float: "a number (e.g. 0.5 or 1e-3)", bool: "true or false",
+                 str: "text", tuple: "a name, a comma-separated list or a glob", dict: "a mapping (YAML)"}
+
+
+def _describe(kind) -> str:
+    return _DESCRIPTIONS.get(kind, "a value")

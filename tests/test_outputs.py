@@ -1,0 +1,178 @@
+"""What `aepo` writes and where: the --output format and folder, replacing an earlier output, the annotator
+recorded in run_info.json and the card, and a push that fails at the end of a run."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from datasets import load_dataset, load_from_disk
+from fake_hub import FAKE_TOKEN, fake_hub  # noqa: F401 - fixture
+
+from aepo_datasets.cli import main
+from aepo_datasets.hub import describe_annotator
+from aepo_datasets.io import atomic_save_to_disk
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "dataset" / "alpaca_samples.csv"
+FAST = ["--num_responses", "8", "--num_instructions", "3", "--selection", "random", "--reward_model", "length"]
+COLUMNS = ["prompt", "chosen", "rejected", "chosen_r", "rejected_r"]
+
+
+def run(tmp_path, *args, dataset=EXAMPLE):
+    return main([str(dataset), "--cache_dir", str(tmp_path), *args])
+
+
+def saved_rows(folder):
+    return load_from_disk(str(folder))["train"].select_columns(COLUMNS).to_list()
+
+
+@pytest.mark.parametrize("name", ["x.csv", "x.json", "x.jsonl", "x.parquet", "X.PARQUET"])
+def test_output_extension_decides_the_format(tmp_path, name):
+    assert run(tmp_path, *FAST, "--output", name) == 0
+    path = tmp_path / "output" / name
+    builder = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}[path.suffix.lower()]
+    written = load_dataset(builder, data_files=str(path), split="train")  # each format reads back as itself
+    assert written.column_names == COLUMNS
+    assert written.to_list() == saved_rows(tmp_path / "output" / Path(name).stem)
+
+
+def test_output_with_parquet_extension_writes_parquet(tmp_path):
+    import pyarrow.parquet as pq
+
+    assert run(tmp_path, *FAST, "--output", "x.parquet") == 0
+    path = tmp_path / "output" / "x.parquet"
+    assert path.read_bytes()[:4] == b"PAR1"  # not CSV text
+    assert pq.read_table(path).column_names == COLUMNS
+
+
+def test_output_as_json_is_one_array_of_records_and_jsonl_one_object_per_line(tmp_path):
+    assert run(tmp_path, *FAST, "--output", "x.json") == 0
+    assert run(tmp_path, *FAST, "--output", "x.jsonl") == 0
+    records = json.loads((tmp_path / "output" / "x.json").read_text(encoding="utf-8"))
+    lines = (tmp_path / "output" / "x.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(records) == len(lines) == 3 and list(records[0]) == COLUMNS
+    assert [json.loads(line) for line in lines] == records
+
+
+@pytest.mark.parametrize("name", ["x.xlsx", "x", "x.csv.gz"])
+def test_output_with_unknown_extension_is_rejected_up_front(tmp_path, capsys, name):
+    assert run(tmp_path, *FAST, "--output", name) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("aepo: error: --output")
+    assert ".csv, .json, .jsonl, .parquet" in err
+    assert not list((tmp_path / "output").rglob("x*"))  # rejected before anything was read or written
+
+
+def test_output_in_a_subfolder_puts_the_dataset_folder_beside_it(tmp_path):
+    assert run(tmp_path, *FAST, "--output", "sub/dir/x.csv") == 0
+    assert run(tmp_path, *FAST, "--output", "other/x.csv", "--num_instructions", "2") == 0
+    out = tmp_path / "output"
+    assert (out / "sub" / "dir" / "x.csv").is_file() and (out / "other" / "x.csv").is_file()
+    assert len(saved_rows(out / "sub" / "dir" / "x")) == 3  # not overwritten by the second run
+    assert len(saved_rows(out / "other" / "x")) == 2
+    assert not (out / "x").exists()
+
+
+@pytest.mark.parametrize("name", ["../x.csv", "sub/../../x.csv", "/tmp/x.csv"])
+def test_output_outside_the_output_folder_is_rejected(tmp_path, capsys, name):
+    assert run(tmp_path, *FAST, "--output", name) == 2
+    err = capsys.readouterr().err
+    assert "--output must be a relative path" in err and "--cache_dir" in err and "Traceback" not in err
+
+
+def _dataset(n):
+    from datasets import Dataset, DatasetDict
+
+    return DatasetDict({"train": Dataset.from_dict({"x": list(range(n))})})
+
+
+def test_replacing_an_earlier_output_never_leaves_neither(tmp_path, monkeypatch):
+    target = tmp_path / "out" / "preference"
+    atomic_save_to_disk(_dataset(3), target, {"run": "old"})
+    real_replace, calls, seen = os.replace, [], {}
+
+    def crash_on_second_rename(src, dst):
+        calls.append((Path(src), Path(dst)))
+        if len(calls) == 2:  # the old output is aside, the new one not yet in: both must be complete on disk
+            aside, new = calls[0][1], Path(src)
+            seen["old"] = len(load_from_disk(str(aside))["train"])
+            seen["new"] = len(load_from_disk(str(new))["train"])
+            raise OSError("simulated crash between the two renames")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_second_rename)
+    with pytest.raises(OSError, match="simulated crash"):
+        atomic_save_to_disk(_dataset(5), target, {"run": "new"})
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert seen == {"old": 3, "new": 5}
+    assert calls[0][0] == target and calls[1][1] == target
+    assert len(load_from_disk(str(target))["train"]) == 3  # the old output was put back
+    assert json.loads((target / "run_info.json").read_text()) == {"run": "old"}
+    assert [p.name for p in target.parent.iterdir()] == ["preference"]  # no temporary folder left
+
+
+def test_replacing_an_earlier_output_swaps_it_and_removes_the_old_one(tmp_path):
+    target = tmp_path / "out" / "preference"
+    atomic_save_to_disk(_dataset(3), target)
+    atomic_save_to_disk(_dataset(5), target, {"run": "new"})
+    assert len(load_from_disk(str(target))["train"]) == 5
+    assert [p.name for p in target.parent.iterdir()] == ["preference"]
+
+
+def _scored(tmp_path):
+    import pandas as pd
+
+    df = pd.read_csv(EXAMPLE)
+    for j in range(8):
+        df[f"score_{j}"] = df[f"response_{j}"].str.len().astype(float)
+    path = tmp_path / "scored.parquet"
+    df.to_parquet(path)
+    return path
+
+
+def test_reward_column_run_info_and_card_name_the_scores_as_annotator(fake_hub, tmp_path):
+    assert run(tmp_path, "--num_responses", "8", "--num_instructions", "3", "--selection", "random",
+               "--response_columns", "response_*", "--reward_column", "score_*", "--push_to_hub", "fake-user/scored",
+               "--access_token", FAKE_TOKEN, dataset=_scored(tmp_path)) == 0
+    info = json.loads((tmp_path / "output" / "preference" / "run_info.json").read_text())
+    assert info["annotator"] == "column score_*"
+    card = fake_hub.files("fake-user/scored")["README.md"].decode()
+    assert "annotator: column score_*" in card and "| annotator | column score_* |" in card
+    assert "OpenAssistant" not in card and "reward_model: null" in card
+
+
+@pytest.mark.parametrize("reward_model, annotator", [("length", "length"), ("aepo-mini", "aepo-mini")])
+def test_short_name_annotator_is_recorded(tmp_path, reward_model, annotator):
+    args = [a if a != "length" else reward_model for a in FAST]
+    if reward_model != "length":
+        pytest.importorskip("sentence_transformers")
+    assert run(tmp_path, *args) == 0
+    assert json.loads((tmp_path / "output" / "preference" / "run_info.json").read_text())["annotator"] == annotator
+
+
+def my_judge(prompts, responses):
+    return [0.0] * len(responses)
+
+
+def test_describe_annotator_for_every_kind():
+    assert describe_annotator("OpenAssistant/rm", None) == "OpenAssistant/rm"
+    assert describe_annotator("OpenAssistant/rm", None, "abc123") == "OpenAssistant/rm @ abc123"
+    assert describe_annotator("OpenAssistant/rm", ("score_*",)) == "column score_*"
+    assert describe_annotator(my_judge) == f"callable {__name__}.my_judge"
+    assert describe_annotator("aepo-mini") == "aepo-mini"
+
+
+def test_push_failure_still_prints_summary_and_outputs(fake_hub, tmp_path, capsys, caplog):
+    caplog.set_level("INFO")
+    code = run(tmp_path, *FAST, "--output", "prefs.parquet", "--push_to_hub", "fake-user/prefs",
+               "--access_token", "hf_WrongTokenWrongTokenWrongToken123")  # 401: not retried
+    err = capsys.readouterr().err
+    folder = tmp_path / "output" / "prefs"
+    assert code == 1  # not a user error: the run itself succeeded
+    assert "Summary" in caplog.text and "prompts kept:          3" in caplog.text
+    assert f"output Parquet:        {tmp_path / 'output' / 'prefs.parquet'}" in caplog.text
+    assert f"output dataset:        {folder}" in caplog.text and "pushed to:             nothing" in caplog.text
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("aepo: error: Could not push") and f"aepo push {folder} fake-user/prefs" in lines[-1]
+    assert "WrongToken" not in err and "Traceback" not in err
+    assert len(saved_rows(folder)) == 3  # the local outputs are complete
