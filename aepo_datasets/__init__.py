@@ -1,7 +1,6 @@
 """AEPO as Hugging Face `datasets` transforms: N responses per prompt -> preference pairs with k annotations."""
 
-__version__ = "0.1.0"
-
+from .version import __version__  # noqa: E402
 from .errors import AEPOInputError  # noqa: E402
 from .forking import install as _install_fork_hook  # noqa: E402
 from .transforms import (  # noqa: E402

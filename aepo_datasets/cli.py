@@ -142,7 +142,8 @@ def run(args) -> int:
     from datasets import DatasetDict
 
     from .io import OUTPUT_TYPES, atomic_save_to_disk, atomic_write_table, load_input, output_paths
-    from .pipeline import run_pipeline, split_configs
+    from .pipeline import run_pipeline
+    from .transforms.chain import split_configs
     from .preflight import check_before_embedding
     from .summary import push_and_summarize
 

@@ -224,7 +224,8 @@ def launch(settings: dict, command: list[str]) -> int:
     from .cli import group_if_long
     from .distributed import check_process_count, main_process_first
     from .io import load_input
-    from .pipeline import PreferencePipeline, split_configs
+    from .pipeline import PreferencePipeline
+    from .transforms.chain import split_configs
     from .preflight import check_before_embedding, check_writable_dir
 
     check_writable_dir(settings["output_dir"], "output_dir")

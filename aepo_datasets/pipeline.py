@@ -10,15 +10,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .transforms.chain import AEPOConfig
-from .transforms.embed_responses import EmbedResponses
-from .transforms.pair_responses import PairResponses
-from .transforms.score_responses import ScoreResponses
-from .transforms.select_responses import SelectResponses
-from .transforms.to_response_lists import ToResponseLists
+from .transforms.chain import build_steps
+from .transforms.config import AEPOConfig
 
 logger = logging.getLogger(__name__)
 
@@ -53,18 +49,6 @@ class RunReport:
         return out
 
 
-def split_configs(config: AEPOConfig, splits: dict[str, dict] | None) -> dict[str, AEPOConfig]:
-    """One AEPOConfig per output split; `splits` maps a name to overrides (selection, num_annotations...)."""
-    if not splits:
-        return {"train": config}
-    return {name: replace(config, **overrides) for name, overrides in splits.items()}
-
-
-def min_usable(configs: dict[str, AEPOConfig]) -> int:
-    """Prompts must be usable by every split, so that all splits hold the same prompts."""
-    return max(c.min_usable for c in configs.values())
-
-
 def _map(dataset, transform, desc, report, stage, use_cache=False, **kwargs):
     start = time.time()
     result = dataset.map(transform, batched=True, desc=desc, load_from_cache_file=use_cache, **kwargs)
@@ -87,14 +71,10 @@ class PreferencePipeline:
     def __init__(self, config: AEPOConfig, splits: dict[str, dict] | None = None, *, batch_size: int = 64,
                  release_models: bool = True):
         self.config, self.batch_size, self.release_models = config, batch_size, release_models
-        self.configs = split_configs(config, splits)
-        columns = {name: f"selected__{name}" for name in self.configs}
-        self.reshape = ToResponseLists(config.reshape_config(min_usable(self.configs)))
-        needs_embeddings = any(s.select_config().needs_embeddings for s in self.configs.values())
-        self.embed = EmbedResponses(config.embed_config()) if needs_embeddings else None
-        self.selects = {name: SelectResponses(s.select_config(columns[name])) for name, s in self.configs.items()}
-        self.score = ScoreResponses(config.score_config(tuple(columns.values())))
-        self.pairs = {name: PairResponses(s.pair_config(columns[name])) for name, s in self.configs.items()}
+        self.steps = build_steps(config, splits)
+        self.configs = self.steps.configs
+        self.reshape, self.embed, self.score = self.steps.reshape, self.steps.embed, self.steps.score
+        self.selects, self.pairs = self.steps.selects, self.steps.pairs
 
     def run(self, dataset, *, use_sample_cache=False, use_matrix_cache=False):
         """The whole job on one dataset (or chunk): returns ({split: Dataset}, RunReport)."""

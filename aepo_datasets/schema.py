@@ -105,3 +105,17 @@ _DESCRIPTIONS = {int: "a whole number", float: "a number (e.g. 0.5 or 1e-3)", bo
 
 def _describe(kind) -> str:
     return _DESCRIPTIONS.get(kind, "a value")
+
+
+def option(default, help: str, *, group: str = "more", choices=None, flag: str | None = None,
+           flag_values: dict | None = None, cli_default=None, metavar: str | None = None):
+    """A dataclass field that also describes its command-line flag and launcher key.
+
+    `flag`: a flag name other than the field's; `flag_values`: the flag's words -> field values (e.g.
+    `--chat_template on` -> True); `cli_default`: the command's default where it differs from Python's
+    (the research CLI's `--num_responses 32`)."""
+    from dataclasses import field
+
+    meta = {"help": help, "group": group, "choices": choices, "flag": flag, "flag_values": flag_values,
+            "cli_default": cli_default, "metavar": metavar}
+    return field(default=default, metadata=meta)

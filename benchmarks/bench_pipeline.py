@@ -483,27 +483,58 @@ def host_floor_seconds(lists: list[dict], models: dict) -> dict:
     prompts = [row["prompt"] for row in lists for _ in row["responses"]]
     embedder = AutoModel.from_pretrained(models["embedder"]).eval()
     reward = AutoModelForSequenceClassification.from_pretrained(models["reward"]).eval()
-    start = time.perf_counter()
-    ids = tokenizer(texts, truncation=True, max_length=512)["input_ids"]
-    bare_forward_loop(embedder, ids, token_budget_batches([len(x) for x in ids], 64, 32768))
-    middle = time.perf_counter()
-    ids = tokenizer(prompts, texts, truncation="only_second", max_length=512)["input_ids"]
-    bare_forward_loop(reward, ids, token_budget_batches([len(x) for x in ids], 8, 8192, 0.0))
+    with parallel_tokenizer():
+        start = time.perf_counter()
+        ids = tokenizer(texts, truncation=True, max_length=512)["input_ids"]
+        bare_forward_loop(embedder, ids, token_budget_batches([len(x) for x in ids], 64, 32768))
+        middle = time.perf_counter()
+        ids = tokenizer(prompts, texts, truncation="only_second", max_length=512)["input_ids"]
+        bare_forward_loop(reward, ids, token_budget_batches([len(x) for x in ids], 8, 8192, 0.0))
     return {"embed": middle - start, "annotate": time.perf_counter() - middle}
+
+
+@contextmanager
+def parallel_tokenizer():
+    """The floor's tokenizer call on every core (its own Rayon pool; the variable is read at each call)."""
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TOKENIZERS_PARALLELISM"]
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
+
+
+@contextmanager
+def one_torch_thread():
+    """With a near-zero-cost model, each forward is dominated by waking torch's OpenMP threads, and on
+    shared cores that wait grows tenfold and at random; one thread measures the host work alone."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def host_overhead(workdir: Path, rounds: int = 2) -> dict:
     """Stage time / floor for the embed and annotate stages with near-zero-cost models over 40 prompts x 128
-    responses: what the host adds around the models. Stage and floor alternate; the minimum of each is kept."""
+    responses: what the host adds around the models. Stage and floor alternate; the minimum of each is kept.
+    The floor tokenizes on every core; torch runs one thread in both (see one_torch_thread)."""
     models = build_tiny_models(workdir / "tiny_models")
     dataset = load_prompts(HOST_PROMPTS, str(workdir / "datasets_cache"))
     lists = response_lists(dataset, HOST_N)
     stage, floor = {}, {}
-    for _ in range(rounds):
-        for name, value in host_stage_seconds(dataset, models).items():
-            stage[name] = min(stage.get(name, float("inf")), value)
-        for name, value in host_floor_seconds(lists, models).items():
-            floor[name] = min(floor.get(name, float("inf")), value)
+    with one_torch_thread():
+        for _ in range(rounds):
+            for name, value in host_stage_seconds(dataset, models).items():
+                stage[name] = min(stage.get(name, float("inf")), value)
+            for name, value in host_floor_seconds(lists, models).items():
+                floor[name] = min(floor.get(name, float("inf")), value)
     return {"prompts": len(lists), "texts": stage.pop("texts"), "pairs": stage.pop("pairs"), "rounds": rounds,
             "stage_seconds": stage, "floor_seconds": floor,
             "ratio": {name: stage[name] / floor[name] for name in floor}}

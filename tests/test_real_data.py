@@ -23,8 +23,8 @@ def test_n128_file_with_default_embedder_and_tiny_reward_model(tiny_reward_model
                           reward_model=tiny_reward_model)
     out = ds.map(chain, batched=True, remove_columns=ds.column_names)
     assert len(out) == 4
-    assert chain.steps["embed"].encoded_texts == 4 * 16
-    assert chain.steps["annotate"].scored == 4 * 2
+    assert chain.steps.embed.encoded_texts == 4 * 16
+    assert chain.steps.score.scored == 4 * 2
     for row, source in zip(out, ds):
         assert row["prompt"] == source["prompt"]
         assert row["chosen"] == source[f"response_{row['chosen_id']}"]

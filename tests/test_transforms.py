@@ -207,13 +207,13 @@ def test_hash_unchanged_after_model_loads_and_second_map_is_cached(small_wide_da
     chain = AEPOTransform(num_responses=3, response_columns="response_*", reward_model=tiny_reward_model)
     before = Hasher.hash(chain)
     first = small_wide_dataset.map(chain, batched=True, remove_columns=small_wide_dataset.column_names)
-    assert chain.steps["annotate"]._scorer._model is not None
+    assert chain.steps.score._scorer._model is not None
     start = time.perf_counter()
     assert Hasher.hash(chain) == before
     assert time.perf_counter() - start < 0.5
-    calls = chain.steps["annotate"].scored
+    calls = chain.steps.score.scored
     again = small_wide_dataset.map(chain, batched=True, remove_columns=small_wide_dataset.column_names)
-    assert chain.steps["annotate"].scored == calls  # nothing recomputed: a cache hit
+    assert chain.steps.score.scored == calls  # nothing recomputed: a cache hit
     assert again.to_list() == first.to_list()
 
 

@@ -1,6 +1,7 @@
 """One transform per step; each is a `Dataset.map(..., batched=True)` callable."""
 
-from .chain import AEPOConfig, AEPOTransform
+from .chain import AEPOTransform, build_steps
+from .config import AEPOConfig
 from .embed_responses import EmbedConfig, EmbedResponses
 from .pair_responses import PairConfig, PairResponses
 from .score_responses import ScoreConfig, ScoreResponses
@@ -10,5 +11,5 @@ from .to_response_lists import ResponseListsConfig, ToResponseLists, group_long_
 __all__ = [
     "AEPOConfig", "AEPOTransform", "EmbedConfig", "EmbedResponses", "PairConfig", "PairResponses",
     "ResponseListsConfig", "ScoreConfig", "ScoreResponses", "SelectConfig", "SelectResponses",
-    "ToResponseLists", "group_long_responses",
+    "ToResponseLists", "build_steps", "group_long_responses",
 ]

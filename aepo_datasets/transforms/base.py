@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from typing import Any, ClassVar
 
+from ..version import __version__
+
 
 class Transform:
     """Callable `(batch, rank=None) -> batch` for `Dataset.map(..., batched=True)`."""
@@ -30,7 +32,7 @@ class Transform:
         # the device does not change the rows: keep it out of the fingerprint (a worker process
         # unpickled from this state picks its device from its rank)
         config = replace(self.config, device=None) if hasattr(self.config, "device") else self.config
-        return {"config": config, "version": self.VERSION}
+        return {"config": config, "version": self.VERSION, "package": __version__}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.config = state["config"]
