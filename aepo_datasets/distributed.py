@@ -29,7 +29,7 @@ def check_process_count(state, command: Sequence[str]) -> None:
     """
     num_processes, wanted = state.num_processes, requested_processes()
     if wanted is not None and num_processes < wanted:
-        from .hub import redact_command
+        from .redaction import redact_command
 
         raise AEPOInputError(
             f"accelerate launch was asked for {wanted} processes but started {num_processes} (it starts several CPU "

@@ -2,65 +2,40 @@
 
 `push_preference_dataset` pushes a `DatasetDict` with the real `DatasetDict.push_to_hub` (parquet shards plus the
 `configs`/`dataset_info` YAML that `datasets` merges into README.md), then merges our card (built by
-`aepo_datasets.hub_card`) into that README. This module holds the Hub I/O: pushes, retries with backoff, the
-`aepo push` folder; the card's public names are re-exported here.
+`aepo_datasets.hub_card` from a `RunInfo`) into that README. This module holds the Hub I/O: pushes, retries with
+backoff, the `aepo push` folder.
 
 The token comes from `token`, else `HF_TOKEN`, else the `hf auth login` cache (huggingface_hub resolves the last two
-itself when `token=None`). It is never logged or written: secrets are scrubbed from the recorded command, from
-`run_info` and from error messages.
+itself when `token=None`). It is never logged or written: secrets are scrubbed from the card and from error
+messages (`aepo_datasets.redaction`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shlex
 import time
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import datasets
 from huggingface_hub import HfApi, HfFileSystem
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from .errors import AEPOInputError, HubPushError
-from .hub_card import (
-    ARXIV_ID,
-    CARD_END,
-    CARD_START,
-    CARD_TAGS,
-    CITATION,
-    METADATA_KEY,
-    REDACTED,
-    RUN_INFO_KEYS,
-    TASK_CATEGORIES,
-    _known_secrets,
-    _scrub_text,
-    build_dataset_card,
-    card_metadata,
-    describe_annotator,
-    normalize_run_info,
-    redact_command,
-    render_section,
-    reward_columns,
-    reward_stats,
-)
+from .hub_card import build_dataset_card
+from .redaction import known_secrets, scrub_text
+from .run_info import RUN_INFO_FILENAME, RunInfo, read_run_info
+from .stats import reward_stats
 
-__all__ = [
-    "ARXIV_ID", "CARD_END", "CARD_START", "CARD_TAGS", "CITATION", "MAX_BACKOFF_S", "METADATA_KEY", "REDACTED",
-    "RETRY_STATUS", "RUN_INFO_FILENAME", "RUN_INFO_KEYS", "TASK_CATEGORIES", "HubPushError", "build_dataset_card",
-    "card_metadata", "describe_annotator", "is_transient", "load_run_info", "normalize_run_info", "push_later_command",
-    "push_preference_dataset", "push_saved_folder", "redact_command", "render_section", "reward_columns",
-    "reward_stats",
-]  # fmt: skip
+__all__ = ["MAX_BACKOFF_S", "RETRY_STATUS", "is_transient", "push_later_command", "push_preference_dataset",
+           "push_saved_folder"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RUN_INFO_FILENAME = "run_info.json"
 RETRY_STATUS = frozenset({408, 409, 412, 425, 429})  # and every 5xx
 MAX_BACKOFF_S = 60.0
 
@@ -104,7 +79,7 @@ def is_transient(err: BaseException) -> bool:
 
 def _describe(err: BaseException, secrets: Sequence[str]) -> str:
     lines = str(err).strip().splitlines()
-    return _scrub_text(f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": "), secrets)
+    return scrub_text(f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": "), secrets)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,9 +115,9 @@ def _read_card(api: HfApi, repo_id: str, revision: str, token: str | None) -> st
         return None
 
 
-def _push_card(api: HfApi, repo_id: str, run_info: Mapping, stats: Mapping, token: str | None, secrets) -> str:
+def _push_card(api: HfApi, repo_id: str, info: RunInfo, token: str | None, secrets) -> str:
     head = api.repo_info(repo_id, repo_type="dataset").sha
-    card = build_dataset_card(run_info, stats, _read_card(api, repo_id, head, token), title=repo_id.split("/")[-1],
+    card = build_dataset_card(info, _read_card(api, repo_id, head, token), title=repo_id.split("/")[-1],
                               secrets=secrets)  # fmt: skip
     commit = api.upload_file(path_or_fileobj=card.encode("utf-8"), path_in_repo="README.md", repo_id=repo_id,
                              repo_type="dataset", commit_message="Update AEPO dataset card", parent_commit=head)
@@ -153,7 +128,7 @@ def push_preference_dataset(
     dataset_dict: datasets.DatasetDict,
     repo_id: str,
     *,
-    run_info: Mapping[str, Any] | None = None,
+    run_info: RunInfo | None = None,
     token: str | None = None,
     private: bool = True,
     max_retries: int = 4,
@@ -163,7 +138,8 @@ def push_preference_dataset(
 ) -> str:
     """Push `dataset_dict` to the dataset repo `repo_id`, then merge our card into its README; return the repo URL.
 
-    Two commits: the data (parquet + datasets' metadata), then README.md, each retried up to `max_retries` times on
+    The card is built from `run_info` (None: a card that says the run is unknown), with the reward statistics of
+    the splits pushed. Two commits: the data (parquet + datasets' metadata), then README.md, each retried up to `max_retries` times on
     transient errors after `backoff_base * 2**attempt` s (at most 60). `private` applies only to a new repo.
     Raises `HubPushError`, whose message gives `aepo push <local_folder> <repo_id>` to push the local copy later.
     """
@@ -171,10 +147,14 @@ def push_preference_dataset(
         raise TypeError(f"dataset_dict must be a datasets.DatasetDict, got {type(dataset_dict).__name__}")
     if max_retries < 0 or backoff_base < 0:
         raise AEPOInputError(f"max_retries and backoff_base must be >= 0, got {max_retries} and {backoff_base}")
-    secrets = _known_secrets(token)
+    if run_info is not None and not isinstance(run_info, RunInfo):
+        raise TypeError(f"run_info must be an aepo_datasets.run_info.RunInfo (RunInfo.from_json reads a "
+                        f"run_info.json), got {type(run_info).__name__}")
+    secrets = known_secrets(token)
     retry = _Retry(repo_id, local_folder, max_retries, backoff_base, secrets)
-    stats = reward_stats(dataset_dict)
-    logger.info("Pushing splits %s (%d rows) to %s", list(stats), sum(s["num_rows"] for s in stats.values()), repo_id)
+    stats = {str(name): reward_stats(split) for name, split in dataset_dict.items()}
+    info = (run_info or RunInfo()).with_reward_stats(stats)  # the card describes the rows that are pushed
+    logger.info("Pushing splits %s (%d rows) to %s", list(stats), sum(s["rows"] for s in stats.values()), repo_id)
     message = commit_message or "Upload AEPO preference dataset"
     data_commit = retry.run(
         lambda: dataset_dict.push_to_hub(repo_id, private=private, token=token, commit_message=message),
@@ -183,24 +163,10 @@ def push_preference_dataset(
     repo_url = data_commit.repo_url if data_commit is not None else None
     resolved_id = repo_url.repo_id if repo_url is not None else repo_id  # `repo_id` may lack the namespace
     api = HfApi(endpoint=datasets.config.HF_ENDPOINT, token=token)
-    card_url = retry.run(lambda: _push_card(api, resolved_id, run_info or {}, stats, token, secrets),
+    card_url = retry.run(lambda: _push_card(api, resolved_id, info, token, secrets),
                          "upload the dataset card")  # fmt: skip
     logger.info("Pushed %s (card commit %s)", resolved_id, card_url)
     return str(repo_url) if repo_url is not None else f"{api.endpoint}/datasets/{resolved_id}"
-
-
-def load_run_info(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The `run_info.json` inside `folder`, or None if there is none."""
-    path = Path(folder) / RUN_INFO_FILENAME
-    if not path.is_file():
-        return None
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise AEPOInputError(f"{path} is not valid JSON ({err}); fix or delete it") from err
-    if not isinstance(info, dict):
-        raise AEPOInputError(f"{path} must hold a JSON object, got {type(info).__name__}")
-    return info
 
 
 def push_saved_folder(
@@ -221,7 +187,7 @@ def push_saved_folder(
     if not isinstance(dataset_dict, datasets.DatasetDict):
         raise AEPOInputError(f"{folder} holds a single Dataset; `aepo push` expects a DatasetDict saved with "
                              "save_to_disk")  # fmt: skip
-    run_info = load_run_info(folder)
+    run_info = read_run_info(folder)
     if run_info is None:
         logger.warning("No %s in %s: the dataset card will not record the run settings", RUN_INFO_FILENAME, folder)
     return push_preference_dataset(dataset_dict, repo_id, run_info=run_info, token=token, private=private,

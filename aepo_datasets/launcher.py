@@ -21,11 +21,11 @@ from pathlib import Path
 
 import yaml
 
-from . import __version__
+from .version import __version__
 from .errors import AEPOInputError, IncompleteRunError, exit_code
 from .registry import unknown_choice_message
 from .schema import coerce, field_types
-from .transforms.chain import AEPOConfig
+from .transforms.config import AEPOConfig
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def _non_empty(parts: list) -> list:
 def launch(settings: dict, command: list[str]) -> int:
     from accelerate import PartialState
 
-    from .cli import group_if_long
+    from .prepare import group_if_long
     from .distributed import check_process_count, main_process_first
     from .io import load_input
     from .pipeline import PreferencePipeline
@@ -283,10 +283,9 @@ def use_cpu() -> bool:
 
 
 def finish(settings, command, work: Path, count: int, seconds: float) -> int:
-    from .cli import provenance
-    from .hub import redact_command
     from .io import atomic_save_to_disk
-    from .pipeline import reward_stats
+    from .run_info import build_run_info
+    from .stats import reward_stats
     from .summary import push_and_summarize
 
     missing = [i for i in range(count) if not is_done(work, i)]
@@ -298,16 +297,15 @@ def finish(settings, command, work: Path, count: int, seconds: float) -> int:
     report.reward_stats = {name: reward_stats(split) for name, split in merged.items()}
     report.seconds["total"] = seconds
     target = Path(settings["output_dir"]) / "dataset"
-    info = {"aepo_datasets_version": __version__, "settings": redacted(settings), "command": redact_command(command),
-            **provenance(aepo_config(settings)), "splits": split_options(settings), "report": asdict(report)}
-    atomic_save_to_disk(merged, target, info)
+    info = build_run_info(aepo_config(settings), report, command, settings)
+    atomic_save_to_disk(merged, target, info.to_dict())
     _mention_other_runs(work)
     push_and_summarize(report, {"output dataset": str(target)}, (lambda: _push(merged, settings, info, target))
                        if settings["push_to_hub"] else None)  # a failed push still shows the summary
     return 0
 
 
-def _push(merged, settings: dict, info: dict, target: Path) -> str:
+def _push(merged, settings: dict, info, target: Path) -> str:
     from .hub import push_preference_dataset
 
     return push_preference_dataset(merged, settings["push_to_hub"], run_info=info, token=settings["access_token"],
@@ -322,12 +320,8 @@ def _mention_other_runs(work: Path) -> None:
                     "longer need to resume those runs", work.parent, len(others))
 
 
-def redacted(settings: dict) -> dict:
-    return {k: ("REDACTED" if k == "access_token" and v else v) for k, v in settings.items()}
-
-
 def main(argv: list[str] | None = None) -> int:
-    from .cli import setup_logging
+    from .logs import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if {"-h", "--help"} & set(argv):

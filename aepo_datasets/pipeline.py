@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .stats import SplitSummary, reward_stats
 from .transforms.chain import build_steps
 from .transforms.config import AEPOConfig
 
@@ -31,10 +32,12 @@ class RunReport:
     west_of_n_annotations: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     cache_hits: list[str] = field(default_factory=list)
-    reward_stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    reward_stats: dict[str, dict] = field(default_factory=dict)  # per split: stats.reward_stats of its rows
     reward_padding: float | None = None
     reward_truncated: int = 0
     tied: dict[str, int] = field(default_factory=dict)
+    strategies: dict[str, dict] = field(default_factory=dict)  # per split: selection, num_annotations, λ
+    split_annotations: dict[str, int] = field(default_factory=dict)  # per split: responses its selection annotates
 
     def merge(self, other: "RunReport") -> "RunReport":
         """Sum of two shards' reports (timings add up: they are process-seconds)."""
@@ -44,9 +47,33 @@ class RunReport:
             setattr(out, name, getattr(self, name) + getattr(other, name))
         out.skipped = dict(Counter(self.skipped) + Counter(other.skipped))
         out.seconds = dict(Counter(self.seconds) + Counter(other.seconds))
-        out.tied = {name: self.tied.get(name, 0) + other.tied.get(name, 0) for name in {**self.tied, **other.tied}}
+        out.tied = _add(self.tied, other.tied)
+        out.split_annotations = _add(self.split_annotations, other.split_annotations)
+        out.strategies = {**self.strategies, **other.strategies}  # the same for every shard
         out.cache_hits = sorted(set(self.cache_hits) | set(other.cache_hits))
         return out
+
+    def per_split(self) -> list[SplitSummary]:
+        """What each output split got: its strategy, the annotations its selection spent and saved vs West-of-N,
+        its tied prompts and reward statistics (None where unknown: run info written by an earlier version)."""
+        names = dict.fromkeys([*self.strategies, *self.tied, *self.reward_stats])
+        summaries = []
+        for name in names:
+            spent = self.split_annotations.get(name)
+            saved = None if spent is None else self.west_of_n_annotations - spent
+            summaries.append(SplitSummary(name, **self.strategies.get(name, {}), annotations=spent, saved=saved,
+                                          tied=self.tied.get(name), rewards=self.reward_stats.get(name) or {}))
+        return summaries
+
+
+def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {name: a.get(name, 0) + b.get(name, 0) for name in {**a, **b}}
+
+
+def strategy(config: AEPOConfig) -> dict:
+    """How a split picks the responses to annotate, as RunReport.strategies records it."""
+    k = None if config.selection == "west_of_n" else config.num_annotations
+    return {"selection": config.selection, "num_annotations": k, "diversity_penalty": config.diversity_penalty}
 
 
 def _map(dataset, transform, desc, report, stage, use_cache=False, **kwargs):
@@ -90,6 +117,8 @@ class PreferencePipeline:
         for name, step in self.selects.items():
             data = _map(data, step, f"Selecting ({name}: {step.config.selection})", report, "select",
                         batch_size=self.batch_size)
+            report.split_annotations[name] = selected_count(data, step.config.output_column)
+        report.strategies = {name: strategy(c) for name, c in self.configs.items()}
         data = self.annotate(data, report)
         out = {name: _map(data, step, f"Pairing ({name})", report, "pair", remove_columns=data.column_names,
                           features=step.features(), batch_size=self.batch_size) for name, step in self.pairs.items()}
@@ -145,17 +174,9 @@ def kept_ties(split) -> int:
     return int((np.asarray(split[best], dtype=float) == np.asarray(split[worst], dtype=float)).sum())
 
 
-def reward_stats(split) -> dict[str, float]:
-    """Mean and spread of the best and worst reward per row."""
-    import numpy as np
+def selected_count(data, column: str) -> int:
+    """Responses selected in `column` over all prompts (a skipped prompt selects none)."""
+    import pyarrow.compute as pc
 
-    from .transforms.pair_responses import reward_columns
-
-    if len(split) == 0:
-        return {}
-    best, worst = reward_columns(split.column_names)
-    hi, lo = np.asarray(split[best], dtype=float), np.asarray(split[worst], dtype=float)
-    annotated = sum(len(ids) for ids in split["selected_ids"])
-    return {"rows": len(split), "annotations": annotated, "chosen_mean": float(hi.mean()),
-            "rejected_mean": float(lo.mean()), "margin_mean": float((hi - lo).mean()),
-            "chosen_std": float(hi.std()), "rejected_std": float(lo.std())}
+    selected = data.select_columns([column]).with_format("arrow")[:][column]
+    return int(pc.sum(pc.list_value_length(selected)).as_py() or 0)

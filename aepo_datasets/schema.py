@@ -107,7 +107,7 @@ def _describe(kind) -> str:
     return _DESCRIPTIONS.get(kind, "a value")
 
 
-def option(default, help: str, *, group: str = "more", choices=None, flag: str | None = None,
+def option(default, help: str, *, group: str = "more options", choices=None, flag: str | None = None,
            flag_values: dict | None = None, cli_default=None, metavar: str | None = None):
     """A dataclass field that also describes its command-line flag and launcher key.
 
@@ -119,3 +119,44 @@ def option(default, help: str, *, group: str = "more", choices=None, flag: str |
     meta = {"help": help, "group": group, "choices": choices, "flag": flag, "flag_values": flag_values,
             "cli_default": cli_default, "metavar": metavar}
     return field(default=default, metadata=meta)
+
+
+def add_flags(parser, *classes) -> None:
+    """One `--field` flag per `option(...)` field of `classes`, in argument groups named by the fields."""
+    from dataclasses import fields
+
+    groups: dict[str, Any] = {}
+    for cls in classes:
+        for f in fields(cls):
+            if "help" not in f.metadata:
+                continue
+            group = f.metadata["group"]
+            if group not in groups:
+                groups[group] = parser.add_argument_group(group)
+            groups[group].add_argument(f.metadata["flag"] or f"--{f.name}", dest=f.name, **_flag_options(f))
+
+
+def _flag_options(f) -> dict:
+    meta = f.metadata
+    default = f.default if meta["cli_default"] is None else meta["cli_default"]
+    text = meta["help"].replace("%", "%%")
+    if meta["flag_values"]:
+        word = next(w for w, v in meta["flag_values"].items() if v == default)
+        return {"choices": list(meta["flag_values"]), "default": word, "help": f"{text} (default: {word})"}
+    if default is False:
+        return {"action": "store_true", "help": text}
+    shown = "" if default is None else f" (default: {default})"
+    # values stay text here and are coerced by the dataclass, so every bad value gets the same kind of message
+    return {"default": default, "choices": meta["choices"], "metavar": meta["metavar"], "help": text + shown}
+
+
+def values_from_args(cls, args) -> dict:
+    """Keyword arguments for `cls` from parsed flags (flag words such as `on`/`off` translated)."""
+    from dataclasses import fields
+
+    values = {}
+    for f in fields(cls):
+        value = getattr(args, f.name)
+        translate = f.metadata.get("flag_values")
+        values[f.name] = translate[value] if translate else value
+    return values

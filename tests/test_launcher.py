@@ -21,10 +21,27 @@ COMMON = [f"dataset={EXAMPLE}", "num_responses=8", "num_annotations=2", "reward_
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_config_loads_and_validates(config):
+def test_every_shipped_config_builds_the_pipeline_it_would_run(config):
+    import yaml
+
+    from aepo_datasets.launcher import aepo_config, split_options
+    from aepo_datasets.pipeline import PreferencePipeline
+
+    raw = yaml.safe_load(config.read_text())
     settings = parse_settings(["--config", str(config)])
-    assert settings["num_responses"] >= settings["num_annotations"] >= 2
-    assert settings["output_dir"] and settings["dataset"]
+    pipeline = PreferencePipeline(aepo_config(settings), split_options(settings))
+    wanted = raw.get("splits") or {"train": {}}
+    assert list(pipeline.selects) == list(pipeline.pairs) == list(wanted)
+    for name, overrides in wanted.items():
+        select = pipeline.selects[name].config
+        expected = "west_of_n" if (overrides or {}).get("west_of_n") or raw.get("west_of_n") else \
+            (overrides or {}).get("selection", raw.get("selection", "aepo"))
+        assert select.selection == expected
+        assert select.num_annotations == (overrides or {}).get("num_annotations", raw.get("num_annotations", 2))
+        assert pipeline.pairs[name].config.selection_column == select.output_column
+    assert set(pipeline.score.config.selection_columns) == {s.config.output_column for s in pipeline.selects.values()}
+    assert (pipeline.embed is not None) == any(s.config.needs_embeddings for s in pipeline.selects.values())
+    assert pipeline.score.config.reward_model == raw.get("reward_model", "OpenAssistant/reward-model-deberta-v3-large-v2")
 
 
 def test_accelerate_configs_are_valid_yaml():

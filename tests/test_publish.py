@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pandas as pd
 from fake_hub import FAKE_TOKEN, fake_hub  # noqa: F401
+from huggingface_hub import DatasetCard
 
 from aepo_datasets.cli import main
 from aepo_datasets.launcher import launch, parse_settings
+from aepo_datasets.run_info import read_run_info
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = str(ROOT / "dataset" / "alpaca_samples.csv")
@@ -41,8 +43,7 @@ def test_launcher_pushes_every_split_and_a_failed_push_says_how_to_retry(fake_hu
     assert launch(settings, ["aepo_datasets/run.py", f"access_token={FAKE_TOKEN}"]) == 0
     names = fake_hub.files("fake-user/run")
     assert any("aepo_k2" in n for n in names) and any("west_of_n" in n for n in names)
-    card = names["README.md"].decode()
-    assert "west_of_n" in card and FAKE_TOKEN not in card
+    assert FAKE_TOKEN not in names["README.md"].decode()
     assert FAKE_TOKEN not in all_files_text(tmp_path / "out")
 
     fake_hub.fail_next("commit", status=500, times=50)
@@ -54,3 +55,37 @@ def test_launcher_pushes_every_split_and_a_failed_push_says_how_to_retry(fake_hu
     err = capsys.readouterr().err
     assert code == 1 and f"aepo push {tmp_path / 'out' / 'dataset'} fake-user/run2" in err
     assert (tmp_path / "out" / "dataset" / "dataset_dict.json").exists()  # the local output is complete
+
+
+def pushed_split(files: dict, split: str) -> pd.DataFrame:
+    (name,) = [n for n in files if n.startswith(f"data/{split}-") and n.endswith(".parquet")]
+    return pd.read_parquet(io.BytesIO(files[name]))
+
+
+def test_launcher_card_describes_each_split_of_a_multi_split_run(fake_hub, tmp_path):
+    """configs/offline_demo.yaml (aepo_k2, random_k2, west_of_n) in 2 chunks: each split gets its own strategy, k,
+    annotations, saving vs West-of-N, ties and reward statistics, matching the rows that landed on the Hub."""
+    settings = parse_settings(["--config", str(ROOT / "configs" / "offline_demo.yaml"), f"dataset={EXAMPLE}",
+                               f"output_dir={tmp_path / 'out'}", "reward_model=length", "num_instructions=6",
+                               "chunk_size=3", "push_to_hub=fake-user/demo"])
+    assert launch(settings, ["aepo_datasets/run.py", "--config", "configs/offline_demo.yaml"]) == 0
+    files = fake_hub.files("fake-user/demo")
+    card = DatasetCard(files["README.md"].decode())
+    aepo = card.data["aepo"]
+    assert aepo["strategies"] == ["aepo", "random", "west_of_n"]  # not the base config's [aepo]
+    west_of_n = aepo["annotations"]["west_of_n"]
+    assert west_of_n == 6 * 8 and aepo["prompts"]["kept"] == 6  # every response of the example is usable
+    expected = {"aepo_k2": ("aepo", 2, 12), "random_k2": ("random", 2, 12), "west_of_n": ("west_of_n", None, 48)}
+    info = read_run_info(tmp_path / "out" / "dataset")
+    for name, (selection, k, spent) in expected.items():
+        split, rows = aepo["splits"][name], pushed_split(files, name)
+        assert (split["selection"], split["num_annotations"], split["annotations"]) == (selection, k, spent)
+        assert split["saved_vs_west_of_n"] == west_of_n - spent  # per split, not the sum of all splits
+        assert split["rows"] == len(rows) and split["tied"] == 6 - len(rows)  # ties are dropped
+        assert split["chosen"]["mean"] == round(rows["chosen_r"].mean(), 6)
+        assert split["margin"]["min"] == round((rows["chosen_r"] - rows["rejected_r"]).min(), 6)
+        assert split["tied"] == info.report.tied[name] and split["annotations"] == info.report.split_annotations[name]
+    assert aepo["annotations"]["scored"] == 48  # west_of_n scored every response; the others reuse those scores
+    assert f"| aepo_k2 | aepo (λ = 1.0) | 2 | {aepo['splits']['aepo_k2']['rows']} | 12 | 36 (75%) |" in card.text
+    assert f"| west_of_n | west_of_n | all | {aepo['splits']['west_of_n']['rows']} | 48 | 0 (0%) |" in card.text
+    assert "| random_k2 | margin (chosen − rejected) |" in card.text

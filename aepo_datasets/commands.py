@@ -1,0 +1,24 @@
+"""The `aepo` command: `aepo DATASET ...` (the main job), `aepo run ...` (the launcher), `aepo push ...`."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        from .launcher import main as launcher_main
+
+        return launcher_main(argv[1:])
+    if argv[:1] == ["push"]:
+        from .push_command import main as push_main
+
+        return push_main(argv[1:])
+    from .cli import main as job_main
+
+    return job_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
