@@ -8,6 +8,7 @@ from .transforms import (  # noqa: E402
     AEPOTransform,
     EmbedResponses,
     PairResponses,
+    PrescreenResponses,
     ScoreResponses,
     SelectResponses,
     ToResponseLists,
@@ -17,6 +18,6 @@ from .transforms import (  # noqa: E402
 _install_fork_hook()  # map(num_proc=n) after torch ran here must not hang: see forking.py
 
 __all__ = [
-    "AEPOConfig", "AEPOInputError", "AEPOTransform", "EmbedResponses", "PairResponses", "ScoreResponses",
+    "AEPOConfig", "AEPOInputError", "AEPOTransform", "EmbedResponses", "PairResponses", "PrescreenResponses", "ScoreResponses",
     "SelectResponses", "ToResponseLists", "group_long_responses", "__version__",
 ]

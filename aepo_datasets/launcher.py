@@ -61,7 +61,7 @@ SETTING_TYPES = field_types(LaunchSettings, AEPOConfig)
 AEPO_KEYS = [f.name for f in fields(AEPOConfig)]
 # keys that do not change the rows produced; they are left out of the run key
 OUTPUT_ONLY = {"output_dir", "push_to_hub", "private", "access_token", "device", "cache_dir", "map_batch_size",
-               "embedding_batch_size", "reward_batch_size", "max_tokens"}
+               "embedding_batch_size", "embedding_max_tokens", "reward_batch_size", "max_tokens"}
 
 
 def parse_settings(argv: list[str]) -> dict:

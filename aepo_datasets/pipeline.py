@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .quality import add_sums, quality_sums
 from .stats import SplitSummary, reward_stats
 from .transforms.chain import build_steps
 from .transforms.config import AEPOConfig
@@ -38,17 +39,21 @@ class RunReport:
     tied: dict[str, int] = field(default_factory=dict)
     strategies: dict[str, dict] = field(default_factory=dict)  # per split: selection, num_annotations, λ
     split_annotations: dict[str, int] = field(default_factory=dict)  # per split: responses its selection annotates
+    prescreen_scored: int = 0  # responses the cheap judge of --selection prescreen scored (not annotations)
+    quality: dict[str, dict] = field(default_factory=dict)  # per split: quality.quality_sums (sums, they add up)
 
     def merge(self, other: "RunReport") -> "RunReport":
         """Sum of two shards' reports (timings add up: they are process-seconds)."""
         out = RunReport()
         for name in ("prompts_in", "prompts_kept", "dropped_empty", "dropped_duplicate", "texts_embedded",
-                     "annotations", "west_of_n_annotations", "reward_truncated"):
+                     "annotations", "west_of_n_annotations", "reward_truncated", "prescreen_scored"):
             setattr(out, name, getattr(self, name) + getattr(other, name))
         out.skipped = dict(Counter(self.skipped) + Counter(other.skipped))
         out.seconds = dict(Counter(self.seconds) + Counter(other.seconds))
         out.tied = _add(self.tied, other.tied)
         out.split_annotations = _add(self.split_annotations, other.split_annotations)
+        out.quality = {name: add_sums(self.quality.get(name, {}), other.quality.get(name, {}))
+                       for name in dict.fromkeys([*self.quality, *other.quality])}
         out.strategies = {**self.strategies, **other.strategies}  # the same for every shard
         out.cache_hits = sorted(set(self.cache_hits) | set(other.cache_hits))
         return out
@@ -102,6 +107,7 @@ class PreferencePipeline:
         self.configs = self.steps.configs
         self.reshape, self.embed, self.score = self.steps.reshape, self.steps.embed, self.steps.score
         self.selects, self.pairs = self.steps.selects, self.steps.pairs
+        self.prescreen = self.steps.prescreen
 
     def run(self, dataset, *, use_sample_cache=False, use_matrix_cache=False):
         """The whole job on one dataset (or chunk): returns ({split: Dataset}, RunReport)."""
@@ -114,12 +120,17 @@ class PreferencePipeline:
             report.texts_embedded += self.embed.encoded_texts - before
             if self.release_models:
                 self.embed.release()
+        data = self.prescreen_all(data, report)
         for name, step in self.selects.items():
             data = _map(data, step, f"Selecting ({name}: {step.config.selection})", report, "select",
                         batch_size=self.batch_size)
             report.split_annotations[name] = selected_count(data, step.config.output_column)
         report.strategies = {name: strategy(c) for name, c in self.configs.items()}
         data = self.annotate(data, report)
+        start = time.time()
+        report.quality = quality_sums(data, {name: (step.config.selection_column, step.config.ties)
+                                             for name, step in self.pairs.items()}, self.batch_size)
+        report.seconds["quality"] = report.seconds.get("quality", 0.0) + time.time() - start
         out = {name: _map(data, step, f"Pairing ({name})", report, "pair", remove_columns=data.column_names,
                           features=step.features(), batch_size=self.batch_size) for name, step in self.pairs.items()}
         report.tied = {name: report.prompts_kept - len(split) + kept_ties(split) for name, split in out.items()}
@@ -141,6 +152,18 @@ class PreferencePipeline:
                     report.prompts_kept += 1
                     report.west_of_n_annotations += len(texts)
         return lists
+
+    def prescreen_all(self, data, report: RunReport):
+        """The cheap judge scores every response, when a split selects with prescreen (counted apart)."""
+        if self.prescreen is None:
+            return data
+        before = self.prescreen.scored
+        data = _map(data, self.prescreen, "Pre-screening (cheap judge)", report, "prescreen",
+                    batch_size=self.batch_size)
+        report.prescreen_scored += self.prescreen.scored - before
+        if self.release_models:
+            self.prescreen.release()
+        return data
 
     def annotate(self, data, report: RunReport):
         before = self.score.counters()

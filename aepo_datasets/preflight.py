@@ -127,3 +127,9 @@ def check_before_embedding(dataset, config, configs: dict, token: str | None = N
     resolve_columns(dataset.column_names, config.reshape_config())
     check_models(config, token=token, needs_embeddings=any(c.select_config().needs_embeddings
                                                            for c in configs.values()))
+    for prescreen in {c.prescreen_model for c in configs.values() if c.select_config().needs_prescreen
+                      and isinstance(c.prescreen_model, str)}:
+        from .rewards import REWARD_MODELS
+
+        if prescreen not in REWARD_MODELS:
+            check_model(prescreen, "--prescreen_model", token=token, classifier=True)

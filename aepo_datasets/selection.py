@@ -9,6 +9,9 @@ similarity among the chosen. Greedy selection adds the response with the largest
 first index among equal gains), then a local search removes one chosen response (in seeded random
 order) and greedily refills, keeping the change unless the objective drops — as the paper's code does,
 but vectorised and seeded, and it never returns a subset below the greedy one.
+
+`prescreen` (`select_extremes`) replaces representativeness by the extremeness of a cheap judge's scores c,
+keeping AEPO's diversity term and lam; see its docstring for the exact rule.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 
 from .errors import AEPOInputError
 
-STRATEGIES = ("aepo", "mbr", "random", "west_of_n")
+STRATEGIES = ("aepo", "mbr", "random", "west_of_n", "prescreen")
 LOCAL_SEARCH_ITERATIONS = 20
 RESTARTS = 8
 
@@ -138,8 +141,15 @@ def select_random(n: int, k: int, seed: int) -> list[int]:
     return sorted(int(i) for i in rng.choice(n, size=k, replace=False))
 
 
-def select(strategy: str, similarity, n: int, k: int, diversity_penalty: float, seed: int) -> list[int]:
-    """Dispatch on the strategy name; `similarity` may be None for random and west_of_n."""
+def select(strategy: str, similarity, n: int, k: int, diversity_penalty: float, seed: int,
+           scores=None) -> list[int]:
+    """Dispatch on the strategy name; `similarity` may be None for random and west_of_n; `scores` (the cheap
+    judge's, one per response) only for prescreen."""
+    if strategy == "prescreen":
+        if scores is None or len(scores) != n:
+            raise AEPOInputError(f"--selection prescreen needs one cheap-judge score per response ({n}); "
+                                 "run PrescreenResponses first.")
+        return select_extremes(scores, similarity, k, diversity_penalty, seed)
     if strategy == "west_of_n":
         return list(range(n))
     if strategy == "random":
@@ -149,3 +159,75 @@ def select(strategy: str, similarity, n: int, k: int, diversity_penalty: float, 
     if strategy == "aepo":
         return select_diverse(similarity, k, diversity_penalty, seed)
     raise AEPOInputError(f"Unknown selection strategy {strategy!r}. Available: {', '.join(STRATEGIES)}.")
+
+
+# --- prescreen: a cheap judge's extremes, kept apart by AEPO's diversity term ---------------------------------
+
+
+def extremeness(scores) -> np.ndarray:
+    """|z|: the cheap judge's scores standardised within the prompt (mean 0, std 1; all 0 when all are equal)."""
+    c = np.asarray(scores, dtype=np.float64)
+    std = c.std()
+    return np.zeros_like(c) if std == 0 or not np.isfinite(std) else np.abs(c - c.mean()) / std
+
+
+def halves(scores) -> tuple[np.ndarray, np.ndarray]:
+    """(top, bottom): the ceil(N/2) best responses by cheap score and the rest (ties: earlier position higher)."""
+    order = np.lexsort((np.arange(len(scores)), -np.asarray(scores, dtype=np.float64)))
+    cut = (len(order) + 1) // 2
+    return np.sort(order[:cut]), np.sort(order[cut:])
+
+
+def extremes_objective(scores, similarity, subset, diversity_penalty: float) -> float:
+    """g(Y) = mean_{j in Y} |z_j| - lam * sum_{i != j in Y} S[i, j] / (k (k - 1)), S with a zero diagonal."""
+    chosen = np.asarray(list(subset), dtype=np.int64)
+    k = len(chosen)
+    among = zero_diagonal(similarity)[np.ix_(chosen, chosen)].sum() / (k * (k - 1)) if k > 1 else 0.0
+    return float(extremeness(scores)[chosen].mean() - diversity_penalty * among)
+
+
+def select_extremes(scores, similarity, k: int, diversity_penalty: float = 1.0, seed: int = 0,
+                    iterations: int = LOCAL_SEARCH_ITERATIONS) -> list[int]:
+    """The prescreen rule; returns k sorted indices.
+
+    Split the responses by the cheap judge's score into a top half (the ceil(N/2) best) and a bottom half.
+    Y takes ceil(k/2) responses from the top half and floor(k/2) from the bottom half, maximising `g(Y)`
+    above: as far from the judge's average as possible (|z|), minus AEPO's diversity term with the same lam,
+    so that two near-duplicates are not both sent to the annotator. For k = 2 every (top, bottom) pair is
+    tried (exact). For k > 2: greedy, filling top and bottom slots alternately with the largest marginal
+    gain (first index on ties), then the AEPO local search (remove one, refill from the same half, keep
+    unless g drops; seeded order). With lam = 0 it is the judge's ceil(k/2) best and floor(k/2) worst.
+    """
+    e, matrix = extremeness(scores), zero_diagonal(similarity)
+    n = len(e)
+    if matrix.shape[0] != n or not 2 <= k <= n:
+        raise ValueError(f"need k in [2, {n}] and an {n} x {n} similarity, got k={k}, shape {matrix.shape}")
+    top, bottom = halves(scores)
+    if k == 2:
+        values = (e[top][:, None] + e[bottom][None, :]) / 2 - diversity_penalty * matrix[np.ix_(top, bottom)]
+        t, b = np.unravel_index(int(np.argmax(values)), values.shape)
+        return sorted([int(top[t]), int(bottom[b])])
+    pools = {"top": top, "bottom": bottom}
+    side_of = {int(i): side for side, pool in pools.items() for i in pool}
+    gain_args = (e / k, matrix, 2.0 * diversity_penalty / (k * (k - 1)))
+    chosen: list[int] = []
+    for slot in range(k):  # top, bottom, top, ...: ceil(k/2) top slots, floor(k/2) bottom slots
+        chosen.append(_best_in(pools["top" if slot % 2 == 0 else "bottom"], chosen, *gain_args))
+    rng = np.random.default_rng(seed)
+    best = extremes_objective(scores, similarity, chosen, diversity_penalty)
+    for step in range(iterations):
+        if step % k == 0:
+            order = rng.permutation(k)
+        removed = chosen[int(order[step % k])]
+        rest = [i for i in chosen if i != removed]
+        candidate = rest + [_best_in(pools[side_of[removed]], rest, *gain_args)]
+        value = extremes_objective(scores, similarity, candidate, diversity_penalty)
+        if value >= best:
+            chosen, best = candidate, value
+    return sorted(chosen)
+
+
+def _best_in(pool: np.ndarray, chosen: list[int], unit: np.ndarray, matrix: np.ndarray, pair_weight: float) -> int:
+    """The response of `pool` not in `chosen` with the largest marginal gain (first on ties)."""
+    gains = _gains(unit, matrix, np.asarray(chosen, dtype=np.int64), pair_weight)[pool]
+    return int(pool[int(np.argmax(gains))])

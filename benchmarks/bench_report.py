@@ -116,6 +116,11 @@ def targets(results) -> list[dict]:
                       mem["ratio_4x_to_1x"] <= 1.2,
                       f"{mem['1x']['peak_rss_mib']:.0f} MiB ({mem['1x']['prompts']} prompts) vs "
                       f"{mem['4x']['peak_rss_mib']:.0f} MiB ({mem['4x']['prompts']} prompts)"))
+    host = results.get("host_overhead")
+    for stage in (host or {}).get("ratio", {}):
+        out.append(target(f"host overhead, {stage} stage / floor (near-zero-cost model, 40 x 128)",
+                          round(host["ratio"][stage], 3), "<= 1.25", host["ratio"][stage] <= 1.25,
+                          f"{host['stage_seconds'][stage]:.2f} s vs floor {host['floor_seconds'][stage]:.2f} s"))
     sel = results["selection"]
     out.append(target("select_diverse N=128 k=8, ms per prompt", round(sel["ms_per_prompt_default"], 2), "<= 5",
                       sel["ms_per_prompt_default"] <= 5,

@@ -228,7 +228,8 @@ def test_baselines_in_the_same_pass(tmp_path, caplog):
                "--reward_column", "score_*", "--baselines", dataset=_scored_copy(tmp_path)) == 0
     saved = load_from_disk(str(tmp_path / "output" / "preference"))
     assert set(saved) == {"train", "random", "mbr", "west_of_n"}
-    assert "rewards [west_of_n]" in caplog.text and "32 (100% of West-of-N's 32" in caplog.text
+    assert "annotations scored:    32 of West-of-N's 32" in caplog.text  # each response once, for all 4 splits
+    assert any(line.split()[:5] == ["west_of_n", "west_of_n", "all", "32", "0"] for line in caplog.text.splitlines())
     assert all(w >= a for w, a in zip(saved["west_of_n"]["chosen_r"], saved["train"]["chosen_r"]))
 
 

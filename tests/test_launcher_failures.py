@@ -12,6 +12,7 @@ from fake_hub import fake_hub  # noqa: F401 - fixture
 
 from aepo_datasets.distributed import requested_processes
 from aepo_datasets.launcher import launch, main, parse_settings
+from aepo_datasets.run_info import read_run_info
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = str(ROOT / "aepo_datasets" / "run.py")
@@ -62,7 +63,9 @@ def test_push_failure_at_the_end_of_a_launcher_run_still_prints_summary_and_outp
     assert err.strip().splitlines()[-1].startswith("aepo run: error: Could not push")
     assert f"aepo push {target} fake-user/run" in err and "WrongToken" not in err
     info = json.loads((target / "run_info.json").read_text())
-    assert info["annotator"] == "length"
+    assert info["annotator"] == "length" and info["settings"]["access_token"] == "REDACTED"
+    assert read_run_info(target).report.split_annotations == {"train": 8}  # 4 prompts, k = 2, over 2 chunks
+    assert any(line.split()[:4] == ["train", "random", "2", "8"] for line in caplog.text.splitlines())
 
 
 def test_main_process_failing_to_load_the_input_stops_every_rank(tmp_path):

@@ -1,5 +1,5 @@
-"""What `aepo` writes and where: the --output format and folder, replacing an earlier output, the annotator
-recorded in run_info.json and the card, and a push that fails at the end of a run."""
+"""What `aepo` writes and where: the --output format and folder, replacing an earlier output, run_info.json (the
+annotator, a RunInfo that round-trips), the summary per split, and a push that fails at the end of a run."""
 
 import json
 import os
@@ -10,7 +10,10 @@ from datasets import load_dataset, load_from_disk
 from fake_hub import FAKE_TOKEN, fake_hub  # noqa: F401 - fixture
 
 from aepo_datasets.cli import main
-from aepo_datasets.hub import describe_annotator
+from aepo_datasets.pipeline import RunReport
+from aepo_datasets.run_info import RunInfo, build_run_info, describe_annotator, read_run_info
+from aepo_datasets.summary import format_summary
+from aepo_datasets.transforms.config import AEPOConfig
 from aepo_datasets.io import atomic_save_to_disk
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "dataset" / "alpaca_samples.csv"
@@ -176,3 +179,61 @@ def test_push_failure_still_prints_summary_and_outputs(fake_hub, tmp_path, capsy
     assert lines[-1].startswith("aepo: error: Could not push") and f"aepo push {folder} fake-user/prefs" in lines[-1]
     assert "WrongToken" not in err and "Traceback" not in err
     assert len(saved_rows(folder)) == 3  # the local outputs are complete
+
+
+def test_summary_has_a_line_per_split_and_one_total_of_annotations_scored(tmp_path, caplog):
+    caplog.set_level("INFO")
+    assert run(tmp_path, "--num_responses", "8", "--num_instructions", "4", "--reward_model", "length",
+               "--baselines") == 0
+    lines = caplog.text.splitlines()
+    assert "  annotations scored:    32 of West-of-N's 32 (a response selected by several splits is scored once)" in lines
+    table = {line.split()[0]: line for line in lines if line.startswith("    ")}
+    assert list(table) == ["split", "train", "random", "mbr", "west_of_n"]
+    assert table["train"].split()[1:6] == ["aepo", "(λ", "=", "1.0)", "2"]
+    for name in ("train", "random", "mbr"):  # each spent k = 2 per prompt and saved the other 6 of West-of-N's 8
+        assert "  8  " in table[name] and "24 (75%)" in table[name]
+    assert table["west_of_n"].split()[1:5] == ["west_of_n", "all", "32", "0"]
+    info = read_run_info(tmp_path / "output" / "preference")
+    assert info.report.split_annotations == {"train": 8, "random": 8, "mbr": 8, "west_of_n": 32}
+
+
+def test_format_summary_per_split():
+    report = RunReport(prompts_in=5, prompts_kept=4, skipped={"too_few_usable_responses": 1}, annotations=30,
+                       west_of_n_annotations=30, tied={"aepo_k4": 0, "west_of_n": 1},
+                       strategies={"aepo_k4": {"selection": "aepo", "num_annotations": 4, "diversity_penalty": 0.5},
+                                   "west_of_n": {"selection": "west_of_n", "num_annotations": None,
+                                                 "diversity_penalty": 0.5}},
+                       split_annotations={"aepo_k4": 16, "west_of_n": 30},
+                       reward_stats={"aepo_k4": {"rows": 4, "chosen": {"mean": 1.5}, "rejected": {"mean": -0.25},
+                                                 "margin": {"mean": 1.75}}, "west_of_n": {"rows": 0}})
+    lines = format_summary(report, {}).splitlines()
+    at = lines.index("  annotations scored:    30 of West-of-N's 30 (a response selected by several splits is "
+                     "scored once)")
+    assert lines[at + 1:at + 5] == [
+        "  per split:",
+        "    split      strategy        k    annotations  saved vs West-of-N  rows  tied  chosen  rejected  margin",
+        "    aepo_k4    aepo (λ = 0.5)  4    16           14 (47%)            4     0     1.5     -0.25     1.75",
+        "    west_of_n  west_of_n       all  30           0 (0%)              0     1     -       -         -",
+    ]
+
+
+def test_run_info_round_trips_through_run_info_json(tmp_path):
+    report = RunReport(prompts_in=3, prompts_kept=3, annotations=6, west_of_n_annotations=24, tied={"train": 0},
+                       strategies={"train": {"selection": "aepo", "num_annotations": 2, "diversity_penalty": 1.0}},
+                       split_annotations={"train": 6}, reward_stats={"train": {"rows": 3}}, seconds={"embed": 0.5})
+    config = AEPOConfig(num_responses=8, response_columns="response_*")
+    info = build_run_info(config, report, ["run.py", f"access_token={FAKE_TOKEN}"],
+                          settings={"access_token": FAKE_TOKEN, "splits": {"train": {}}})
+    atomic_save_to_disk(_dataset(1), tmp_path / "out", info.to_dict())
+    text = (tmp_path / "out" / "run_info.json").read_text()
+    assert FAKE_TOKEN not in text and info.settings["access_token"] == "REDACTED"
+    assert read_run_info(tmp_path / "out") == info == RunInfo.from_json(info.to_json())
+    assert info.config["response_columns"] == ["response_*"] and info.annotator == config.reward_model
+
+
+def test_run_info_the_cli_writes_reads_back_as_written(tmp_path):
+    assert run(tmp_path, *FAST) == 0
+    folder = tmp_path / "output" / "preference"
+    written = json.loads((folder / "run_info.json").read_text())
+    info = read_run_info(folder)
+    assert info.to_dict() == written and info.report.per_split()[0].selection == "random"

@@ -67,7 +67,7 @@ def test_launcher_card_describes_each_split_of_a_multi_split_run(fake_hub, tmp_p
     annotations, saving vs West-of-N, ties and reward statistics, matching the rows that landed on the Hub."""
     settings = parse_settings(["--config", str(ROOT / "configs" / "offline_demo.yaml"), f"dataset={EXAMPLE}",
                                f"output_dir={tmp_path / 'out'}", "reward_model=length", "num_instructions=6",
-                               "chunk_size=3", "push_to_hub=fake-user/demo"])
+                               "chunk_size=3", "push_to_hub=fake-user/demo", f"access_token={FAKE_TOKEN}"])
     assert launch(settings, ["aepo_datasets/run.py", "--config", "configs/offline_demo.yaml"]) == 0
     files = fake_hub.files("fake-user/demo")
     card = DatasetCard(files["README.md"].decode())

@@ -15,7 +15,7 @@ REWARD_MODELS: Registry[Callable[..., RewardScorer]] = Registry("reward model")
 def _aepo_mini(device=None, dtype="auto", batch_size=64, **_ignored) -> RewardScorer:
     from .aepo_mini import AepoMiniScorer
 
-    return AepoMiniScorer(device=device or "cpu", batch_size=batch_size,
+    return AepoMiniScorer(device=device or "cpu", batch_size=batch_size or 64,
                           dtype="float32" if dtype == "auto" else dtype)
 
 

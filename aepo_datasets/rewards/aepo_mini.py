@@ -154,6 +154,11 @@ def load_config(weights_dir: Path | str = WEIGHTS_DIR) -> dict:
     return json.loads(path.read_text())
 
 
+def encoder_max_seq_length(weights_dir: Path | str = WEIGHTS_DIR) -> int:
+    """The encoder truncation the head was trained with (256): embeddings reused from elsewhere must match it."""
+    return int(load_config(weights_dir)["encoder"]["max_seq_length"])
+
+
 def load_head(config: dict, weights_dir: Path | str = WEIGHTS_DIR) -> MiniHead:
     """The trained head in eval mode, on the CPU, in float32."""
     from safetensors.torch import load_file
@@ -210,6 +215,12 @@ class AepoMiniScorer:
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         """One float per (prompt, response) pair, in input order; higher is better."""
+        return self.score_embedded(prompts, responses, None)
+
+    def score_embedded(self, prompts: Sequence[str], responses: Sequence[str], response_embeddings) -> list[float]:
+        """As `score`, reusing the responses' embeddings when given (`(len(responses), 384)`, unit norm, from
+        the same MiniLM at `encoder_max_seq_length()` tokens, e.g. the pipeline's embed stage run with those
+        settings): then only the prompts and the tokenizer's counts are computed here."""
         _check_inputs(prompts, responses)
         if not responses:
             return []
@@ -219,7 +230,13 @@ class AepoMiniScorer:
         prompt_emb = encode_texts(self._encoder, unique, self.batch_size)
         index = {p: i for i, p in enumerate(unique)}
         prompt_emb = prompt_emb[[index[p] for p in prompts]]
-        response_emb = encode_texts(self._encoder, responses, self.batch_size)
+        if response_embeddings is None:
+            response_emb = encode_texts(self._encoder, responses, self.batch_size)
+        else:
+            response_emb = torch.as_tensor(np.asarray(response_embeddings, dtype=np.float32))
+            if response_emb.shape != (len(responses), prompt_emb.shape[1]):
+                raise ValueError(f"response_embeddings must have shape ({len(responses)}, {prompt_emb.shape[1]}), "
+                                 f"got {tuple(response_emb.shape)}")
         n_tokens = count_tokens(self._encoder.tokenizer, responses)
         self._count(prompts, n_tokens)
         return self._head_scores(prompt_emb, response_emb, responses, n_tokens)

@@ -4,12 +4,13 @@ from .chain import AEPOTransform, build_steps
 from .config import AEPOConfig
 from .embed_responses import EmbedConfig, EmbedResponses
 from .pair_responses import PairConfig, PairResponses
+from .prescreen_responses import PrescreenConfig, PrescreenResponses
 from .score_responses import ScoreConfig, ScoreResponses
 from .select_responses import SelectConfig, SelectResponses
 from .to_response_lists import ResponseListsConfig, ToResponseLists, group_long_responses
 
 __all__ = [
     "AEPOConfig", "AEPOTransform", "EmbedConfig", "EmbedResponses", "PairConfig", "PairResponses",
-    "ResponseListsConfig", "ScoreConfig", "ScoreResponses", "SelectConfig", "SelectResponses",
-    "ToResponseLists", "build_steps", "group_long_responses",
+    "PrescreenConfig", "PrescreenResponses", "ResponseListsConfig", "ScoreConfig", "ScoreResponses", "SelectConfig",
+    "SelectResponses", "ToResponseLists", "build_steps", "group_long_responses",
 ]

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..errors import AEPOInputError
 from .base import Transform
 from .config import AEPOConfig
 from .embed_responses import EmbedResponses
 from .pair_responses import PairResponses
+from .prescreen_responses import PrescreenResponses
 from .score_responses import ScoreResponses
 from .select_responses import SelectResponses
 from .to_response_lists import ToResponseLists
@@ -34,10 +36,11 @@ class Steps:
     selects: dict[str, SelectResponses]
     score: ScoreResponses
     pairs: dict[str, PairResponses]
+    prescreen: PrescreenResponses | None = None  # the cheap judge, when a split selects with prescreen
 
     def all(self) -> list[Transform]:
-        return [self.reshape, *([self.embed] if self.embed else []), *self.selects.values(), self.score,
-                *self.pairs.values()]
+        return [self.reshape, *([self.embed] if self.embed else []), *([self.prescreen] if self.prescreen else []),
+                *self.selects.values(), self.score, *self.pairs.values()]
 
 
 def build_steps(config: AEPOConfig, splits: dict[str, dict] | None = None) -> Steps:
@@ -46,6 +49,10 @@ def build_steps(config: AEPOConfig, splits: dict[str, dict] | None = None) -> St
     configs = split_configs(config, splits)
     columns = {name: f"selected__{name}" for name in configs}
     embeds = any(c.select_config().needs_embeddings for c in configs.values())
+    prescreens = [c.prescreen_config() for c in configs.values() if c.select_config().needs_prescreen]
+    if len(set(map(repr, prescreens))) > 1:
+        raise AEPOInputError("Splits that select with prescreen must share one --prescreen_model (and its "
+                             "options): the cheap judge scores every response once.")
     return Steps(
         configs=configs,
         reshape=ToResponseLists(config.reshape_config(max(c.min_usable for c in configs.values()))),
@@ -53,6 +60,7 @@ def build_steps(config: AEPOConfig, splits: dict[str, dict] | None = None) -> St
         selects={name: SelectResponses(c.select_config(columns[name])) for name, c in configs.items()},
         score=ScoreResponses(config.score_config(tuple(columns.values()))),
         pairs={name: PairResponses(c.pair_config(columns[name])) for name, c in configs.items()},
+        prescreen=PrescreenResponses(prescreens[0]) if prescreens else None,
     )
 
 

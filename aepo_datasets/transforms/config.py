@@ -20,6 +20,7 @@ from ..selection import STRATEGIES
 from ..devices import DTYPES
 from .embed_responses import EmbedConfig
 from .pair_responses import TIE_RULES, PairConfig
+from .prescreen_responses import DEFAULT_PRESCREEN_MODEL, PrescreenConfig, reusable_embeddings
 from .score_responses import ScoreConfig
 from .select_responses import SelectConfig
 from .to_response_lists import ResponseListsConfig, as_column_tuple
@@ -47,11 +48,14 @@ class AEPOConfig:
         None, "names or a glob, e.g. 'response_*' (default: every other column)")
     reward_column: tuple[str, ...] | None = option(
         None, "existing scores as the annotator, e.g. 'score_*' (one per response)")
-    embedding_batch_size: int = option(64, "texts per embedding batch")
+    embedding_batch_size: int | None = option(None, "texts per embedding batch (default: 64 on CPU, unlimited on "
+                                              "CUDA, where the token budget decides)")
+    embedding_max_tokens: int | None = option(None, "padded tokens per embedding batch (default: 32768 on CPU, "
+                                              "131072 on CUDA)")
     max_seq_length: int = option(DEFAULT_MAX_SEQ_LENGTH, "embedder truncation in tokens (paper: 512)")
-    reward_batch_size: int = option(8, "pairs per reward batch")
+    reward_batch_size: int | None = option(None, "pairs per reward batch (default: 8 on CPU, unlimited on CUDA)")
     max_length: int = option(1024, "reward model truncation in tokens, capped at the model's limit")
-    max_tokens: int = option(8192, "padded tokens per reward batch")
+    max_tokens: int | None = option(None, "padded tokens per reward batch (default: 8192 on CPU, 32768 on CUDA)")
     dtype: str = option("auto", "auto: bf16 on CUDA, fp32 on CPU", choices=["auto", *DTYPES])
     device: str | None = option(None, "cpu, cuda, cuda:1 ... (default: CUDA when available)")
     seed: int = option(0, "seeds the local search and random selection (per prompt)")
@@ -63,6 +67,14 @@ class AEPOConfig:
     reward_revision: str | None = option(None, "Hub revision of the reward model")
     ties: str = option("drop", "a prompt whose selected responses all tie in reward carries no preference: drop "
                        "it (counted), or keep it with the earlier response chosen", choices=list(TIE_RULES))
+    prescreen_model: Any = option(
+        DEFAULT_PRESCREEN_MODEL, "cheap judge of --selection prescreen, scoring all N: aepo-mini, length, or a "
+        "reward model path or Hub id")
+    oracle_column: tuple[str, ...] | None = option(
+        None, "oracle scores for the pair-quality report only, e.g. 'score_*' (one per response; never used to "
+        "select or pair)")
+    plot: bool | None = option(None, "PNG of the pair-quality report beside the outputs (auto: when matplotlib "
+                               "is importable)", flag_values={"auto": None, "on": True, "off": False})
 
     def __post_init__(self):
         types = field_types(AEPOConfig)
@@ -70,6 +82,7 @@ class AEPOConfig:
             object.__setattr__(self, f.name, coerce(f.name, getattr(self, f.name), types[f.name]))
         object.__setattr__(self, "response_columns", as_column_tuple(self.response_columns))
         object.__setattr__(self, "reward_column", as_column_tuple(self.reward_column))
+        object.__setattr__(self, "oracle_column", as_column_tuple(self.oracle_column))
         if self.west_of_n:
             object.__setattr__(self, "selection", "west_of_n")
         k, n = self.num_annotations, self.num_responses
@@ -78,7 +91,7 @@ class AEPOConfig:
         if not math.isfinite(self.diversity_penalty):
             raise AEPOInputError(f"--diversity_penalty must be a finite number >= 0, got {self.diversity_penalty!r}")
         for build in (self.reshape_config, self.embed_config, self.select_config, self.score_config,
-                      self.pair_config):
+                      self.pair_config, self.prescreen_config):
             build()  # every option is checked by the rules of the step that uses it
 
     @property
@@ -92,11 +105,19 @@ class AEPOConfig:
 
     def reshape_config(self, min_responses: int | None = None) -> ResponseListsConfig:
         return ResponseListsConfig(self.prompt_column, self.response_columns, self.num_responses,
-                                   self.reward_column, min_responses or self.min_usable)
+                                   self.reward_column, min_responses or self.min_usable, self.oracle_column)
 
     def embed_config(self) -> EmbedConfig:
         return EmbedConfig(self.embedding_model, self.embedding_revision, self.embedding_batch_size,
-                           self.max_seq_length, self.dtype, self.device)
+                           self.max_seq_length, self.dtype, self.device, self.embedding_max_tokens)
+
+    def prescreen_config(self) -> PrescreenConfig:
+        """The cheap judge of `selection="prescreen"`; aepo-mini reuses the embeddings when they are its own."""
+        mini = self.prescreen_model == "aepo-mini"
+        reuse = mini and self.similarity_measure == "sentbert" and reusable_embeddings(
+            self.embedding_model, self.max_seq_length, self.embedding_revision)
+        return PrescreenConfig(self.prescreen_model, self.embedding_batch_size if mini else self.reward_batch_size,
+                               self.max_length, self.max_tokens, self.dtype, self.device, reuse)
 
     def select_config(self, output_column: str = "selected") -> SelectConfig:
         return SelectConfig(self.selection, self.num_annotations, self.diversity_penalty, self.similarity_measure,

@@ -16,14 +16,16 @@ from .base import Transform, kept_rows, require_columns
 class EmbedConfig:
     embedding_model: str = DEFAULT_EMBEDDER
     embedding_revision: str | None = None
-    batch_size: int = 64
+    batch_size: int | None = None  # None: sized for the device (devices.BATCH_BUDGETS)
     max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH
     dtype: str = "auto"
     device: str | None = None
+    max_tokens: int | None = None
 
     def __post_init__(self):
-        if self.batch_size < 1:
-            raise AEPOInputError(f"embedding batch_size must be >= 1, got {self.batch_size}")
+        for name in ("batch_size", "max_tokens"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise AEPOInputError(f"embedding {name} must be >= 1, got {getattr(self, name)}")
         if self.max_seq_length < 8:
             raise AEPOInputError(f"max_seq_length must be >= 8, got {self.max_seq_length}")
 
@@ -32,7 +34,7 @@ class EmbedResponses(Transform):
     """responses -> embeddings (unit-norm float32 vectors; an empty float32 matrix for skipped prompts)."""
 
     Config = EmbedConfig
-    VERSION = "2"
+    VERSION = "3"
 
     def _reset(self) -> None:
         self._embedder = None
@@ -42,7 +44,7 @@ class EmbedResponses(Transform):
             c = self.config
             device = c.device if c.device else rank_device(rank)
             self._embedder = SentenceEmbedder(c.embedding_model, device, c.dtype, c.batch_size,
-                                              c.max_seq_length, c.embedding_revision)
+                                              c.max_seq_length, c.embedding_revision, c.max_tokens)
         return self._embedder
 
     @property

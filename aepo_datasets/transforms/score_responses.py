@@ -20,9 +20,9 @@ class ScoreConfig:
 
     reward_model: Any = DEFAULT_REWARD_MODEL
     reward_revision: str | None = None
-    batch_size: int = 8
+    batch_size: int | None = None  # None: sized for the device (devices.BATCH_BUDGETS)
     max_length: int = 1024
-    max_tokens: int = 8192
+    max_tokens: int | None = None
     dtype: str = "auto"
     device: str | None = None
     use_chat_template: bool | None = None
@@ -31,7 +31,7 @@ class ScoreConfig:
     def __post_init__(self):
         object.__setattr__(self, "selection_columns", tuple(self.selection_columns))
         for name in ("batch_size", "max_length", "max_tokens"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise AEPOInputError(f"reward {name} must be >= 1, got {getattr(self, name)}")
 
     @property
@@ -46,6 +46,7 @@ class ScoreResponses(Transform):
     """
 
     Config = ScoreConfig
+    VERSION = "2"  # GPU batches sized by a token budget (bf16 scores move at noise level)
 
     def _reset(self) -> None:
         self._scorer = None

@@ -1,4 +1,4 @@
-"""Step 3: choose the k responses to annotate (AEPO, MBR, random, or all for West-of-N)."""
+"""Step 3: choose the k responses to annotate (AEPO, MBR, random, prescreen, or all for West-of-N)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from ..registry import unknown_choice_message
 from ..selection import STRATEGIES, select
 from ..similarity import LEXICAL, check_measure, cosine_matrix
 from .base import Transform, kept_rows, require_columns
+
+PRESCREEN_SCORES = "prescreen_scores"
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,11 @@ class SelectConfig:
 
     @property
     def needs_similarity(self) -> bool:
-        return self.selection in ("aepo", "mbr")
+        return self.selection in ("aepo", "mbr", "prescreen")
+
+    @property
+    def needs_prescreen(self) -> bool:
+        return self.selection == "prescreen"
 
     @property
     def needs_embeddings(self) -> bool:
@@ -50,7 +56,8 @@ def prompt_seed(seed: int, prompt: str) -> int:
 
 
 class SelectResponses(Transform):
-    """responses (+ embeddings) -> `output_column`: sorted indices into `responses`."""
+    """responses (+ embeddings, + prescreen_scores for prescreen) -> `output_column`: sorted indices into
+    `responses`."""
 
     Config = SelectConfig
 
@@ -64,8 +71,8 @@ class SelectResponses(Transform):
 
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
         c = self.config
-        require_columns(batch, ["prompt", "responses"] + (["embeddings"] if c.needs_embeddings else []),
-                        "SelectResponses")
+        require_columns(batch, ["prompt", "responses"] + (["embeddings"] if c.needs_embeddings else [])
+                        + ([PRESCREEN_SCORES] if c.needs_prescreen else []), "SelectResponses")
         chosen: list[list[int]] = [[] for _ in batch["responses"]]
         for row in kept_rows(batch):
             n = len(batch["responses"][row])
@@ -73,6 +80,7 @@ class SelectResponses(Transform):
             if n < k:
                 raise AEPOInputError(f"Prompt {batch['prompt'][row][:60]!r}: {n} usable responses, fewer than num_annotations={k}; "
                                      "run ToResponseLists with min_responses=k to skip such prompts.")
+            scores = batch[PRESCREEN_SCORES][row] if c.needs_prescreen else None
             chosen[row] = select(c.selection, self.similarity(batch, row), n, k, c.diversity_penalty,
-                                 prompt_seed(c.seed, batch["prompt"][row]))
+                                 prompt_seed(c.seed, batch["prompt"][row]), scores)
         return {c.output_column: chosen}

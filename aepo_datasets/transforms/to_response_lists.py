@@ -32,17 +32,18 @@ def as_column_tuple(value):
 
 @dataclass(frozen=True)
 class ResponseListsConfig:
-    """`response_columns` / `reward_columns`: names or globs (`response_*`); None = auto."""
+    """`response_columns` / `reward_columns` / `oracle_columns`: names or globs (`response_*`); None = auto."""
 
     prompt_column: str | None = None
     response_columns: tuple[str, ...] | None = None
     num_responses: int | None = None
     reward_columns: tuple[str, ...] | None = None
     min_responses: int = 2
+    oracle_columns: tuple[str, ...] | None = None  # scores for the quality report only, never for selection
 
     def __post_init__(self):
-        object.__setattr__(self, "response_columns", as_column_tuple(self.response_columns))
-        object.__setattr__(self, "reward_columns", as_column_tuple(self.reward_columns))
+        for name in ("response_columns", "reward_columns", "oracle_columns"):
+            object.__setattr__(self, name, as_column_tuple(getattr(self, name)))
         if self.num_responses is not None and self.num_responses < 2:
             raise AEPOInputError(f"num_responses must be >= 2, got {self.num_responses}")
         if self.min_responses < 1:
@@ -75,47 +76,65 @@ def expand_columns(patterns: tuple[str, ...], columns: list[str], what: str) -> 
     return found
 
 
+# score columns read along with the responses: output column -> (config field, what the error calls them)
+SCORE_COLUMNS = {"given_scores": ("reward_columns", "Reward column"),
+                 "oracle_scores": ("oracle_columns", "Oracle column")}
+
+
 def resolve_columns(columns: list[str], config: ResponseListsConfig) -> tuple[str, list[str], list[str]]:
     """(prompt column, response columns, reward columns) for this dataset; raises on a mismatch."""
+    prompt, responses, scores = resolve_all_columns(columns, config)
+    return prompt, responses, scores["given_scores"]
+
+
+def resolve_all_columns(columns: list[str], config: ResponseListsConfig) -> tuple[str, list[str], dict]:
+    """(prompt column, response columns, {output column: score columns}) for `SCORE_COLUMNS`; reward and
+    oracle columns follow the same rules (names or globs, one per response or one list column)."""
     prompt = find_prompt_column(columns, config.prompt_column)
-    rewards = expand_columns(config.reward_columns, columns, "Reward column") if config.reward_columns else []
+    scores = {out: expand_columns(getattr(config, name), columns, what) if getattr(config, name) else []
+              for out, (name, what) in SCORE_COLUMNS.items()}
     if config.response_columns:
         responses = expand_columns(config.response_columns, columns, "Response column")
     else:
-        responses = [c for c in columns if c != prompt and c not in rewards]
+        taken = {c for found in scores.values() for c in found}
+        responses = [c for c in columns if c != prompt and c not in taken]
     if prompt in responses:
         raise AEPOInputError(f"The prompt column {prompt!r} cannot also be a response column.")
     if len(responses) == 1:  # a list column of responses
-        return prompt, responses, rewards
+        return prompt, responses, scores
     wanted = config.num_responses or len(responses)
     if len(responses) < wanted:
         raise AEPOInputError(
             f"--num_responses is {wanted} but the dataset has only {len(responses)} response columns "
             f"({responses}). Lower --num_responses or add responses."
         )
-    if rewards and len(rewards) < wanted:
-        raise AEPOInputError(f"{len(rewards)} reward columns for {wanted} responses: give one per response.")
-    return prompt, responses[:wanted], rewards[:wanted]
+    for out, found in scores.items():
+        if found and len(found) < wanted:
+            what = SCORE_COLUMNS[out][1].split()[0].lower()
+            raise AEPOInputError(f"{len(found)} {what} columns for {wanted} responses: give one per response.")
+    return prompt, responses[:wanted], {out: found[:wanted] for out, found in scores.items()}
 
 
 class ToResponseLists(Transform):
-    """Wide or list layout -> prompt, responses, response_ids, [given_scores], skip_reason."""
+    """Wide or list layout -> prompt, responses, response_ids, [given_scores], [oracle_scores], skip_reason."""
 
     Config = ResponseListsConfig
 
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
-        prompt_col, response_cols, reward_cols = resolve_columns(list(batch), self.config)
+        prompt_col, response_cols, score_cols = resolve_all_columns(list(batch), self.config)
         rows = len(batch[prompt_col])
         out = {"prompt": [], "responses": [], "response_ids": [], "skip_reason": [],
                "num_empty": [], "num_duplicate": []}
-        if reward_cols:
-            out["given_scores"] = []
+        out.update({name: [] for name, cols in score_cols.items() if cols})
         for row in range(rows):
-            texts, scores = self._row_values(batch, row, response_cols, reward_cols, _where(batch[prompt_col][row]))
-            self._add_row(out, batch[prompt_col][row], texts, scores, row)
+            where = _where(batch[prompt_col][row])
+            texts = self._row_texts(batch, row, response_cols, where)
+            scores = {name: self._row_scores(batch, row, cols, response_cols, texts, where)
+                      for name, cols in score_cols.items() if cols}
+            self._add_row(out, batch[prompt_col][row], texts, scores)
         return out
 
-    def _row_values(self, batch, row, response_cols, reward_cols, where):
+    def _row_texts(self, batch, row, response_cols, where):
         if len(response_cols) == 1:
             if isinstance(batch[response_cols[0]][row], str):
                 raise AEPOInputError(
@@ -129,24 +148,29 @@ class ToResponseLists(Transform):
                     f"--num_responses {self.config.num_responses}."
                 )
             texts = texts[: self.config.num_responses]
-            scores = list(batch[reward_cols[0]][row] or [])[: len(texts)] if reward_cols else None
-            if scores is not None and len(scores) < len(texts):
-                raise AEPOInputError(
-                    f"{where}: column {reward_cols[0]!r} has {len(scores)} scores for the {len(texts)} responses "
-                    f"of {response_cols[0]!r}: give one score per response."
-                )
         else:
             texts = [batch[c][row] for c in response_cols]
-            scores = [batch[c][row] for c in reward_cols] if reward_cols else None
         for column, text in zip(response_cols, texts):
             if text is not None and not isinstance(text, str):
                 raise AEPOInputError(
                     f"{where}: response column {column!r} holds {type(text).__name__} values, not text. "
                     f"Name the response columns with --response_columns (e.g. 'response_*')."
                 )
-        return texts, scores
+        return texts
 
-    def _add_row(self, out, prompt, texts, scores, row):
+    @staticmethod
+    def _row_scores(batch, row, score_cols, response_cols, texts, where):
+        if len(response_cols) > 1:
+            return [batch[c][row] for c in score_cols]
+        scores = list(batch[score_cols[0]][row] or [])[: len(texts)]
+        if len(scores) < len(texts):
+            raise AEPOInputError(
+                f"{where}: column {score_cols[0]!r} has {len(scores)} scores for the {len(texts)} responses "
+                f"of {response_cols[0]!r}: give one score per response."
+            )
+        return scores
+
+    def _add_row(self, out, prompt, texts, scores: dict):
         kept, seen, empty, duplicate = [], set(), 0, 0
         for position, text in enumerate(texts):
             if text is None or not text.strip():
@@ -167,8 +191,9 @@ class ToResponseLists(Transform):
         out["skip_reason"].append(reason)
         out["num_empty"].append(empty)
         out["num_duplicate"].append(duplicate)
-        if scores is not None:
-            out["given_scores"].append([_as_score(scores[i], _where(prompt), i) for i in kept])
+        for name, values in scores.items():
+            label = "oracle score" if name == "oracle_scores" else "reward"
+            out[name].append([_as_score(values[i], _where(prompt), i, label) for i in kept])
 
 
 def _where(prompt) -> str:
@@ -177,11 +202,11 @@ def _where(prompt) -> str:
     return f"Prompt {text[:60] + ('...' if len(text) > 60 else '')!r}"
 
 
-def _as_score(value, where: str, position: int) -> float:
+def _as_score(value, where: str, position: int, label: str = "reward") -> float:
     try:
         score = float(value)
     except (TypeError, ValueError):
-        raise AEPOInputError(f"{where}: reward for response {position} is {value!r}, not a number.") from None
+        raise AEPOInputError(f"{where}: {label} for response {position} is {value!r}, not a number.") from None
     return score
 
 

@@ -1,0 +1,136 @@
+"""--selection prescreen: the pure rule (brute force, seeded, sharding-invariant) and its cheap-judge step."""
+
+import itertools
+
+import numpy as np
+import pytest
+from datasets import Dataset
+
+from aepo_datasets import AEPOConfig, AEPOInputError, AEPOTransform, PrescreenResponses, ToResponseLists
+from aepo_datasets.pipeline import RunReport, run_pipeline
+from aepo_datasets.transforms.prescreen_responses import PrescreenConfig
+from aepo_datasets.selection import extremes_objective, halves, select, select_extremes
+
+
+def random_case(rng, n, dim=5):
+    emb = rng.normal(size=(n, dim))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    return rng.normal(size=n), emb @ emb.T
+
+
+def feasible(scores, k):
+    top, bottom = (set(h.tolist()) for h in halves(scores))
+    for subset in itertools.combinations(range(len(scores)), k):
+        if sum(i in top for i in subset) == (k + 1) // 2 and sum(i in bottom for i in subset) == k // 2:
+            yield subset
+
+
+def test_k2_is_the_exact_optimum_and_k_over_2_nearly_always():
+    rng = np.random.default_rng(3)
+    hits = {2: 0, 3: 0, 4: 0}
+    trials = 150
+    for t in range(trials):
+        n = int(rng.integers(5, 11))
+        lam = float(rng.choice([0.0, 0.5, 1.0, 2.0]))
+        scores, s = random_case(rng, n)
+        for k in hits:
+            best = max(extremes_objective(scores, s, c, lam) for c in feasible(scores, k))
+            got = select_extremes(scores, s, k, lam, seed=t)
+            assert len(got) == k and got in [sorted(c) for c in feasible(scores, k)]
+            hits[k] += extremes_objective(scores, s, got, lam) >= best - 1e-12
+    assert hits[2] == trials
+    assert hits[3] / trials >= 0.95 and hits[4] / trials >= 0.95
+
+
+def test_lambda_zero_takes_the_judges_best_and_worst():
+    scores = np.array([0.3, 2.0, -1.5, 0.1, 1.2, -0.2])
+    s = np.eye(6)
+    assert select_extremes(scores, s, 2, 0.0) == [1, 2]
+    assert select_extremes(scores, s, 4, 0.0) == [1, 2, 4, 5]
+
+
+def test_diversity_term_keeps_near_duplicates_apart():
+    # 0 and 1 are the judge's two best and near-identical; with lambda > 0, k = 4 takes 0 or 1, not both
+    scores = np.array([2.0, 1.95, 1.0, 0.0, -1.0, -2.0])
+    emb = np.array([[1, 0, 0], [1, 0.01, 0], [0, 1, 0], [0.6, 0.8, 0], [0, 0, 1], [0.6, 0, 0.8]], dtype=float)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    s = emb @ emb.T
+    assert {0, 1} <= set(select_extremes(scores, s, 4, 0.0))
+    assert not {0, 1} <= set(select_extremes(scores, s, 4, 2.0))
+
+
+def test_deterministic_and_equal_scores_fall_back_to_diversity():
+    scores, s = random_case(np.random.default_rng(0), 30)
+    assert select_extremes(scores, s, 4, 1.0, seed=5) == select_extremes(scores, s, 4, 1.0, seed=5)
+    assert len(select_extremes(np.zeros(6), np.eye(6), 2, 1.0)) == 2
+
+
+def test_dispatch_needs_scores():
+    with pytest.raises(AEPOInputError, match="prescreen needs one cheap-judge score per response"):
+        select("prescreen", np.eye(4), 4, 2, 1.0, 0)
+    assert select("prescreen", np.eye(4), 4, 2, 0.0, 0, scores=[1, 4, 3, 2]) == [0, 1]
+
+
+def test_config_and_errors():
+    assert AEPOConfig(selection="prescreen").prescreen_config().prescreen_model == "aepo-mini"
+    assert not AEPOConfig(selection="prescreen").prescreen_config().reuse_embeddings  # 512 is not aepo-mini's 256
+    assert AEPOConfig(selection="prescreen", max_seq_length=256).prescreen_config().reuse_embeddings
+    with pytest.raises(AEPOInputError, match="--prescreen_model"):
+        AEPOConfig(selection="prescreen", prescreen_model="column")
+    with pytest.raises(AEPOInputError, match="share one --prescreen_model"):
+        run_pipeline(Dataset.from_dict({"prompt": ["p"], "a": ["x"], "b": ["yy"]}), AEPOConfig(selection="prescreen"),
+                     {"x": {"prescreen_model": "length"}, "y": {"prescreen_model": "aepo-mini"}})
+
+
+def _wide(n_prompts=6, n=6):
+    rng = np.random.default_rng(1)
+    data = {"prompt": [f"question {i}?" for i in range(n_prompts)]}
+    for j in range(n):
+        data[f"response_{j}"] = [" ".join(["word"] * int(rng.integers(1, 30))) + f" {i}-{j}" for i in range(n_prompts)]
+        data[f"score_{j}"] = rng.random(n_prompts).tolist()
+    return Dataset.from_dict(data)
+
+
+def test_length_prescreen_through_the_pipeline_counts_the_cheap_judge_apart():
+    ds = _wide()
+    config = AEPOConfig(num_responses=6, selection="prescreen", prescreen_model="length", response_columns="response_*",
+                        reward_column="score_*", diversity_penalty=0.0)
+    out, report = run_pipeline(ds, config)
+    assert report.prescreen_scored == 36 and report.annotations == 12
+    row, lengths = out["train"][0], [len(ds[0][f"response_{j}"]) for j in range(6)]
+    assert sorted(row["selected_ids"]) == sorted([int(np.argmax(lengths)), int(np.argmin(lengths))])
+
+
+def test_sharding_does_not_change_the_selection():
+    ds = _wide(8)
+    config = AEPOConfig(num_responses=6, selection="prescreen", prescreen_model="length", response_columns="response_*",
+                        reward_column="score_*", num_annotations=3, seed=4)
+    whole, report = run_pipeline(ds, config)
+    parts = [run_pipeline(ds.shard(2, i, contiguous=True), config) for i in range(2)]
+    assert [r for p in parts for r in p[0]["train"]["selected_ids"]] == whole["train"]["selected_ids"]
+    assert parts[0][1].merge(parts[1][1]).prescreen_scored == report.prescreen_scored
+
+
+def test_aepo_transform_runs_the_prescreen_step():
+    ds = _wide(2)
+    transform = AEPOTransform(num_responses=6, selection="prescreen", prescreen_model="length",
+                              response_columns="response_*", reward_column="score_*")
+    assert any(isinstance(s, PrescreenResponses) for s in transform.steps.all())
+    out = ds.map(transform, batched=True, remove_columns=ds.column_names)
+    assert len(out) == 2
+
+
+def test_aepo_mini_reuses_the_embeddings_when_they_are_its_own():
+    """With the packaged MiniLM at 256 tokens the embed stage's output is aepo-mini's response embedding."""
+    from aepo_datasets.transforms.embed_responses import EmbedResponses
+
+    ds = Dataset.from_dict({"prompt": ["How do I boil an egg?"],
+                            "responses": [["Put it in boiling water for 8 minutes.", "Eggs are laid by hens.",
+                                           "Boil water, add the egg, wait 7-9 minutes, cool it in cold water."]]})
+    config = AEPOConfig(selection="prescreen", max_seq_length=256, embedding_batch_size=8)
+    lists = ds.map(ToResponseLists(config.reshape_config()), batched=True, remove_columns=ds.column_names)
+    emb = lists.map(EmbedResponses(config.embed_config()), batched=True)
+    reused = PrescreenResponses(config.prescreen_config())(emb[:])["prescreen_scores"][0]
+    fresh = PrescreenResponses(PrescreenConfig("aepo-mini"))(emb[:])["prescreen_scores"][0]  # encodes itself
+    assert np.allclose(reused, fresh, atol=1e-4)
+    assert RunReport(prescreen_scored=3).merge(RunReport(prescreen_scored=4)).prescreen_scored == 7
