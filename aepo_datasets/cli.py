@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .errors import AEPOInputError, exit_code
