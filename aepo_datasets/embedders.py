@@ -79,7 +79,7 @@ class SentenceEmbedder:
         self.batch_size, self.max_seq_length, self.revision = batch_size, max_seq_length, revision
         self.max_tokens = max_tokens
         self._model = self._tokenize = None
-        self.encoded_texts = 0
+        self.encoded_texts = self.truncated_texts = 0
 
     @property
     def model(self):
@@ -98,6 +98,7 @@ class SentenceEmbedder:
             return np.zeros((0, 0), dtype=np.float32)
         model = self.model
         device = model.device
+        cut_before = self._tokenize.truncated
         batches = planned_batches(len(texts), lambda start, stop: self._tokenize(texts[start:stop]), self._plan,
                                   model.tokenizer.pad_token_id or 0, GPU_WINDOW if device.type == "cuda" else None,
                                   pin=device.type == "cuda")
@@ -105,6 +106,7 @@ class SentenceEmbedder:
             out = run_batches(overlapped(batches, device), self._forward, len(texts), device,
                               self._halve_budget, bar.update)
         self.encoded_texts += len(texts)
+        self.truncated_texts += self._tokenize.truncated - cut_before
         return out.cpu().numpy()
 
     def _plan(self, lengths: list[int]) -> list[list[int]]:

@@ -54,19 +54,24 @@ class BulkTokenizer:
         else:
             self._backend.no_truncation()
         self.add_special_tokens = add_special_tokens
+        self.truncated = 0
 
     def __call__(self, inputs: Sequence) -> list[list[int]]:
+        """Token ids of each input; `truncated` counts the inputs cut at `max_length` so far."""
         inputs = list(inputs)
         workers = min(cpu_count(), len(inputs) // MIN_CHUNK)
         if workers <= 1:
-            return self._encode(inputs)
-        step = -(-len(inputs) // workers)
-        with ThreadPoolExecutor(workers) as pool:
-            parts = pool.map(self._encode, [inputs[i : i + step] for i in range(0, len(inputs), step)])
-            return [ids for part in parts for ids in part]
+            parts = [self._encode(inputs)]
+        else:
+            step = -(-len(inputs) // workers)
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(self._encode, [inputs[i : i + step] for i in range(0, len(inputs), step)]))
+        self.truncated += sum(cut for _, cut in parts)
+        return [ids for part, _ in parts for ids in part]
 
-    def _encode(self, inputs: list) -> list[list[int]]:
-        return [e.ids for e in self._backend.encode_batch_fast(inputs, add_special_tokens=self.add_special_tokens)]
+    def _encode(self, inputs: list) -> tuple[list[list[int]], int]:
+        encodings = self._backend.encode_batch_fast(inputs, add_special_tokens=self.add_special_tokens)
+        return [e.ids for e in encodings], sum(1 for e in encodings if e.overflowing)
 
 
 @dataclass

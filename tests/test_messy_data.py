@@ -205,3 +205,15 @@ def test_all_prompts_tied_still_writes_a_loadable_empty_dataset(tmp_path):
                    "--reward_model", "length", "--num_responses", "2") == 0
     saved = datasets.load_from_disk(str(tmp_path / "run" / "output" / "preference"))
     assert len(saved["train"]) == 0 and "chosen" in saved["train"].column_names
+
+
+def test_embedder_counts_texts_cut_at_max_seq_length():
+    from aepo_datasets.pipeline import run_pipeline
+    from aepo_datasets.summary import format_summary
+
+    ds = datasets.Dataset.from_dict({"prompt": ["Tell me a story."],
+                                     "responses": [["Once upon a time. " * 400, "A short one.", "Another."]]})
+    config = AEPOConfig(response_columns="responses", reward_model="length", max_seq_length=64)
+    _, report = run_pipeline(ds, config)
+    assert report.texts_truncated == 1
+    assert "1 cut at --max_seq_length" in format_summary(report, {})
