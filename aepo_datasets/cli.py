@@ -16,7 +16,9 @@ from pathlib import Path
 from .errors import AEPOInputError, exit_code
 from .logs import setup_logging
 from .schema import add_flags, coerce, field_types, option, values_from_args
+from .transforms.chain import baseline_splits
 from .transforms.config import RESEARCH, AEPOConfig
+from .outputs import research_rows  # noqa: F401  (re-exported: benchmarks import it from here)
 from .version import __version__
 
 logger = logging.getLogger("aepo_datasets")
@@ -74,41 +76,17 @@ def options_from_args(args) -> CommandOptions:
     return CommandOptions(**values_from_args(CommandOptions, args))
 
 
-def baseline_splits(config) -> dict[str, dict]:
-    """'train' is the requested selection; the baselines use the same k (West-of-N annotates all)."""
-    splits = {"train": {}}
-    for name in ("random", "mbr", "west_of_n"):
-        if name != config.selection:
-            splits[name] = {"west_of_n": True} if name == "west_of_n" else {"selection": name}
-    return splits
-
-
-def research_rows(split, config) -> tuple[list[dict], list[str]]:
-    """The research tool's CSV columns (message lists flattened to their text)."""
-    columns = ["prompt", "chosen", "rejected", "chosen_r", "rejected_r"] if config.output_format == "pair" else \
-        ["prompt"] + [f"pref_{i}" for i in range(config.num_annotations)] + \
-        [f"pref_{i}_r" for i in range(config.num_annotations)]
-    rows = [{c: _text(row[c]) for c in columns} for row in split.select_columns(columns)]
-    return rows, columns
-
-
-def _text(value):
-    return value[-1]["content"] if isinstance(value, list) else value
-
-
 def run(args) -> int:
-    from datasets import DatasetDict
-
-    from .io import OUTPUT_TYPES, atomic_save_to_disk, atomic_write_table, load_input, output_paths
+    from .io import load_input, output_paths
+    from .outputs import OutputTarget, write_outputs
     from .pipeline import run_pipeline
     from .preflight import check_before_embedding
     from .prepare import group_if_long, take_instructions
-    from .run_info import build_run_info
-    from .summary import push_and_summarize
+    from .rewards.judge import with_cache_under
     from .transforms.chain import split_configs
 
-    config = config_from_args(args)  # validates flags before anything loads
     opts = options_from_args(args)
+    config = with_cache_under(config_from_args(args), opts.cache_dir)  # validates flags before anything loads
     out_dir = Path(opts.cache_dir) / "output"
     table_path, data_dir = output_paths(out_dir, opts.output)  # the dataset folder sits beside the file
     if data_dir.resolve() == Path(args.dataset).resolve():
@@ -122,15 +100,9 @@ def run(args) -> int:
     check_before_embedding(dataset, config, split_configs(config, splits_wanted), opts.access_token)
     splits, report = run_pipeline(dataset, config, splits_wanted, use_sample_cache=opts.use_sample_cache,
                                   use_matrix_cache=opts.use_matrix_cache)
-    result = splits["train"]
-    rows, columns = research_rows(result, config)
-    info = build_run_info(config, report, getattr(args, "command", ["aepo", *sys.argv[1:]]))
-    atomic_write_table(rows, columns, table_path)
-    atomic_save_to_disk(DatasetDict(splits), data_dir, info.to_dict())
-    report.seconds["total"] = time.time() - start
-    outputs = {f"output {OUTPUT_TYPES[table_path.suffix.lower()]}": str(table_path), "output dataset": str(data_dir)}
-    pusher = (lambda: push(data_dir, opts.push_to_hub, opts.access_token)) if opts.push_to_hub else None
-    push_and_summarize(report, outputs, pusher)  # a failed push still shows the summary and the kept outputs
+    target = OutputTarget(table_path, data_dir, getattr(args, "command", ["aepo", *sys.argv[1:]]),
+                          push_to_hub=opts.push_to_hub, access_token=opts.access_token)
+    write_outputs(splits, config, report, target, start)
     return 0
 
 
@@ -145,12 +117,6 @@ def check_paths(dataset: str, opts, output_folder: Path) -> None:
         ask_hub_once(dataset, "DATASET", "dataset", token=opts.access_token)
     check_writable_dir(opts.cache_dir, "--cache_dir")
     check_writable_dir(output_folder, "--output")
-
-
-def push(folder: Path, repo_id: str, token: str | None) -> str:
-    from .hub import push_saved_folder
-
-    return push_saved_folder(str(folder), repo_id, token=token)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""The `aepo` command: `aepo DATASET ...` (the main job), `aepo run ...` (the launcher), `aepo push ...`."""
+"""The `aepo` command: `aepo DATASET ...` (the main job), `aepo run ...` (the launcher), `aepo push ...`, and the
+select-now-annotate-later pair `aepo select DATASET ...` / `aepo pair FOLDER --labels FILE`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,14 @@ def main(argv: list[str] | None = None) -> int:
         from .launcher import main as launcher_main
 
         return launcher_main(argv[1:])
+    if argv[:1] == ["select"]:
+        from .select_command import main as select_main
+
+        return select_main(argv[1:])
+    if argv[:1] == ["pair"]:
+        from .pair_command import main as pair_main
+
+        return pair_main(argv[1:])
     if argv[:1] == ["push"]:
         from .push_command import main as push_main
 

@@ -9,6 +9,10 @@ class IncompleteRunError(RuntimeError):
     """Some shards of a launcher run did not finish; nothing was assembled or pushed."""
 
 
+class JudgeError(IncompleteRunError):
+    """The external judge (judge:MODEL) failed after its retries; its answers so far are cached, a rerun resumes."""
+
+
 class HubPushError(RuntimeError):
     """Pushing to the Hub failed. The local output is complete; `aepo push <folder> <repo_id>` pushes it later."""
 

@@ -17,6 +17,7 @@ from huggingface_hub import DatasetCard
 
 from .redaction import scrub, scrub_text
 from .run_info import RunInfo
+from .quality import measured_columns
 from .stats import STATISTICS, SplitSummary, saved_text, strategy_text
 from .version import __version__
 
@@ -75,6 +76,7 @@ def card_metadata(info: RunInfo, secrets: Sequence[str] = ()) -> dict[str, Any]:
         "annotations": {"scored": report.annotations if info.recorded else None,
                         "west_of_n": report.west_of_n_annotations if info.recorded else None},
         "splits": {split.name: _split_meta(split) for split in splits},
+        "pair_quality": report.pair_quality or None,
         "package_version": info.aepo_datasets_version, "command": info.command, "config": config or None,
     }  # fmt: skip
     if info.settings is not None:
@@ -125,6 +127,20 @@ def _stats_rows(meta: Mapping[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def _quality_section(reports: Mapping[str, dict] | None) -> list[str]:
+    """Pair quality per split (margins, length bias, representativeness, diversity, oracle agreement)."""
+    if not reports:
+        return []
+    columns = measured_columns(reports)
+    rows = [[name, *(None if r.get(key) is None else round(r[key], 4) for _, key in columns)]
+            for name, r in reports.items()]
+    return ["### Pair quality", _table(("split", *(label for label, _ in columns)), rows),
+            "margin: mean reward margin; ties: share of prompts whose selected responses tied; len ratio: chosen / "
+            "rejected length (geometric mean); longer wins: share of pairs whose chosen is the longer; represent.: "
+            "mean similarity of the selected to all N; sim. selected: mean similarity among the selected (lower is "
+            "more diverse); oracle: against the --oracle_column scores."]
+
+
 def _budget_text(meta: Mapping[str, Any]) -> str:
     scored, west_of_n = meta["annotations"]["scored"], meta["annotations"]["west_of_n"]
     return (f"West-of-N (every usable response of each kept prompt annotated) would need {_cell(west_of_n)} "
@@ -158,6 +174,7 @@ def render_section(meta: Mapping[str, Any]) -> str:
         _budget_text(meta),
         "### Reward statistics",
         _table(("split", "reward", "mean", "std", "min", "max"), _stats_rows(meta)),
+        *_quality_section(meta.get("pair_quality")),
         "### Command", f"```bash\n{meta['command'] or 'unknown'}\n```",
         "### Citation", f"```bibtex\n{CITATION}\n```", CARD_END,
     ]  # fmt: skip

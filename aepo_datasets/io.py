@@ -217,6 +217,19 @@ def atomic_save_to_disk(dataset, target: Path, run_info: dict | None = None) -> 
         shutil.rmtree(tmp, ignore_errors=True)  # the new folder if it never got in, else the old one
 
 
+def atomic_write_folder(target: Path, fill) -> None:
+    """`fill(folder)` writes a new folder (a temporary sibling of `target`), which then replaces `target` by the same
+    swap as `atomic_save_to_disk`: the old or the new folder is complete on disk at every moment."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        (tmp / "new").mkdir()
+        fill(tmp / "new")
+        _swap_in(tmp / "new", target, aside=tmp / "old")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _swap_in(new: Path, target: Path, aside: Path) -> None:
     if not os.path.lexists(target):
         os.replace(new, target)

@@ -24,6 +24,7 @@ from .errors import AEPOInputError, IncompleteRunError, exit_code
 from .registry import unknown_choice_message
 from .chunks import assemble, chunk_ranges, clean_stale, is_done, my_chunks, save_chunk
 from .schema import coerce, field_types
+from .select_stage import STAGES
 from .transforms.config import AEPOConfig
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class LaunchSettings:
     chunk_size: int = 1000
     map_batch_size: int = 64
     cache_dir: str | None = None
+    stage: str = "all"  # or "select": only select, and write the folder of `aepo select` (select_stage.py)
+    id_column: str | None = None  # stage select: the prompt ids (default: the row number)
 
 
 LAUNCH_DEFAULTS = asdict(LaunchSettings())
@@ -60,7 +63,8 @@ SETTING_TYPES = field_types(LaunchSettings, AEPOConfig)
 AEPO_KEYS = [f.name for f in fields(AEPOConfig)]
 # keys that do not change the rows produced; they are left out of the run key
 OUTPUT_ONLY = {"output_dir", "push_to_hub", "private", "access_token", "device", "cache_dir", "map_batch_size",
-               "embedding_batch_size", "embedding_max_tokens", "reward_batch_size", "max_tokens"}
+               "embedding_batch_size", "embedding_max_tokens", "plot", "reward_batch_size", "max_tokens",
+               "stage", "id_column", "judge_cache_dir", "judge_concurrency"}  # a select stage keeps its chunks apart (chunks/select-<key>); ids come after
 
 
 def parse_settings(argv: list[str]) -> dict:
@@ -103,6 +107,8 @@ def validate_settings(settings: dict) -> dict:
     for key in ("dataset", "output_dir"):
         if not merged[key]:
             raise AEPOInputError(f"Setting {key!r} is required (in the config or as {key}=...).")
+    if merged["stage"] not in STAGES:
+        raise AEPOInputError(unknown_choice_message("stage", merged["stage"], list(STAGES)))
     for key in ("chunk_size", "map_batch_size", "num_instructions"):
         if merged[key] is not None and merged[key] < 1:
             raise AEPOInputError(f"{key} must be a positive whole number, got {merged[key]!r}")
@@ -158,6 +164,8 @@ def launch(settings: dict, command: list[str]) -> int:
     from .pipeline import PreferencePipeline
     from .transforms.chain import split_configs
     from .preflight import check_before_embedding, check_writable_dir
+    from .rewards.judge import with_cache_under
+    from .select_stage import SelectRunner, finish_select, prepare_select, select_config
 
     check_writable_dir(settings["output_dir"], "output_dir")
     if settings["cache_dir"]:
@@ -166,13 +174,19 @@ def launch(settings: dict, command: list[str]) -> int:
     check_process_count(state, command)
     device = settings.get("device") or (str(state.device) if state.device.type != "mps" else "cpu")
     config = aepo_config({**settings, "device": device})
+    selecting = settings["stage"] == "select"
+    config = select_config(config) if selecting else with_cache_under(config, settings["cache_dir"] or
+                                                                       settings["output_dir"])
     dataset = main_process_first(state, lambda: load_input(settings["dataset"], settings["split"],
                                                            settings["cache_dir"], settings["access_token"]))
     dataset = group_if_long(dataset, config)
     check_before_embedding(dataset, config, split_configs(config, split_options(settings)), settings["access_token"])
     if settings["num_instructions"]:
         dataset = dataset.select(range(min(int(settings["num_instructions"]), len(dataset))))
-    work = Path(settings["output_dir"]) / "chunks" / run_key(settings, dataset._fingerprint)
+    if selecting:
+        dataset, ids = prepare_select(config, dataset, settings["id_column"])
+    work = Path(settings["output_dir"]) / "chunks" / (("select-" if selecting else "") +
+                                                     run_key(settings, dataset._fingerprint))
     work.mkdir(parents=True, exist_ok=True)
     failure = work / f"failed-rank{state.process_index}.txt"
     chunks = chunk_ranges(len(dataset), settings["chunk_size"])
@@ -187,7 +201,8 @@ def launch(settings: dict, command: list[str]) -> int:
     error = None
     start = time.time()
     try:
-        computed, reused = process_chunks(dataset, chunks, mine, work, pipeline)
+        runner = SelectRunner(pipeline) if selecting else pipeline
+        computed, reused = process_chunks(dataset, chunks, mine, work, runner)
         logger.info("rank %d: %d chunks computed, %d reused from an earlier run", state.process_index, computed, reused)
     except Exception as err:  # recorded for the main process; re-raised below
         failure.write_text(f"{type(err).__name__}: {err}")
@@ -196,7 +211,8 @@ def launch(settings: dict, command: list[str]) -> int:
     code, final_error = 0, None
     if state.is_main_process:
         try:
-            code = finish(settings, command, work, len(chunks), time.time() - start)
+            code = finish_select(settings, config, command, work, len(chunks), time.time() - start, ids) \
+                if selecting else finish(settings, command, work, len(chunks), time.time() - start)
         except Exception as err:  # every rank must reach the barrier below before anyone raises
             final_error = err
     state.wait_for_everyone()
@@ -215,9 +231,10 @@ def use_cpu() -> bool:
 
 def finish(settings, command, work: Path, count: int, seconds: float) -> int:
     from .io import atomic_save_to_disk
+    from .quality import quality_reports
     from .run_info import build_run_info
     from .stats import reward_stats
-    from .summary import push_and_summarize
+    from .summary import push_and_summarize, quality_plot
 
     missing = [i for i in range(count) if not is_done(work, i)]
     if missing:
@@ -226,12 +243,15 @@ def finish(settings, command, work: Path, count: int, seconds: float) -> int:
                            "Nothing was assembled or pushed; rerun the same command to resume.")
     merged, report = assemble(work, count)
     report.reward_stats = {name: reward_stats(split) for name, split in merged.items()}
+    report.pair_quality = quality_reports(report.quality, merged)  # from the shards' sums, medians from the rows
     report.seconds["total"] = seconds
     target = Path(settings["output_dir"]) / "dataset"
     info = build_run_info(aepo_config(settings), report, command, settings)
     atomic_save_to_disk(merged, target, info.to_dict())
     _mention_other_runs(work)
-    push_and_summarize(report, {"output dataset": str(target)}, (lambda: _push(merged, settings, info, target))
+    outputs = {"output dataset": str(target), **quality_plot(report, aepo_config(settings).plot,
+                                                             Path(settings["output_dir"]) / "quality.png")}
+    push_and_summarize(report, outputs, (lambda: _push(merged, settings, info, target))
                        if settings["push_to_hub"] else None)  # a failed push still shows the summary
     return 0
 

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .quality import add_sums, quality_sums
+from .quality import add_sums, quality_reports, quality_sums
 from .stats import SplitSummary, reward_stats
 from .transforms.chain import build_steps
 from .transforms.config import AEPOConfig
@@ -29,6 +29,7 @@ class RunReport:
     dropped_empty: int = 0
     dropped_duplicate: int = 0
     texts_embedded: int = 0
+    texts_truncated: int = 0
     annotations: int = 0
     west_of_n_annotations: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -41,17 +42,22 @@ class RunReport:
     split_annotations: dict[str, int] = field(default_factory=dict)  # per split: responses its selection annotates
     prescreen_scored: int = 0  # responses the cheap judge of --selection prescreen scored (not annotations)
     quality: dict[str, dict] = field(default_factory=dict)  # per split: quality.quality_sums (sums, they add up)
+    pair_quality: dict[str, dict] = field(default_factory=dict)  # per split: quality.quality_report (not merged)
+    judge: dict[str, int] = field(default_factory=dict)  # judge:MODEL annotator: requests, tokens, cached, retries
+    labels: dict[str, int] = field(default_factory=dict)  # `aepo pair`: labels expected, received, used
 
     def merge(self, other: "RunReport") -> "RunReport":
         """Sum of two shards' reports (timings add up: they are process-seconds)."""
         out = RunReport()
         for name in ("prompts_in", "prompts_kept", "dropped_empty", "dropped_duplicate", "texts_embedded",
-                     "annotations", "west_of_n_annotations", "reward_truncated", "prescreen_scored"):
+                     "texts_truncated", "annotations", "west_of_n_annotations", "reward_truncated", "prescreen_scored"):
             setattr(out, name, getattr(self, name) + getattr(other, name))
         out.skipped = dict(Counter(self.skipped) + Counter(other.skipped))
         out.seconds = dict(Counter(self.seconds) + Counter(other.seconds))
         out.tied = _add(self.tied, other.tied)
         out.split_annotations = _add(self.split_annotations, other.split_annotations)
+        out.judge = _add(self.judge, other.judge)
+        out.labels = _add(self.labels, other.labels)
         out.quality = {name: add_sums(self.quality.get(name, {}), other.quality.get(name, {}))
                        for name in dict.fromkeys([*self.quality, *other.quality])}
         out.strategies = {**self.strategies, **other.strategies}  # the same for every shard
@@ -111,13 +117,22 @@ class PreferencePipeline:
 
     def run(self, dataset, *, use_sample_cache=False, use_matrix_cache=False):
         """The whole job on one dataset (or chunk): returns ({split: Dataset}, RunReport)."""
+        data, report = self.select_only(dataset, use_sample_cache=use_sample_cache,
+                                        use_matrix_cache=use_matrix_cache)
+        data = self.annotate(data, report)
+        return self.pair_all(data, report)
+
+    def select_only(self, dataset, *, use_sample_cache=False, use_matrix_cache=False):
+        """Reshape, embed, pre-screen and select (`aepo select`): returns (one row per prompt with a
+        `selected__<split>` column per split, RunReport)."""
         report = RunReport()
         data = self.prepare(dataset, report, use_sample_cache)
         if self.embed is not None:
-            before = self.embed.encoded_texts
+            before, cut_before = self.embed.encoded_texts, self.embed.truncated_texts
             data = _map(data, self.embed, "Embedding responses", report, "embed", use_matrix_cache,
                         batch_size=self.batch_size)
             report.texts_embedded += self.embed.encoded_texts - before
+            report.texts_truncated += self.embed.truncated_texts - cut_before
             if self.release_models:
                 self.embed.release()
         data = self.prescreen_all(data, report)
@@ -126,7 +141,10 @@ class PreferencePipeline:
                         batch_size=self.batch_size)
             report.split_annotations[name] = selected_count(data, step.config.output_column)
         report.strategies = {name: strategy(c) for name, c in self.configs.items()}
-        data = self.annotate(data, report)
+        return data, report
+
+    def pair_all(self, data, report: RunReport):
+        """Quality report and pairing of annotated rows (`rewards` filled): returns ({split: Dataset}, report)."""
         start = time.time()
         report.quality = quality_sums(data, {name: (step.config.selection_column, step.config.ties)
                                              for name, step in self.pairs.items()}, self.batch_size)
@@ -135,6 +153,7 @@ class PreferencePipeline:
                           features=step.features(), batch_size=self.batch_size) for name, step in self.pairs.items()}
         report.tied = {name: report.prompts_kept - len(split) + kept_ties(split) for name, split in out.items()}
         report.reward_stats = {name: reward_stats(split) for name, split in out.items()}
+        report.pair_quality = quality_reports(report.quality, out)
         return out, report
 
     def prepare(self, dataset, report: RunReport, use_sample_cache=False):
@@ -172,6 +191,7 @@ class PreferencePipeline:
         report.annotations += after["scored"] - before["scored"]
         report.reward_truncated += after["truncated"] - before["truncated"]
         report.reward_padding = after["padding"]
+        report.judge = _add(report.judge, {k: v - before["judge"].get(k, 0) for k, v in after["judge"].items()})
         if self.release_models:
             self.score.release()
         return out

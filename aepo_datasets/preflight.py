@@ -108,14 +108,24 @@ def _is_connection_error(err: Exception) -> bool:
 def check_models(config, *, needs_embeddings: bool = True, token: str | None = None) -> None:
     """The embedder (when a split embeds) and the reward model of `config` (an AEPOConfig) can be loaded."""
     from .embedders import PACKAGED_EMBEDDERS
-    from .rewards import REWARD_MODELS
+    from .rewards import REWARD_MODELS, is_judge
 
     if needs_embeddings and config.embedding_model not in PACKAGED_EMBEDDERS:
         check_model(config.embedding_model, "--embedding_model", revision=config.embedding_revision, token=token)
     reward = config.reward_model
-    if config.reward_column or callable(reward) or reward in REWARD_MODELS:
+    if is_judge(reward) and not config.reward_column:
+        check_judge(config)
+    if config.reward_column or reward is None or callable(reward) or is_judge(reward) or reward in REWARD_MODELS:
         return
     check_model(reward, "--reward_model", revision=config.reward_revision, token=token, classifier=True)
+
+
+def check_judge(config) -> None:
+    """`judge:MODEL` names a model, has an endpoint (--api_base) and a readable template with its placeholders."""
+    from .rewards.judge import check_judge_options, load_template
+
+    check_judge_options(config.reward_model, config.api_base)
+    load_template(config.judge_template)
 
 
 def check_before_embedding(dataset, config, configs: dict, token: str | None = None) -> None:

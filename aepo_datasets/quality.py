@@ -196,3 +196,15 @@ def quality_report(sums: dict, split=None) -> dict:
 def quality_reports(quality: dict[str, dict], splits: dict | None = None) -> dict[str, dict]:
     """`quality_report` for every split of `RunReport.quality`; `splits` ({name: Dataset}) adds the medians."""
     return {name: quality_report(sums, (splits or {}).get(name)) for name, sums in quality.items()}
+
+
+# (short label, key) of the report's headline numbers, in the order the summary and the card show them
+REPORT_COLUMNS = (("margin", "margin_mean"), ("ties", "tied_share"), ("len ratio", "length_ratio"),
+                  ("longer wins", "longer_wins"), ("represent.", "representativeness"),
+                  ("sim. selected", "selected_similarity"), ("oracle margin", "oracle_margin"),
+                  ("oracle agrees", "oracle_accuracy"))
+
+
+def measured_columns(reports: dict[str, dict]) -> list[tuple[str, str]]:
+    """The headline columns that at least one split measured."""
+    return [(label, key) for label, key in REPORT_COLUMNS if any(r.get(key) is not None for r in reports.values())]

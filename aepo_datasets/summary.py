@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from .errors import HubPushError
 from .pipeline import RunReport
+from .quality import measured_columns
 from .stats import STATISTICS, SplitSummary, saved_text, strategy_text
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,10 @@ def format_summary(report: RunReport, outputs: dict[str, str]) -> str:
         f"  prompts skipped:       {sum(report.skipped.values())} ({skipped})",
         f"  responses dropped:     {report.dropped_empty} empty, {report.dropped_duplicate} duplicate",
         f"  texts embedded:        {report.texts_embedded}"
-        + (f" (cached: {', '.join(report.cache_hits)})" if report.cache_hits else ""),
+        + (f" (cached: {', '.join(report.cache_hits)})" if report.cache_hits else "")
+        + (f"; {report.texts_truncated} cut at --max_seq_length" if report.texts_truncated else ""),
         f"  annotations scored:    {report.annotations} of West-of-N's {report.west_of_n_annotations}{once}",
+        *annotator_lines(report),
         "  per split:",
         *("    " + line for line in split_table(splits, report.west_of_n_annotations)),
     ]
@@ -48,9 +51,51 @@ def format_summary(report: RunReport, outputs: dict[str, str]) -> str:
                      "dropped, or kept by position with --ties position)")
     if report.reward_truncated:
         lines.append(f"  responses truncated:   {report.reward_truncated} (reward model max_length)")
+    if report.prescreen_scored:
+        lines.append(f"  cheap-judge passes:    {report.prescreen_scored} (--selection prescreen; not annotations)")
+    if report.pair_quality:
+        lines += ["  pair quality:", *("    " + line for line in quality_table(report.pair_quality))]
     lines.append("  time per stage:        " + ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items()))
     lines += [f"  {label + ':':22} {path}" for label, path in outputs.items()]
     return "\n".join(lines)
+
+
+def quality_plot(report: RunReport, plot: bool | None, path) -> dict[str, str]:
+    """Draws the pair-quality report to `path` when `--plot` asks for it: {"quality plot": path} or {}."""
+    from .quality_plot import plot_quality, plot_wanted
+
+    if not report.pair_quality or not plot_wanted(plot):
+        return {}
+    try:
+        return {"quality plot": str(plot_quality(report.pair_quality, path))}
+    except ValueError:  # nothing measured to draw (e.g. every prompt skipped)
+        return {}
+
+
+def quality_table(pair_quality: dict[str, dict]) -> list[str]:
+    """One aligned line per split of the pair-quality report; columns nobody measured are left out."""
+    columns = measured_columns(pair_quality)
+    rows = [("split", *(label for label, _ in columns))]
+    rows += [(name, *("-" if r.get(key) is None else f"{r[key]:.3g}" for _, key in columns))
+             for name, r in pair_quality.items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+
+
+def annotator_lines(report: RunReport) -> list[str]:
+    """The label budget of `aepo pair` and the external judge's requests and tokens, when there were any."""
+    lines = []
+    if report.labels:
+        n = report.labels
+        lines.append(f"  labels:                {n.get('expected', 0)} expected (k × prompts), {n.get('received', 0)} "
+                     f"received, {n.get('used', 0)} used; {n.get('prompts_without_labels', 0)} prompts without "
+                     "enough labels skipped")
+    if report.judge:
+        j = {name: report.judge.get(f"judge_{name}", 0) for name in
+             ("requests", "retries", "cached", "prompt_tokens", "completion_tokens")}
+        lines.append(f"  judge:                 {j['requests']} requests ({j['retries']} retries), {j['cached']} "
+                     f"answers from the cache, tokens {j['prompt_tokens']} in + {j['completion_tokens']} out")
+    return lines
 
 
 SPLIT_HEADER = ("split", "strategy", "k", "annotations", "saved vs West-of-N", "rows", "tied", "chosen", "rejected",

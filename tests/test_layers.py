@@ -70,7 +70,8 @@ def test_no_module_imports_the_package_init():
 def test_entry_points_sit_on_top():
     graph = import_graph()
     entry_points = {"aepo_datasets.cli", "aepo_datasets.launcher", "aepo_datasets.commands",
-                    "aepo_datasets.push_command", "aepo_datasets.run"}
+                    "aepo_datasets.push_command", "aepo_datasets.run", "aepo_datasets.select_command",
+                    "aepo_datasets.pair_command"}
     for name, deps in graph.items():
         if name not in {"aepo_datasets.commands", "aepo_datasets.run", "aepo_datasets"}:
             assert not deps & entry_points, f"{name} imports an entry point: {deps & entry_points}"

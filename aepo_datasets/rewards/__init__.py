@@ -6,6 +6,7 @@ from typing import Callable, Sequence
 
 from ..registry import Registry
 from .base import RewardScorer
+from .judge import JUDGE_PREFIX, is_judge
 from .sequence_classifier import DEFAULT_REWARD_MODEL, SequenceClassifierScorer
 
 REWARD_MODELS: Registry[Callable[..., RewardScorer]] = Registry("reward model")
@@ -42,12 +43,18 @@ class CallableScorer:
 
 
 def build_scorer(reward_model, **options) -> RewardScorer:
-    """A registered short name, a callable, or else a sequence-classification model (path or Hub id)."""
+    """A registered short name, a callable, `judge:MODEL` (an OpenAI-compatible endpoint), or else a
+    sequence-classification model (path or Hub id)."""
     if callable(reward_model):
         return CallableScorer(reward_model)
+    if is_judge(reward_model):
+        from .judge import JudgeScorer, judge_model
+
+        return JudgeScorer(judge_model(reward_model), **options)
     if reward_model in REWARD_MODELS:
         return REWARD_MODELS.get(reward_model)(**options)
     return SequenceClassifierScorer(reward_model, **options)
 
 
-__all__ = ["DEFAULT_REWARD_MODEL", "REWARD_MODELS", "RewardScorer", "SequenceClassifierScorer", "build_scorer"]
+__all__ = ["DEFAULT_REWARD_MODEL", "JUDGE_PREFIX", "REWARD_MODELS", "RewardScorer", "SequenceClassifierScorer",
+           "build_scorer", "is_judge"]

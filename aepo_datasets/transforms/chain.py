@@ -26,6 +26,15 @@ def split_configs(config: AEPOConfig, splits: dict[str, dict] | None = None) -> 
     return {name: replace(config, **overrides) for name, overrides in splits.items()}
 
 
+def baseline_splits(config: AEPOConfig) -> dict[str, dict]:
+    """'train' is the requested selection; the baselines use the same k (West-of-N annotates all)."""
+    splits = {"train": {}}
+    for name in ("random", "mbr", "west_of_n"):
+        if name != config.selection:
+            splits[name] = {"west_of_n": True} if name == "west_of_n" else {"selection": name}
+    return splits
+
+
 @dataclass
 class Steps:
     """The step transforms of one run: selection, selection column and pairing per split."""

@@ -75,6 +75,12 @@ class AEPOConfig:
         "select or pair)")
     plot: bool | None = option(None, "PNG of the pair-quality report beside the outputs (auto: when matplotlib "
                                "is importable)", flag_values={"auto": None, "on": True, "off": False})
+    api_base: str | None = option(None, "OpenAI-compatible endpoint of --reward_model judge:MODEL, e.g. "
+                                  "https://api.openai.com/v1 (key from AEPO_JUDGE_API_KEY or OPENAI_API_KEY)")
+    judge_template: str | None = option(None, "text file with {prompt} and {response}: the judge's prompt "
+                                        "(default: a pointwise 1-10 rating answered as [[rating]])")
+    judge_concurrency: int = option(8, "judge requests in flight at once")
+    judge_cache_dir: str | None = option(None, "cache of the judge's answers (default: CACHE_DIR/.aepo_cache/judge)")
 
     def __post_init__(self):
         types = field_types(AEPOConfig)
@@ -126,7 +132,8 @@ class AEPOConfig:
     def score_config(self, selection_columns: tuple[str, ...] = ("selected",)) -> ScoreConfig:
         return ScoreConfig("column" if self.reward_column else self.reward_model, self.reward_revision,
                            self.reward_batch_size, self.max_length, self.max_tokens, self.dtype, self.device,
-                           self.use_chat_template, selection_columns)
+                           self.use_chat_template, selection_columns, self.api_base, self.judge_template,
+                           self.judge_cache_dir, self.judge_concurrency)
 
     def pair_config(self, selection_column: str = "selected") -> PairConfig:
         return PairConfig(self.output_format, self.num_annotations, selection_column, self.conversational, self.ties)

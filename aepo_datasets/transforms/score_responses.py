@@ -8,7 +8,8 @@ from typing import Any
 
 from ..devices import rank_device
 from ..errors import AEPOInputError
-from ..rewards import DEFAULT_REWARD_MODEL, build_scorer
+from ..rewards import DEFAULT_REWARD_MODEL, build_scorer, is_judge
+from ..rewards.judge import check_judge_options
 from .base import Transform, kept_rows, require_columns
 
 GIVEN_SCORES = "given_scores"
@@ -27,12 +28,20 @@ class ScoreConfig:
     device: str | None = None
     use_chat_template: bool | None = None
     selection_columns: tuple[str, ...] = ("selected",)
+    api_base: str | None = None  # judge:MODEL only: the OpenAI-compatible endpoint, its template, cache, threads
+    judge_template: str | None = None
+    judge_cache_dir: str | None = None
+    judge_concurrency: int = 8
 
     def __post_init__(self):
         object.__setattr__(self, "selection_columns", tuple(self.selection_columns))
         for name in ("batch_size", "max_length", "max_tokens"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise AEPOInputError(f"reward {name} must be >= 1, got {getattr(self, name)}")
+        if is_judge(self.reward_model):
+            check_judge_options(self.reward_model, self.api_base)
+        if self.judge_concurrency < 1:
+            raise AEPOInputError(f"--judge_concurrency must be >= 1, got {self.judge_concurrency}")
 
     @property
     def uses_given_scores(self) -> bool:
@@ -57,7 +66,10 @@ class ScoreResponses(Transform):
             c = self.config
             device = c.device if c.device else rank_device(rank)
             options = dict(device=device, dtype=c.dtype, batch_size=c.batch_size)
-            if not callable(c.reward_model):
+            if is_judge(c.reward_model):
+                options = dict(api_base=c.api_base, template_file=c.judge_template, cache_dir=c.judge_cache_dir,
+                               concurrency=c.judge_concurrency)
+            elif not callable(c.reward_model):
                 options.update(max_length=c.max_length, max_tokens=c.max_tokens,
                                use_chat_template=c.use_chat_template, revision=c.reward_revision)
             self._scorer = build_scorer(c.reward_model, **options)
@@ -69,9 +81,10 @@ class ScoreResponses(Transform):
 
     def counters(self) -> dict:
         """Responses scored by this transform, and the reward model's truncations and padding share."""
-        stats = getattr(self._scorer, "stats", None)
-        return {"scored": self.scored, "truncated": stats["truncated"] if stats else 0,
-                "padding": getattr(self._scorer, "padding_fraction", None)}
+        stats = getattr(self._scorer, "stats", None) or {}
+        return {"scored": self.scored, "truncated": stats.get("truncated", 0),
+                "padding": getattr(self._scorer, "padding_fraction", None),
+                "judge": {k: v for k, v in stats.items() if k.startswith("judge_")}}
 
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
         c = self.config

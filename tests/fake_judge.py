@@ -1,0 +1,117 @@
+"""A small OpenAI-compatible chat-completions endpoint on 127.0.0.1, for testing `--reward_model judge:MODEL`.
+
+    POST /v1/chat/completions   {"model", "messages": [{"role": "user", "content": ...}]}
+        -> {"choices": [{"message": {"role": "assistant", "content": "... Rating: [[S]]"}}], "usage": {...}}
+
+The score S is `FakeJudge.rate(message)`: by default the length of the text between the default template's answer
+markers (so a longer response scores higher, like the `length` annotator). Fault injection for the next requests:
+`fail_next(status, times, retry_after=None)` (429, 503...), `stall_next(times, seconds)` (slower than the client's
+timeout), `malformed_next(times, body)` (a 200 whose body or answer holds no score). Every request is recorded
+(headers and JSON body) in `requests`; after `limit` requests the server answers 400, so a retry loop in the code
+under test cannot run away.
+
+Usage: `from fake_judge import fake_judge  # noqa: F401`, then `fake_judge.url` is the `--api_base`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+ANSWER = re.compile(r"\[The Start of Assistant's Answer\]\n(.*)\n\[The End of Assistant's Answer\]", re.DOTALL)
+
+
+def default_rate(message: str) -> float:
+    found = ANSWER.search(message)
+    return float(len(found.group(1) if found else message))
+
+
+@dataclass
+class FakeJudge:
+    url: str = ""
+    limit: int = 500
+    requests: list[dict] = field(default_factory=list)
+    faults: list[tuple] = field(default_factory=list)  # (kind, value, extra) for the next requests, in order
+    rate = staticmethod(default_rate)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(self, status: int, times: int = 1, retry_after: str | None = None) -> None:
+        self.faults += [("status", status, retry_after)] * times
+
+    def stall_next(self, times: int = 1, seconds: float = 2.0) -> None:
+        self.faults += [("stall", seconds, None)] * times
+
+    def malformed_next(self, times: int = 1, body: str = '{"choices": [{"message": {"content": "I like it."}}]}'):
+        self.faults += [("malformed", body, None)] * times
+
+    def take(self, request: dict) -> tuple | None:
+        with self.lock:
+            self.requests.append(request)
+            if len(self.requests) > self.limit:
+                return ("status", 400, None)
+            return self.faults.pop(0) if self.faults else None
+
+
+def _handler(judge: FakeJudge):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            fault = judge.take({"path": self.path, "headers": dict(self.headers), "json": body})
+            if self.path != "/v1/chat/completions":
+                return self._send(404, b'{"error": "not found"}')
+            if fault and fault[0] == "status":
+                return self._send(fault[1], b'{"error": "injected"}', fault[2])
+            if fault and fault[0] == "stall":
+                time.sleep(fault[1])
+            if fault and fault[0] == "malformed":
+                return self._send(200, fault[1].encode())
+            message = body["messages"][-1]["content"]
+            answer = f"A fine answer. Rating: [[{judge.rate(message):g}]]"
+            reply = {"id": "x", "object": "chat.completion", "model": body.get("model"),
+                     "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
+                                  "finish_reason": "stop"}],
+                     "usage": {"prompt_tokens": len(message.split()), "completion_tokens": 5}}
+            self._send(200, json.dumps(reply).encode())
+
+        def _send(self, status: int, payload: bytes, retry_after: str | None = None):
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
+                pass
+
+    return Handler
+
+
+@pytest.fixture
+def fake_judge(monkeypatch):
+    """A running FakeJudge; short client timeouts and backoff, and no API key from the environment."""
+    from aepo_datasets.rewards import judge as judge_module
+
+    monkeypatch.setattr(judge_module, "TIMEOUT_S", 0.5)
+    monkeypatch.setattr(judge_module, "BACKOFF_BASE_S", 0.01)
+    for name in judge_module.API_KEY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    judge = FakeJudge()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(judge))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    judge.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    yield judge
+    server.shutdown()
+    server.server_close()
