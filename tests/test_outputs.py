@@ -187,7 +187,9 @@ def test_summary_has_a_line_per_split_and_one_total_of_annotations_scored(tmp_pa
                "--baselines") == 0
     lines = caplog.text.splitlines()
     assert "  annotations scored:    32 of West-of-N's 32 (a response selected by several splits is scored once)" in lines
-    table = {line.split()[0]: line for line in lines if line.startswith("    ")}
+    at = lines.index("  per split:") + 1
+    block = lines[at : next(i for i in range(at, len(lines)) if not lines[i].startswith("    "))]
+    table = {line.split()[0]: line for line in block}
     assert list(table) == ["split", "train", "random", "mbr", "west_of_n"]
     assert table["train"].split()[1:6] == ["aepo", "(λ", "=", "1.0)", "2"]
     for name in ("train", "random", "mbr"):  # each spent k = 2 per prompt and saved the other 6 of West-of-N's 8
