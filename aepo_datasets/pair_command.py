@@ -66,7 +66,8 @@ class PairOptions:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aepo pair", epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter, description="Build the preference outputs from a selection and its labels.")
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Build the preference outputs from a selection and its labels.")
     p.add_argument("folder", help="a folder written by `aepo select` (or the launcher's stage: select)")
     add_flags(p, PairOptions)
     return p

@@ -55,7 +55,8 @@ class SelectOptions:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aepo select", epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter, description="Pick the k responses per prompt to annotate (AEPO) and write them out.")
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Pick the k responses per prompt to annotate (AEPO) and write them out.")
     p.add_argument("dataset", help="a .csv/.json/.jsonl/.parquet file, a save_to_disk folder, or a Hub dataset id")
     add_flags(p, SelectOptions, AEPOConfig)
     return p
