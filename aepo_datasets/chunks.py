@@ -79,3 +79,14 @@ def _non_empty(parts: list) -> list:
     """A chunk whose prompts were all skipped or tied saves a table without batches, which Arrow cannot
     concatenate; leave such chunks out (but keep one, so the split keeps its columns)."""
     return [p for p in parts if len(p)] or parts[:1]
+
+
+def require_complete(work: Path, count: int, nothing_done: str) -> None:
+    """Raise IncompleteRunError naming the failed ranks' errors unless all `count` chunks finished."""
+    from .errors import IncompleteRunError
+
+    missing = [i for i in range(count) if not is_done(work, i)]
+    if missing:
+        reasons = "; ".join(p.read_text() for p in sorted(work.glob("failed-rank*.txt")))
+        raise IncompleteRunError(f"{len(missing)} of {count} chunks did not finish ({reasons or 'no error recorded'}). "
+                                 f"{nothing_done}; rerun the same command to resume.")

@@ -18,7 +18,6 @@ from .logs import setup_logging
 from .schema import add_flags, coerce, field_types, option, values_from_args
 from .transforms.chain import baseline_splits
 from .transforms.config import RESEARCH, AEPOConfig
-from .outputs import research_rows  # noqa: F401  (re-exported: benchmarks import it from here)
 from .version import __version__
 
 logger = logging.getLogger("aepo_datasets")

@@ -20,9 +20,9 @@ from pathlib import Path
 import yaml
 
 from .version import __version__
-from .errors import AEPOInputError, IncompleteRunError, exit_code
+from .errors import AEPOInputError, exit_code
 from .registry import unknown_choice_message
-from .chunks import assemble, chunk_ranges, clean_stale, is_done, my_chunks, save_chunk
+from .chunks import assemble, chunk_ranges, clean_stale, is_done, my_chunks, require_complete, save_chunk
 from .schema import coerce, field_types
 from .select_stage import STAGES
 from .transforms.config import AEPOConfig
@@ -188,31 +188,42 @@ def launch(settings: dict, command: list[str]) -> int:
     work = Path(settings["output_dir"]) / "chunks" / (("select-" if selecting else "") +
                                                      run_key(settings, dataset._fingerprint))
     work.mkdir(parents=True, exist_ok=True)
-    failure = work / f"failed-rank{state.process_index}.txt"
     chunks = chunk_ranges(len(dataset), settings["chunk_size"])
     mine = my_chunks(len(chunks), state.process_index, state.num_processes)
     clean_stale(work, mine, state.process_index, state.num_processes)
     pipeline = PreferencePipeline(config, split_options(settings), batch_size=settings["map_batch_size"],
                                   release_models=False)
-    if len(mine) > 1:  # one bar over chunks instead of a bar per stage per chunk
+    runner = SelectRunner(pipeline) if selecting else pipeline
+    start = time.time()
+
+    def assemble_all() -> int:
+        seconds = time.time() - start
+        return finish_select(settings, config, command, work, len(chunks), seconds, ids) if selecting \
+            else finish(settings, command, work, len(chunks), seconds)
+
+    return run_ranks(state, lambda: process_chunks(dataset, chunks, mine, work, runner), assemble_all,
+                     work / f"failed-rank{state.process_index}.txt", len(mine))
+
+
+def run_ranks(state, work_share, assemble_all, failure: Path, share: int) -> int:
+    """Every rank runs its share; after a barrier the main process assembles. A rank's error is recorded for
+    the main process and raised only after every rank has reached the last barrier (no rank waits forever)."""
+    if share > 1:  # one bar over chunks instead of a bar per stage per chunk
         import datasets
 
         datasets.disable_progress_bars()
-    error = None
-    start = time.time()
+    error = final_error = None
+    code = 0
     try:
-        runner = SelectRunner(pipeline) if selecting else pipeline
-        computed, reused = process_chunks(dataset, chunks, mine, work, runner)
+        computed, reused = work_share()
         logger.info("rank %d: %d chunks computed, %d reused from an earlier run", state.process_index, computed, reused)
     except Exception as err:  # recorded for the main process; re-raised below
         failure.write_text(f"{type(err).__name__}: {err}")
         error = err
     state.wait_for_everyone()
-    code, final_error = 0, None
     if state.is_main_process:
         try:
-            code = finish_select(settings, config, command, work, len(chunks), time.time() - start, ids) \
-                if selecting else finish(settings, command, work, len(chunks), time.time() - start)
+            code = assemble_all()
         except Exception as err:  # every rank must reach the barrier below before anyone raises
             final_error = err
     state.wait_for_everyone()
@@ -236,11 +247,7 @@ def finish(settings, command, work: Path, count: int, seconds: float) -> int:
     from .stats import reward_stats
     from .summary import push_and_summarize, quality_plot
 
-    missing = [i for i in range(count) if not is_done(work, i)]
-    if missing:
-        reasons = "; ".join(p.read_text() for p in sorted(work.glob("failed-rank*.txt")))
-        raise IncompleteRunError(f"{len(missing)} of {count} chunks did not finish ({reasons or 'no error recorded'}). "
-                           "Nothing was assembled or pushed; rerun the same command to resume.")
+    require_complete(work, count, "Nothing was assembled or pushed")
     merged, report = assemble(work, count)
     report.reward_stats = {name: reward_stats(split) for name, split in merged.items()}
     report.pair_quality = quality_reports(report.quality, merged)  # from the shards' sums, medians from the rows

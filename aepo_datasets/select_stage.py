@@ -10,7 +10,6 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from .errors import IncompleteRunError
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +46,11 @@ class SelectRunner:
 
 def finish_select(settings: dict, config, command, work: Path, count: int, seconds: float, ids: list) -> int:
     """On the main process once every rank is done: the selection folder, or nothing if a chunk failed."""
-    from .chunks import assemble, is_done
+    from .chunks import assemble, require_complete
     from .run_info import build_run_info
     from .selection_folder import select_summary, write_selection
 
-    missing = [i for i in range(count) if not is_done(work, i)]
-    if missing:
-        reasons = "; ".join(p.read_text() for p in sorted(work.glob("failed-rank*.txt")))
-        raise IncompleteRunError(f"{len(missing)} of {count} chunks did not finish ({reasons or 'no error recorded'}). "
-                                 "Nothing was assembled; rerun the same command to resume.")
+    require_complete(work, count, "Nothing was assembled")
     merged, report = assemble(work, count)
     data = merged[SELECTION_SPLIT].add_column("prompt_id", ids)
     report.seconds["total"] = seconds

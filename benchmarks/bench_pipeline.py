@@ -153,7 +153,7 @@ def pipeline_config(reward_path: str, n: int, k: int, west_of_n=False, max_seq_l
 
 def write_output(split, config, folder: Path) -> float:
     """What `aepo` does after the pipeline: the research CSV and the saved dataset, atomically."""
-    from aepo_datasets.cli import research_rows
+    from aepo_datasets.outputs import research_rows
     from aepo_datasets.io import atomic_save_to_disk, atomic_write_csv
     from datasets import DatasetDict
 
