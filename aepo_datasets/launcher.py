@@ -118,10 +118,17 @@ def validate_settings(settings: dict) -> dict:
             raise AEPOInputError(f"Split {name!r}: unknown option(s) {bad}. Options: {', '.join(AEPO_KEYS)}.")
         merged["splits"][name] = {k: coerce(f"splits.{name}.{k}", v, SETTING_TYPES[k])
                                   for k, v in (overrides or {}).items()}
-    aepo_config(merged)
-    for name, split in split_options(merged).items():
-        aepo_config({**merged, **split})
+    checked = annotated_settings(merged)
+    aepo_config(checked)
+    for name, split in split_options(checked).items():
+        aepo_config({**checked, **split})
     return merged
+
+
+def annotated_settings(settings: dict) -> dict:
+    """The settings the job's config is built from: the select stage annotates nothing, so its reward model
+    options (a `judge:` model without --api_base, say) are not checked until `aepo pair`."""
+    return {**settings, "reward_model": None} if settings.get("stage") == "select" else settings
 
 
 def split_options(settings: dict) -> dict[str, dict]:
@@ -173,7 +180,7 @@ def launch(settings: dict, command: list[str]) -> int:
     state = PartialState(cpu=use_cpu())
     check_process_count(state, command)
     device = settings.get("device") or (str(state.device) if state.device.type != "mps" else "cpu")
-    config = aepo_config({**settings, "device": device})
+    config = aepo_config({**annotated_settings(settings), "device": device})
     selecting = settings["stage"] == "select"
     config = select_config(config) if selecting else with_cache_under(config, settings["cache_dir"] or
                                                                        settings["output_dir"])

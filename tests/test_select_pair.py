@@ -211,3 +211,13 @@ def test_launcher_select_stage_then_pair_equals_the_launcher_run(tmp_path):
     assert aepo(["pair", str(folder), "--reward_model", "length", "--cache_dir", str(tmp_path / "p")]) == 0
     paired = datasets.load_from_disk(str(tmp_path / "p" / "output" / "preference"))
     assert {name: paired[name].to_list() for name in paired} == rows(tmp_path / "full")
+
+
+def test_launcher_select_stage_with_a_judge_and_no_api_base_validates():
+    from aepo_datasets.errors import AEPOInputError
+    from aepo_datasets.launcher import parse_settings
+
+    settings = parse_settings(["dataset=d.csv", "output_dir=o", "stage=select", "reward_model=judge:some-model"])
+    assert settings["stage"] == "select"
+    with pytest.raises(AEPOInputError, match="api_base"):
+        parse_settings(["dataset=d.csv", "output_dir=o", "reward_model=judge:some-model"])
