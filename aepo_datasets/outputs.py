@@ -34,7 +34,6 @@ class OutputTarget:
     annotator: str | None = None
     push_to_hub: str | None = None
     access_token: str | None = None
-    table_split: str = "train"
 
 
 def write_outputs(splits: dict, config, report, target: OutputTarget, start: float) -> None:
@@ -46,7 +45,9 @@ def write_outputs(splits: dict, config, report, target: OutputTarget, start: flo
     from .run_info import build_run_info
     from .summary import push_and_summarize, quality_plot
 
-    table_split = splits.get(target.table_split) or next(iter(splits.values()))
+    # the requested selection's split ("train" in the CLI; a launcher-style selection's first split);
+    # not `or`: an empty Dataset is falsy and would silently swap in a baseline's rows
+    table_split = splits["train"] if "train" in splits else next(iter(splits.values()))
     rows, columns = research_rows(table_split, config)
     info = build_run_info(config, report, target.command, target.settings)
     if target.annotator is not None:

@@ -118,7 +118,7 @@ def run(args) -> int:
     annotator = f"labels {Path(opts.labels).name}" if opts.labels is not None else None
     settings = {**(info.settings or {}), "stage": "pair", "selection": str(args.folder), "labels": opts.labels}
     target = OutputTarget(table, folder, getattr(args, "command", ["aepo", "pair", *sys.argv[1:]]), settings,
-                          annotator, opts.push_to_hub, opts.access_token, table_split=next(iter(out)))
+                          annotator, opts.push_to_hub, opts.access_token)
     write_outputs(out, config, report, target, start)
     return 0
 

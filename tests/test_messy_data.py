@@ -217,3 +217,15 @@ def test_embedder_counts_texts_cut_at_max_seq_length():
     _, report = run_pipeline(ds, config)
     assert report.texts_truncated == 1
     assert "1 cut at --max_seq_length" in format_summary(report, {})
+
+
+def test_baselines_with_every_train_prompt_tied_write_an_empty_table_not_a_baseline(tmp_path):
+    path = tmp_path / "ties.jsonl"
+    path.write_text('{"prompt": "p", "responses": ["abc", "def", "ghij"]}\n')
+    # k = 2 of 3 by AEPO: the two 3-character answers tie under "length"; West-of-N's pair does not
+    assert run_cli(tmp_path, path, "--response_columns", "responses", "--reward_model", "length",
+                   "--num_responses", "3", "--baselines", "--selection", "random", "--seed", "0") == 0
+    saved = datasets.load_from_disk(str(tmp_path / "run" / "output" / "preference"))
+    rows = read_csv(tmp_path / "run" / "output" / "preference.csv")
+    assert len(rows) == len(saved["train"])
+    assert [r["prompt"] for r in rows] == saved["train"]["prompt"]
