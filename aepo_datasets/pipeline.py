@@ -151,7 +151,7 @@ class PreferencePipeline:
         report.seconds["quality"] = report.seconds.get("quality", 0.0) + time.time() - start
         out = {name: _map(data, step, f"Pairing ({name})", report, "pair", remove_columns=data.column_names,
                           features=step.features(), batch_size=self.batch_size) for name, step in self.pairs.items()}
-        report.tied = {name: report.prompts_kept - len(split) + kept_ties(split) for name, split in out.items()}
+        report.tied = {name: sums["tied"] for name, sums in report.quality.items()}
         report.reward_stats = {name: reward_stats(split) for name, split in out.items()}
         report.pair_quality = quality_reports(report.quality, out)
         return out, report
@@ -202,19 +202,6 @@ def run_pipeline(dataset, config: AEPOConfig, splits: dict[str, dict] | None = N
     """One pass of the whole job over `dataset`: returns ({split: Dataset}, RunReport)."""
     pipeline = PreferencePipeline(config, splits, batch_size=batch_size)
     return pipeline.run(dataset, use_sample_cache=use_sample_cache, use_matrix_cache=use_matrix_cache)
-
-
-def kept_ties(split) -> int:
-    """Rows whose best and worst rewards are equal (only kept with `ties="position"`)."""
-    import numpy as np
-
-    from .transforms.pair_responses import reward_columns
-
-    columns = reward_columns(split.column_names)
-    if not len(split) or columns is None:
-        return 0
-    best, worst = columns
-    return int((np.asarray(split[best], dtype=float) == np.asarray(split[worst], dtype=float)).sum())
 
 
 def selected_count(data, column: str) -> int:

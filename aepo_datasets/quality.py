@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .selection import zero_diagonal
+from .similarity import cosine_matrix
 from .transforms.pair_responses import rank_selected, reward_columns
 
 METRIC_DIR = Path(__file__).resolve().parent / "metrics" / "annotator_agreement"
@@ -64,9 +66,9 @@ def add_sums(a: dict, b: dict) -> dict:
 
 
 def selection_similarity(similarity: np.ndarray, selected: list[int], best: int, worst: int) -> dict:
-    """representativeness, selected_similarity and pair_similarity of one prompt (S's diagonal ignored)."""
-    s = np.array(similarity, dtype=np.float64, copy=True)
-    np.fill_diagonal(s, 0.0)
+    """representativeness, selected_similarity and pair_similarity of one prompt (`similarity`: its diagonal
+    zeroed, as `selection.zero_diagonal` gives it)."""
+    s = similarity
     n, index = s.shape[0], np.asarray(selected, dtype=np.int64)
     k = len(index)
     return {"representativeness": float(s[:, index].sum() / ((n - 1) * k)) if n > 1 else 0.0,
@@ -148,7 +150,7 @@ def quality_sums(data, splits: dict[str, tuple[str, str]], batch_size: int = 256
             if reason:
                 continue
             emb = _embedding_matrix(embeddings[row]) if embeddings is not None else None
-            similarity = None if emb is None else emb.astype(np.float64) @ emb.astype(np.float64).T
+            similarity = None if emb is None else zero_diagonal(cosine_matrix(emb))
             oracle = plain["oracle_scores"][row] if "oracle_scores" in plain else None
             for name, (column, ties) in splits.items():
                 numbers = prompt_quality(plain[column][row], plain["rewards"][row], plain["response_ids"][row],

@@ -1,5 +1,6 @@
 """The pair-quality report (issue 13): per-prompt numbers, sums that merge over shards, evaluate offline, plot."""
 
+import json
 import math
 
 import numpy as np
@@ -8,12 +9,13 @@ from datasets import Dataset
 
 from aepo_datasets import AEPOConfig, AEPOInputError, ToResponseLists
 from aepo_datasets.pipeline import RunReport, run_pipeline
+from aepo_datasets.selection import zero_diagonal
 from aepo_datasets.quality import (add_sums, agreement, prompt_quality, quality_report, quality_reports,
                                    selection_similarity)
 
 
 def test_prompt_numbers_by_hand():
-    s = np.array([[1.0, 0.5, 0.1], [0.5, 1.0, 0.3], [0.1, 0.3, 1.0]])
+    s = zero_diagonal(np.array([[1.0, 0.5, 0.1], [0.5, 1.0, 0.3], [0.1, 0.3, 1.0]]))  # as quality_sums builds it
     q = prompt_quality([0, 2], [1.0, None, 3.0], [0, 1, 2], ["aa", "b", "cccc"], similarity=s, oracle=[0.2, 0.9, 0.7])
     assert q["emitted"] and not q["tied"]
     assert q["margin"] == 2.0 and q["log_length_ratio"] == pytest.approx(math.log(2)) and q["longer_wins"] == 1.0
@@ -89,7 +91,8 @@ def test_pipeline_report_matches_the_rows_and_shards_merge(tmp_path):
     merged = parts[0].merge(parts[1])
     for name in out:
         assert quality_report(merged.quality[name]) == pytest.approx(quality_report(report.quality[name]))
-    assert RunReport(**{**merged.__dict__}).quality == merged.quality  # JSON-ready plain dicts for report.json
+    assert json.loads(json.dumps(merged.quality)) == merged.quality  # plain, JSON-ready dicts for report.json
+    assert RunReport(**json.loads(json.dumps(merged.__dict__))).quality == merged.quality
 
 
 def test_plot_writes_a_png_and_plot_setting(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ REWARD_MODELS: Registry[Callable[..., RewardScorer]] = Registry("reward model")
 
 
 @REWARD_MODELS.register("aepo-mini")
-def _aepo_mini(device=None, dtype="auto", batch_size=64, **_ignored) -> RewardScorer:
+def _aepo_mini(device=None, dtype="auto", batch_size=None, **_ignored) -> RewardScorer:
     from .aepo_mini import AepoMiniScorer
 
     return AepoMiniScorer(device=device or "cpu", batch_size=batch_size or 64,
@@ -42,6 +42,16 @@ class CallableScorer:
         pass
 
 
+def scorer_for(model, *, device=None, dtype="auto", batch_size=None, max_length=1024, max_tokens=None,
+               use_chat_template=None, revision=None, judge: dict | None = None) -> RewardScorer:
+    """The scorer of a step's annotator: a `judge:` model gets only its endpoint options (`judge`), every other
+    kind the model options (callables and registered names ignore what they do not use)."""
+    if is_judge(model):
+        return build_scorer(model, **(judge or {}))
+    return build_scorer(model, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length,
+                        max_tokens=max_tokens, use_chat_template=use_chat_template, revision=revision)
+
+
 def build_scorer(reward_model, **options) -> RewardScorer:
     """A registered short name, a callable, `judge:MODEL` (an OpenAI-compatible endpoint), or else a
     sequence-classification model (path or Hub id)."""
@@ -57,4 +67,4 @@ def build_scorer(reward_model, **options) -> RewardScorer:
 
 
 __all__ = ["DEFAULT_REWARD_MODEL", "JUDGE_PREFIX", "REWARD_MODELS", "RewardScorer", "SequenceClassifierScorer",
-           "build_scorer", "is_judge"]
+           "build_scorer", "is_judge", "scorer_for"]

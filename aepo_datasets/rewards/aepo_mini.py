@@ -237,15 +237,14 @@ class AepoMiniScorer:
             if response_emb.shape != (len(responses), prompt_emb.shape[1]):
                 raise ValueError(f"response_embeddings must have shape ({len(responses)}, {prompt_emb.shape[1]}), "
                                  f"got {tuple(response_emb.shape)}")
-        n_tokens = count_tokens(self._encoder.tokenizer, responses)
-        self._count(prompts, n_tokens)
+        counts = count_tokens(self._encoder.tokenizer, [*unique, *responses])
+        n_tokens = counts[len(unique):]
+        self._count(prompts, dict(zip(unique, counts[: len(unique)])), n_tokens)
         return self._head_scores(prompt_emb, response_emb, responses, n_tokens)
 
-    def _count(self, prompts: Sequence[str], response_tokens: list[int]) -> None:
+    def _count(self, prompts: Sequence[str], prompt_tokens: dict[str, int], response_tokens: list[int]) -> None:
         """A pair counts as truncated when the encoder cut its prompt or its response ([CLS] and [SEP] included)."""
         limit = self._encoder.max_seq_length - 2
-        unique = list(dict.fromkeys(prompts))
-        prompt_tokens = dict(zip(unique, count_tokens(self._encoder.tokenizer, unique)))
         self.stats["scored"] += len(prompts)
         self.stats["truncated"] += sum(n > limit or prompt_tokens[p] > limit for p, n in zip(prompts, response_tokens))
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..devices import rank_device
 from ..errors import AEPOInputError
-from ..rewards import build_scorer
+from ..rewards import scorer_for
 from .base import Transform, kept_rows, require_columns
 from .select_responses import PRESCREEN_SCORES
 
@@ -68,10 +68,8 @@ class PrescreenResponses(Transform):
     def scorer(self, rank: int | None = None):
         if self._scorer is None:
             c = self.config
-            options = dict(device=c.device if c.device else rank_device(rank), dtype=c.dtype, batch_size=c.batch_size)
-            if not callable(c.prescreen_model):
-                options.update(max_length=c.max_length, max_tokens=c.max_tokens)
-            self._scorer = build_scorer(c.prescreen_model, **options)
+            self._scorer = scorer_for(c.prescreen_model, device=c.device or rank_device(rank), dtype=c.dtype,
+                                      batch_size=c.batch_size, max_length=c.max_length, max_tokens=c.max_tokens)
         return self._scorer
 
     def release(self) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..devices import rank_device
 from ..errors import AEPOInputError
-from ..rewards import DEFAULT_REWARD_MODEL, build_scorer, is_judge
+from ..rewards import DEFAULT_REWARD_MODEL, is_judge, scorer_for
 from ..rewards.judge import check_judge_options
 from .base import Transform, kept_rows, require_columns
 
@@ -64,15 +64,11 @@ class ScoreResponses(Transform):
     def scorer(self, rank: int | None = None):
         if self._scorer is None:
             c = self.config
-            device = c.device if c.device else rank_device(rank)
-            options = dict(device=device, dtype=c.dtype, batch_size=c.batch_size)
-            if is_judge(c.reward_model):
-                options = dict(api_base=c.api_base, template_file=c.judge_template, cache_dir=c.judge_cache_dir,
-                               concurrency=c.judge_concurrency)
-            elif not callable(c.reward_model):
-                options.update(max_length=c.max_length, max_tokens=c.max_tokens,
-                               use_chat_template=c.use_chat_template, revision=c.reward_revision)
-            self._scorer = build_scorer(c.reward_model, **options)
+            judge = dict(api_base=c.api_base, template_file=c.judge_template, cache_dir=c.judge_cache_dir,
+                         concurrency=c.judge_concurrency)
+            self._scorer = scorer_for(c.reward_model, device=c.device or rank_device(rank), dtype=c.dtype,
+                                      batch_size=c.batch_size, max_length=c.max_length, max_tokens=c.max_tokens,
+                                      use_chat_template=c.use_chat_template, revision=c.reward_revision, judge=judge)
         return self._scorer
 
     def release(self) -> None:
