@@ -10,12 +10,12 @@ import argparse
 import logging
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import AEPOInputError, exit_code
+from .errors import exit_code
 from .logs import setup_logging
-from .schema import add_flags, coerce, field_types, option, values_from_args
+from .schema import add_flags, coerce_fields, option, values_from_args
 from .transforms.chain import baseline_splits
 from .transforms.config import RESEARCH, AEPOConfig
 from .version import __version__
@@ -51,9 +51,7 @@ class CommandOptions:
     push_to_hub: str | None = option(None, "publish the result (private) with a dataset card", metavar="REPO_ID")
 
     def __post_init__(self):
-        types = field_types(CommandOptions)
-        for f in fields(self):
-            object.__setattr__(self, f.name, coerce(f.name, getattr(self, f.name), types[f.name]))
+        coerce_fields(self)  # flags, YAML values and keywords all get the field's type
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +77,7 @@ def run(args) -> int:
     from .io import load_input, output_paths
     from .outputs import OutputTarget, write_outputs
     from .pipeline import run_pipeline
-    from .preflight import check_before_embedding
+    from .preflight import check_before_embedding, check_run_paths
     from .prepare import group_if_long, take_instructions
     from .rewards.judge import with_cache_under
     from .transforms.chain import split_configs
@@ -88,10 +86,8 @@ def run(args) -> int:
     config = with_cache_under(config_from_args(args), opts.cache_dir)  # validates flags before anything loads
     out_dir = Path(opts.cache_dir) / "output"
     table_path, data_dir = output_paths(out_dir, opts.output)  # the dataset folder sits beside the file
-    if data_dir.resolve() == Path(args.dataset).resolve():
-        raise AEPOInputError(f"The output folder {data_dir} is the input: choose another --output.")
     splits_wanted = baseline_splits(config) if opts.baselines else None
-    check_paths(args.dataset, opts, table_path.parent)
+    check_run_paths(args.dataset, opts.cache_dir, data_dir, opts.access_token)
     start = time.time()
     dataset = load_input(args.dataset, opts.split, str(Path(opts.cache_dir) / ".aepo_cache"), opts.access_token)
     dataset = group_if_long(dataset, config)
@@ -103,19 +99,6 @@ def run(args) -> int:
                           push_to_hub=opts.push_to_hub, access_token=opts.access_token)
     write_outputs(splits, config, report, target, start)
     return 0
-
-
-def check_paths(dataset: str, opts, output_folder: Path) -> None:
-    """Before reading anything: the input exists (a Hub dataset answers) and the run can write its outputs."""
-    from huggingface_hub import constants
-
-    from .io import input_kind
-    from .preflight import ask_hub_once, check_writable_dir
-
-    if input_kind(dataset) == "hub" and not constants.HF_HUB_OFFLINE:
-        ask_hub_once(dataset, "DATASET", "dataset", token=opts.access_token)
-    check_writable_dir(opts.cache_dir, "--cache_dir")
-    check_writable_dir(output_folder, "--output")
 
 
 def main(argv: list[str] | None = None) -> int:

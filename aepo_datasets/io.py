@@ -153,11 +153,6 @@ def atomic_write_table(rows: list[dict], columns: list[str], target: Path) -> No
     _atomic_write(writer, rows, columns, target)
 
 
-def atomic_write_csv(rows: list[dict], columns: list[str], target: Path) -> None:
-    """CSV whatever the suffix (the earlier API; `atomic_write_table` picks the format)."""
-    _atomic_write(_write_csv, rows, columns, target)
-
-
 def _atomic_write(writer, rows: list[dict], columns: list[str], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -206,15 +201,12 @@ def atomic_save_to_disk(dataset, target: Path, run_info: dict | None = None) -> 
     aside (into the temporary folder), the new one renamed in, and only then is the old one deleted; if the second
     rename fails, the old one is renamed back.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        save_dataset_dict(dataset, tmp / "data")
+    def fill(folder: Path) -> None:
+        save_dataset_dict(dataset, folder)
         if run_info is not None:
-            (tmp / "data" / "run_info.json").write_text(json.dumps(run_info, indent=2, default=str))
-        _swap_in(tmp / "data", target, aside=tmp / "old")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # the new folder if it never got in, else the old one
+            (folder / "run_info.json").write_text(json.dumps(run_info, indent=2, default=str))
+
+    atomic_write_folder(target, fill)
 
 
 def atomic_write_folder(target: Path, fill) -> None:
@@ -227,7 +219,7 @@ def atomic_write_folder(target: Path, fill) -> None:
         fill(tmp / "new")
         _swap_in(tmp / "new", target, aside=tmp / "old")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # the new folder if it never got in, else the old one
 
 
 def _swap_in(new: Path, target: Path, aside: Path) -> None:

@@ -165,7 +165,7 @@ def process_chunks(dataset, chunks, indices, work: Path, pipeline) -> tuple[int,
 def launch(settings: dict, command: list[str]) -> int:
     from accelerate import PartialState
 
-    from .prepare import group_if_long
+    from .prepare import group_if_long, take_instructions
     from .distributed import check_process_count, main_process_first
     from .io import load_input
     from .pipeline import PreferencePipeline
@@ -188,8 +188,7 @@ def launch(settings: dict, command: list[str]) -> int:
                                                            settings["cache_dir"], settings["access_token"]))
     dataset = group_if_long(dataset, config)
     check_before_embedding(dataset, config, split_configs(config, split_options(settings)), settings["access_token"])
-    if settings["num_instructions"]:
-        dataset = dataset.select(range(min(int(settings["num_instructions"]), len(dataset))))
+    dataset = take_instructions(dataset, settings["num_instructions"])
     if selecting:
         dataset, ids = prepare_select(config, dataset, settings["id_column"])
     work = Path(settings["output_dir"]) / "chunks" / (("select-" if selecting else "") +

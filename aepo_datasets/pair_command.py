@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import AEPOInputError, exit_code
 from .labels import prompt_key, read_labels
 from .logs import setup_logging
-from .schema import add_flags, coerce, field_types, option, values_from_args
+from .schema import add_flags, coerce_fields, option, values_from_args
 from .transforms.pair_responses import TIE_RULES
 
 logger = logging.getLogger("aepo_datasets")
@@ -56,9 +56,7 @@ class PairOptions:
     debug: bool = option(False, "verbose logging", group=GROUP)
 
     def __post_init__(self):
-        types = field_types(PairOptions)
-        for f in fields(self):
-            object.__setattr__(self, f.name, coerce(f.name, getattr(self, f.name), types[f.name]))
+        coerce_fields(self)  # flags, YAML values and keywords all get the field's type
         if (self.labels is None) == (self.reward_model is None):
             raise AEPOInputError("Give either --labels FILE (labels that came back) or --reward_model (an annotator "
                                  "for the selected responses), not both or neither.")
@@ -97,14 +95,14 @@ def run(args) -> int:
     from .io import output_paths
     from .outputs import OutputTarget, write_outputs
     from .pipeline import PreferencePipeline
-    from .preflight import check_models, check_writable_dir
+    from .preflight import check_models, check_run_paths
     from .selection_folder import read_selection
 
     opts = PairOptions(**values_from_args(PairOptions, args))
     table, folder = output_paths(Path(opts.cache_dir) / "output", opts.output)
     data, info = read_selection(args.folder)
     config = pair_config(info.config, opts)
-    check_writable_dir(table.parent, "--output")
+    check_run_paths(str(args.folder), opts.cache_dir, folder)
     start = time.time()
     splits = (info.settings or {}).get("splits")
     pipeline = PreferencePipeline(config, splits)

@@ -143,3 +143,18 @@ def check_before_embedding(dataset, config, configs: dict, token: str | None = N
 
         if prescreen not in REWARD_MODELS:
             check_model(prescreen, "--prescreen_model", token=token, classifier=True)
+
+
+def check_run_paths(source: str, cache_dir: str, output_folder: Path, token: str | None = None) -> None:
+    """Before reading anything: the input exists (a Hub dataset answers once), the run can write its outputs,
+    and the output folder is not the input it reads (`aepo`, `aepo select`, `aepo pair`)."""
+    from huggingface_hub import constants
+
+    from .io import input_kind
+
+    if Path(output_folder).resolve() == Path(source).resolve():
+        raise AEPOInputError(f"The output folder {output_folder} is the input: choose another --output.")
+    if input_kind(source) == "hub" and not constants.HF_HUB_OFFLINE:
+        ask_hub_once(source, "DATASET", "dataset", token=token)
+    check_writable_dir(cache_dir, "--cache_dir")
+    check_writable_dir(Path(output_folder).parent, "--output")

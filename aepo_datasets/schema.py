@@ -28,6 +28,15 @@ def field_types(*classes) -> dict[str, Any]:
     return hints
 
 
+def coerce_fields(instance) -> None:
+    """Every field of a (frozen) dataclass instance converted to its annotated type, in place."""
+    from dataclasses import fields
+
+    types = field_types(type(instance))
+    for f in fields(instance):
+        object.__setattr__(instance, f.name, coerce(f.name, getattr(instance, f.name), types[f.name]))
+
+
 def coerce(key: str, value: Any, annotation: Any) -> Any:
     """`value` converted to `annotation` (int, float, bool, str, tuple[str, ...], dict, Any, or X | None)."""
     kind, optional = _unwrap(annotation)

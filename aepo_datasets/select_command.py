@@ -11,12 +11,12 @@ import argparse
 import logging
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import AEPOInputError, exit_code
 from .logs import setup_logging
-from .schema import add_flags, coerce, field_types, option, values_from_args
+from .schema import add_flags, coerce_fields, option, values_from_args
 from .transforms.config import AEPOConfig
 
 logger = logging.getLogger("aepo_datasets")
@@ -48,9 +48,7 @@ class SelectOptions:
     debug: bool = option(False, "verbose logging", group=GROUP)
 
     def __post_init__(self):
-        types = field_types(SelectOptions)
-        for f in fields(self):
-            object.__setattr__(self, f.name, coerce(f.name, getattr(self, f.name), types[f.name]))
+        coerce_fields(self)  # flags, YAML values and keywords all get the field's type
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,23 +71,22 @@ def output_folder(cache_dir: str, output: str) -> Path:
 def run(args) -> int:
     from .io import load_input
     from .pipeline import PreferencePipeline
-    from .preflight import check_before_embedding
+    from .preflight import check_before_embedding, check_run_paths
+    from .select_stage import prepare_select
     from .prepare import group_if_long, take_instructions
     from .run_info import build_run_info
-    from .selection_folder import prompt_ids, select_summary, write_selection
+    from .selection_folder import select_summary, write_selection
     from .transforms.chain import baseline_splits, split_configs
 
     opts = SelectOptions(**values_from_args(SelectOptions, args))
     config = AEPOConfig(**{**values_from_args(AEPOConfig, args), "reward_model": None})  # nothing annotated here
     folder = output_folder(opts.cache_dir, opts.output)
     splits_wanted = baseline_splits(config) if opts.baselines else None
-    check_paths(args.dataset, opts, folder.parent)
+    check_run_paths(args.dataset, opts.cache_dir, folder, opts.access_token)
     start = time.time()
     dataset = load_input(args.dataset, opts.split, str(Path(opts.cache_dir) / ".aepo_cache"), opts.access_token)
     dataset = take_instructions(group_if_long(dataset, config), opts.num_instructions)
-    ids = prompt_ids(dataset, opts.id_column)
-    if opts.id_column is not None and config.response_columns is None:
-        dataset = dataset.remove_columns(opts.id_column)  # "every other column" must not take the ids as responses
+    dataset, ids = prepare_select(config, dataset, opts.id_column)
     check_before_embedding(dataset, config, split_configs(config, splits_wanted), opts.access_token)
     pipeline = PreferencePipeline(config, splits_wanted)
     data, report = pipeline.select_only(dataset, use_sample_cache=opts.use_sample_cache,
@@ -101,18 +98,6 @@ def run(args) -> int:
     count = write_selection(folder, data, info)
     logger.info("%s", select_summary(report, count, folder))
     return 0
-
-
-def check_paths(dataset: str, opts: SelectOptions, output_parent: Path) -> None:
-    from huggingface_hub import constants
-
-    from .io import input_kind
-    from .preflight import ask_hub_once, check_writable_dir
-
-    if input_kind(dataset) == "hub" and not constants.HF_HUB_OFFLINE:
-        ask_hub_once(dataset, "DATASET", "dataset", token=opts.access_token)
-    check_writable_dir(opts.cache_dir, "--cache_dir")
-    check_writable_dir(output_parent, "--output")
 
 
 def main(argv: list[str]) -> int:

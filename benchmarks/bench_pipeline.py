@@ -154,12 +154,12 @@ def pipeline_config(reward_path: str, n: int, k: int, west_of_n=False, max_seq_l
 def write_output(split, config, folder: Path) -> float:
     """What `aepo` does after the pipeline: the research CSV and the saved dataset, atomically."""
     from aepo_datasets.outputs import research_rows
-    from aepo_datasets.io import atomic_save_to_disk, atomic_write_csv
+    from aepo_datasets.io import atomic_save_to_disk, atomic_write_table
     from datasets import DatasetDict
 
     start = time.perf_counter()
     rows, columns = research_rows(split, config)
-    atomic_write_csv(rows, columns, folder / "preference.csv")
+    atomic_write_table(rows, columns, folder / "preference.csv")
     atomic_save_to_disk(DatasetDict({"train": split}), folder / "preference")
     return time.perf_counter() - start
 

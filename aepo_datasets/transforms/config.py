@@ -9,13 +9,13 @@ pass it on in the `*_config` method of the step that uses it, and use it in that
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from ..embedders import DEFAULT_EMBEDDER, DEFAULT_MAX_SEQ_LENGTH
 from ..errors import AEPOInputError
 from ..rewards import DEFAULT_REWARD_MODEL
-from ..schema import coerce, field_types, option
+from ..schema import coerce_fields, option
 from ..selection import STRATEGIES
 from ..devices import DTYPES
 from .embed_responses import EmbedConfig
@@ -83,9 +83,7 @@ class AEPOConfig:
     judge_cache_dir: str | None = option(None, "cache of the judge's answers (default: CACHE_DIR/.aepo_cache/judge)")
 
     def __post_init__(self):
-        types = field_types(AEPOConfig)
-        for f in fields(self):  # Python keywords, YAML values and flags all get the field's type
-            object.__setattr__(self, f.name, coerce(f.name, getattr(self, f.name), types[f.name]))
+        coerce_fields(self)  # flags, YAML values and keywords all get the field's type
         object.__setattr__(self, "response_columns", as_column_tuple(self.response_columns))
         object.__setattr__(self, "reward_column", as_column_tuple(self.reward_column))
         object.__setattr__(self, "oracle_column", as_column_tuple(self.oracle_column))
