@@ -88,3 +88,18 @@ def small_wide_dataset():
         rows[f"response_{j}"] = [f"Answer {j} to '{p}': " + "detail " * (j + 1) for p in prompts]
         rows[f"score_{j}"] = [float((j * 7 + i * 3) % 5) for i in range(4)]
     return Dataset.from_dict(rows)
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "dataset" / "alpaca_samples.csv"
+
+
+def scored_example(folder: Path) -> Path:
+    """The example with score_j = len(response_j) per response (the 'existing scores' annotator), as Parquet."""
+    import pandas as pd
+
+    df = pd.read_csv(EXAMPLE)
+    for j in range(8):
+        df[f"score_{j}"] = df[f"response_{j}"].str.len().astype(float)
+    path = Path(folder) / "scored.parquet"
+    df.to_parquet(path)
+    return path

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from aepo_datasets.cli import main
+from conftest import scored_example
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "dataset" / "alpaca_samples.csv"
 
@@ -50,27 +51,15 @@ def test_saved_dataset_has_selected_positions_and_loads(tmp_path):
     from datasets import load_from_disk
 
     assert run(tmp_path, "--num_responses", "8", "--num_instructions", "3", "--selection", "random",
-               "--reward_model", "length", "--conversational", dataset=_scored_copy(tmp_path)) == 0
+               "--reward_model", "length", "--conversational", dataset=scored_example(tmp_path)) == 0
     saved = load_from_disk(str(tmp_path / "output" / "preference"))["train"]
     assert len(saved) == 3 and all(len(ids) == 2 for ids in saved["selected_ids"])
     assert saved[0]["chosen"][0]["role"] == "assistant"
     assert read_csv(tmp_path / "output" / "preference.csv")[0]["chosen"] == saved[0]["chosen"][0]["content"]
 
 
-def _scored_copy(tmp_path):
-    """The example with a score column per response (the 'existing scores' annotator)."""
-    import pandas as pd
-
-    df = pd.read_csv(EXAMPLE)
-    for j in range(8):
-        df[f"score_{j}"] = df[f"response_{j}"].str.len().astype(float)
-    path = tmp_path / "scored.parquet"
-    df.to_parquet(path)
-    return path
-
-
 def test_reward_column_as_annotator(tmp_path):
-    path = _scored_copy(tmp_path)
+    path = scored_example(tmp_path)
     assert run(tmp_path, "--num_responses", "8", "--num_instructions", "12", "--west_of_n",
                "--response_columns", "response_*", "--reward_column", "score_*", dataset=path) == 0
     rows = read_csv(tmp_path / "output" / "preference.csv")
@@ -80,12 +69,12 @@ def test_reward_column_as_annotator(tmp_path):
 
 def test_lexical_similarity_measure(tmp_path):
     assert run(tmp_path, "--num_responses", "8", "--num_instructions", "2", "--similarity_measure", "unigram_f1",
-               "--reward_column", "score_*", "--response_columns", "response_*", dataset=_scored_copy(tmp_path)) == 0
+               "--reward_column", "score_*", "--response_columns", "response_*", dataset=scored_example(tmp_path)) == 0
 
 
 def test_matrix_cache_reused_only_for_the_same_inputs(tmp_path, caplog):
     caplog.set_level("INFO")
-    data = _scored_copy(tmp_path)
+    data = scored_example(tmp_path)
     args = ["--num_responses", "8", "--num_instructions", "3", "--response_columns", "response_*",
             "--reward_column", "score_*"]
     assert run(tmp_path, *args, dataset=data) == 0
@@ -143,7 +132,7 @@ def test_num_instructions_below_one(tmp_path, capsys):
 
 def test_num_instructions_above_dataset_uses_all(tmp_path, caplog):
     caplog.set_level("WARNING")
-    path = _scored_copy(tmp_path)
+    path = scored_example(tmp_path)
     assert run(tmp_path, "--num_responses", "8", "--num_instructions", "50", "--selection", "random",
                "--response_columns", "response_*", "--reward_column", "score_*", dataset=path) == 0
     assert "more than the 12 prompts" in caplog.text
@@ -225,7 +214,7 @@ def test_baselines_in_the_same_pass(tmp_path, caplog):
 
     caplog.set_level("INFO")
     assert run(tmp_path, "--num_responses", "8", "--num_instructions", "4", "--response_columns", "response_*",
-               "--reward_column", "score_*", "--baselines", dataset=_scored_copy(tmp_path)) == 0
+               "--reward_column", "score_*", "--baselines", dataset=scored_example(tmp_path)) == 0
     saved = load_from_disk(str(tmp_path / "output" / "preference"))
     assert set(saved) == {"train", "random", "mbr", "west_of_n"}
     assert "annotations scored:    32 of West-of-N's 32" in caplog.text  # each response once, for all 4 splits

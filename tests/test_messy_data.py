@@ -66,7 +66,10 @@ def test_step_by_step_map_with_a_fully_skipped_first_batch(messy_csv):
     assert [len(s) for s in sel["selected"]] == [0, 2, 0, 2]
 
 
-def test_reward_model_path_missing_fails_before_embedding(tmp_path, capsys):
+def test_reward_model_path_missing_fails_before_embedding(tmp_path, capsys, monkeypatch):
+    from aepo_datasets.embedders import SentenceEmbedder
+
+    monkeypatch.setattr(SentenceEmbedder, "encode", lambda *a, **k: pytest.fail("embedded before the model check"))
     start = time.time()
     code = run_cli(tmp_path, messy_csv_path(tmp_path), "--num_responses", "4", "--reward_model", "./no/such/model")
     err = capsys.readouterr().err

@@ -10,6 +10,7 @@ from datasets import load_dataset, load_from_disk
 from fake_hub import FAKE_TOKEN, fake_hub  # noqa: F401 - fixture
 
 from aepo_datasets.cli import main
+from conftest import scored_example
 from aepo_datasets.pipeline import RunReport
 from aepo_datasets.run_info import RunInfo, build_run_info, describe_annotator, read_run_info
 from aepo_datasets.summary import format_summary
@@ -122,21 +123,10 @@ def test_replacing_an_earlier_output_swaps_it_and_removes_the_old_one(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["preference"]
 
 
-def _scored(tmp_path):
-    import pandas as pd
-
-    df = pd.read_csv(EXAMPLE)
-    for j in range(8):
-        df[f"score_{j}"] = df[f"response_{j}"].str.len().astype(float)
-    path = tmp_path / "scored.parquet"
-    df.to_parquet(path)
-    return path
-
-
 def test_reward_column_run_info_and_card_name_the_scores_as_annotator(fake_hub, tmp_path):
     assert run(tmp_path, "--num_responses", "8", "--num_instructions", "3", "--selection", "random",
                "--response_columns", "response_*", "--reward_column", "score_*", "--push_to_hub", "fake-user/scored",
-               "--access_token", FAKE_TOKEN, dataset=_scored(tmp_path)) == 0
+               "--access_token", FAKE_TOKEN, dataset=scored_example(tmp_path)) == 0
     info = json.loads((tmp_path / "output" / "preference" / "run_info.json").read_text())
     assert info["annotator"] == "column score_*"
     card = fake_hub.files("fake-user/scored")["README.md"].decode()
