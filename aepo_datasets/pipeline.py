@@ -17,6 +17,8 @@ from .quality import add_sums, quality_reports, quality_sums
 from .stats import SplitSummary, reward_stats
 from .transforms.chain import build_steps
 from .transforms.config import AEPOConfig
+from .transforms.pair_responses import replace_config
+from .transforms.to_response_lists import ToResponseLists, explicit_columns, resolve_layout, sample_rows
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class RunReport:
     pair_quality: dict[str, dict] = field(default_factory=dict)  # per split: quality.quality_report (not merged)
     judge: dict[str, int] = field(default_factory=dict)  # judge:MODEL annotator: requests, tokens, cached, retries
     labels: dict[str, int] = field(default_factory=dict)  # `aepo pair`: labels expected, received, used
+    columns: dict = field(default_factory=dict)  # the prompt, response and score columns read (Layout.describe)
+    conversational: bool = False  # the input's prompts or responses were messages: the output is conversational
 
     def merge(self, other: "RunReport") -> "RunReport":
         """Sum of two shards' reports (timings add up: they are process-seconds)."""
@@ -61,6 +65,8 @@ class RunReport:
         out.quality = {name: add_sums(self.quality.get(name, {}), other.quality.get(name, {}))
                        for name in dict.fromkeys([*self.quality, *other.quality])}
         out.strategies = {**self.strategies, **other.strategies}  # the same for every shard
+        out.columns = self.columns or other.columns
+        out.conversational = self.conversational or other.conversational
         out.cache_hits = sorted(set(self.cache_hits) | set(other.cache_hits))
         return out
 
@@ -89,6 +95,10 @@ def strategy(config: AEPOConfig) -> dict:
 
 def _map(dataset, transform, desc, report, stage, use_cache=False, **kwargs):
     start = time.time()
+    if "features" not in kwargs and transform.new_features():
+        from datasets import Features
+
+        kwargs["features"] = Features({**dataset.features, **transform.new_features()})
     result = dataset.map(transform, batched=True, desc=desc, load_from_cache_file=use_cache, **kwargs)
     report.seconds[stage] = report.seconds.get(stage, 0.0) + time.time() - start
     files = result.cache_files
@@ -149,20 +159,33 @@ class PreferencePipeline:
         report.quality = quality_sums(data, {name: (step.config.selection_column, step.config.ties)
                                              for name, step in self.pairs.items()}, self.batch_size)
         report.seconds["quality"] = report.seconds.get("quality", 0.0) + time.time() - start
+        report.conversational = report.conversational or any_true(data, "conversational")
+        if report.conversational:
+            self.pairs = {name: replace_config(step, conversational=True) for name, step in self.pairs.items()}
+        prompt_type = data.features["prompt"]
         out = {name: _map(data, step, f"Pairing ({name})", report, "pair", remove_columns=data.column_names,
-                          features=step.features(), batch_size=self.batch_size) for name, step in self.pairs.items()}
+                          features=step.features(prompt_type), batch_size=self.batch_size)
+               for name, step in self.pairs.items()}
         report.tied = {name: sums["tied"] for name, sums in report.quality.items()}
         report.reward_stats = {name: reward_stats(split) for name, split in out.items()}
         report.pair_quality = quality_reports(report.quality, out)
         return out, report
 
     def prepare(self, dataset, report: RunReport, use_sample_cache=False):
-        """Reshape to one row per prompt and count what was dropped and skipped."""
+        """Reshape to one row per prompt and count what was dropped and skipped. The columns are detected
+        once on the first rows of the whole dataset (not per batch) and named in the report."""
+        layout = resolve_layout(sample_rows(dataset), self.reshape.config)
+        report.columns = layout.describe()
+        self.reshape = ToResponseLists(explicit_columns(self.reshape.config, layout))
+        features = ToResponseLists.features(_prompt_type(dataset.features[layout.prompt]),
+                                            tuple(name for name, cols in layout.scores.items() if cols))
         lists = _map(dataset, self.reshape, "Preparing responses", report, "reshape", use_sample_cache,
-                     remove_columns=dataset.column_names, batch_size=self.batch_size)
+                     remove_columns=dataset.column_names, batch_size=self.batch_size, features=features)
         report.prompts_in = len(lists)
-        for batch in lists.select_columns(["responses", "skip_reason", "num_empty", "num_duplicate"]).iter(1000):
-            for texts, reason, empty, dup in zip(*batch.values()):
+        columns = ["responses", "skip_reason", "num_empty", "num_duplicate", "conversational"]
+        for batch in lists.select_columns(columns).iter(1000):
+            for texts, reason, empty, dup, chat in zip(*batch.values()):
+                report.conversational = report.conversational or chat
                 report.dropped_empty += empty
                 report.dropped_duplicate += dup
                 if reason:
@@ -195,6 +218,22 @@ class PreferencePipeline:
         if self.release_models:
             self.score.release()
         return out
+
+
+def any_true(data, column: str) -> bool:
+    """Whether any row of a boolean column is true (False when the column is absent)."""
+    import pyarrow.compute as pc
+
+    if column not in data.column_names:
+        return False
+    return bool(pc.any(data.select_columns([column]).with_format("arrow")[:][column]).as_py())
+
+
+def _prompt_type(feature):
+    """A message-list prompt keeps its type; any other prompt is written as text."""
+    from datasets import List, Value
+
+    return feature if isinstance(feature, (List, list)) else Value("string")
 
 
 def run_pipeline(dataset, config: AEPOConfig, splits: dict[str, dict] | None = None, *, use_sample_cache=False,

@@ -41,6 +41,11 @@ class Transform:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({asdict(self.config)})"
 
+    def new_features(self) -> dict:
+        """The types of the columns this step adds (declared, so that no batch can change a column's type:
+        a first batch of skipped prompts would otherwise type a list column as a list of nulls)."""
+        return {}
+
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
         raise NotImplementedError
 

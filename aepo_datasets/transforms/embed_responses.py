@@ -60,6 +60,11 @@ class EmbedResponses(Transform):
         if self._embedder is not None:
             self._embedder.release()
 
+    def new_features(self) -> dict:
+        from datasets import List, Value
+
+        return {"embeddings": List(List(Value("float32")))}
+
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
         require_columns(batch, ["responses"], "EmbedResponses")
         rows = kept_rows(batch)

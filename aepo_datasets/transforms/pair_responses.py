@@ -11,8 +11,9 @@ earlier response is chosen. Skipped prompts are dropped too (use `remove_columns
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from ..conversation import is_conversation
 from ..errors import AEPOInputError
 from .base import Transform, kept_rows, require_columns
 
@@ -67,13 +68,15 @@ class PairResponses(Transform):
         texts = [f"pref_{i}" for i in range(c.num_ranked)]
         return ["prompt", *texts, *(f"{t}_r" for t in texts), "selected_ids"]
 
-    def features(self):
-        """The output schema, given to `map` so that an output with no rows (all skipped or tied) keeps it."""
+    def features(self, prompt_feature=None):
+        """The output schema, given to `map` so that no batch (or an output with no rows: all skipped or tied)
+        can change it. `prompt_feature`: the input's prompt type; a message list is kept as given."""
         from datasets import Features, List, Value
 
-        text = List({"role": Value("string"), "content": Value("string")}) if self.config.conversational \
-            else Value("string")
-        types = {"prompt": text, "selected_ids": List(Value("int64"))}
+        message = List({"role": Value("string"), "content": Value("string")})
+        text = message if self.config.conversational else Value("string")
+        prompt = prompt_feature if isinstance(prompt_feature, (List, list)) else text
+        types = {"prompt": prompt, "selected_ids": List(Value("int64"))}
         for name in self.output_columns():
             if name not in types:
                 types[name] = Value("float64") if name.endswith("_r") else Value("int64") if name.endswith("_id") \
@@ -83,6 +86,10 @@ class PairResponses(Transform):
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
         c = self.config
         require_columns(batch, ["prompt", "responses", "response_ids", "rewards", c.selection_column], "PairResponses")
+        if not c.conversational and (any(batch.get("conversational") or ())
+                                     or any(is_conversation(p) for p in batch["prompt"])):
+            # a conversational input gives TRL's conversational rows, with or without --conversational
+            return replace_config(self, conversational=True)(batch, rank)
         out: dict[str, list] = {name: [] for name in self.output_columns()}
         for row in kept_rows(batch):
             ids = batch["response_ids"][row]
@@ -116,4 +123,11 @@ class PairResponses(Transform):
             out[f"pref_{place}_r"].append(rewards[index])
 
     def _message(self, text, role):
-        return [{"role": role, "content": text}] if self.config.conversational else text
+        """A prompt given as a message list stays as given; text becomes one message in the conversational form."""
+        if is_conversation(text) or not self.config.conversational:
+            return text
+        return [{"role": role, "content": text}]
+
+
+def replace_config(step: PairResponses, **changes) -> PairResponses:
+    return PairResponses(replace(step.config, **changes))

@@ -94,6 +94,11 @@ class PrescreenResponses(Transform):
         self.scored += len(texts)
         return {PRESCREEN_SCORES: out}
 
+    def new_features(self) -> dict:
+        from datasets import List, Value
+
+        return {PRESCREEN_SCORES: List(Value("float64"))}
+
     def _score(self, batch, rows, prompts, texts, rank, reuse) -> list[float]:
         scorer = self.scorer(rank)
         if reuse:

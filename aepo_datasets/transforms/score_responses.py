@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..devices import rank_device
+from ..conversation import prompt_label
 from ..errors import AEPOInputError
 from ..rewards import DEFAULT_REWARD_MODEL, is_judge, scorer_for
 from ..rewards.judge import check_judge_options
@@ -55,6 +56,11 @@ class ScoreResponses(Transform):
     """
 
     Config = ScoreConfig
+
+    def new_features(self) -> dict:
+        from datasets import List, Value
+
+        return {"rewards": List(Value("float64"))}
     VERSION = "2"  # GPU batches sized by a token budget (bf16 scores move at noise level)
 
     def _reset(self) -> None:
@@ -91,7 +97,7 @@ class ScoreResponses(Transform):
         values = self._score(batch, wanted, rank)
         for (row, index), value in zip(wanted, values):
             if math.isnan(value):
-                raise AEPOInputError(f"Reward is NaN for response {index} of prompt {batch['prompt'][row][:80]!r}.")
+                raise AEPOInputError(f"Reward is NaN for response {index} of prompt {prompt_label(batch['prompt'][row])!r}.")
             rewards[row][index] = value
         self.scored += len(wanted)
         return {"rewards": rewards}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..conversation import is_conversation, prompt_label, prompt_messages
 from ..errors import AEPOInputError
 from ..registry import unknown_choice_message
 from ..selection import STRATEGIES, select
@@ -49,9 +51,11 @@ class SelectConfig:
         return self.needs_similarity and self.similarity_measure == "sentbert"
 
 
-def prompt_seed(seed: int, prompt: str) -> int:
-    """Per-prompt seed from the prompt text, so results do not depend on batching or sharding."""
-    digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
+def prompt_seed(seed: int, prompt) -> int:
+    """Per-prompt seed from the prompt (its text, or its messages as JSON), so results do not depend on
+    batching or sharding."""
+    text = json.dumps(prompt_messages(prompt), ensure_ascii=False) if is_conversation(prompt) else prompt
+    digest = hashlib.sha256(f"{seed}\x00{text}".encode()).digest()
     return int.from_bytes(digest[:8], "little")
 
 
@@ -60,6 +64,11 @@ class SelectResponses(Transform):
     `responses`."""
 
     Config = SelectConfig
+
+    def new_features(self) -> dict:
+        from datasets import List, Value
+
+        return {self.config.output_column: List(Value("int64"))}
 
     def similarity(self, batch, row) -> np.ndarray | None:
         c = self.config
@@ -78,7 +87,7 @@ class SelectResponses(Transform):
             n = len(batch["responses"][row])
             k = n if c.selection == "west_of_n" else c.num_annotations
             if n < k:
-                raise AEPOInputError(f"Prompt {batch['prompt'][row][:60]!r}: {n} usable responses, fewer than num_annotations={k}; "
+                raise AEPOInputError(f"Prompt {prompt_label(batch['prompt'][row])!r}: {n} usable responses, fewer than num_annotations={k}; "
                                      "run ToResponseLists with min_responses=k to skip such prompts.")
             scores = batch[PRESCREEN_SCORES][row] if c.needs_prescreen else None
             chosen[row] = select(c.selection, self.similarity(batch, row), n, k, c.diversity_penalty,

@@ -11,23 +11,15 @@ exact duplicates (same string) keep their first occurrence. A prompt left with f
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, replace
 
+from ..conversation import is_conversation, is_empty_prompt, prompt_label, response_text
 from ..errors import AEPOInputError
 from .base import Transform
+from .columns import Layout, as_column_tuple, detect_responses, expand_columns, find_prompt_column
 
-PROMPT_CANDIDATES = ("prompt", "instruction")
 SKIP_TOO_FEW = "too_few_usable_responses"
 SKIP_EMPTY_PROMPT = "empty_prompt"
-
-
-def as_column_tuple(value):
-    if value is None or isinstance(value, tuple):
-        return value
-    if isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -50,58 +42,39 @@ class ResponseListsConfig:
             raise AEPOInputError(f"min_responses must be >= 1, got {self.min_responses}")
 
 
-def find_prompt_column(columns: list[str], requested: str | None) -> str:
-    if requested is not None:
-        if requested not in columns:
-            raise AEPOInputError(f"Prompt column {requested!r} not in the dataset. Current columns: {columns}.")
-        return requested
-    for name in PROMPT_CANDIDATES:
-        if name in columns:
-            return name
-    raise AEPOInputError(
-        f"No prompt column: expected 'prompt' or 'instruction' (or name one with --prompt_column). "
-        f"Current columns: {columns}."
-    )
-
-
-def expand_columns(patterns: tuple[str, ...], columns: list[str], what: str) -> list[str]:
-    """Names and globs -> existing column names, in the order given (globs in column order)."""
-    found: list[str] = []
-    for pattern in patterns:
-        matches = [c for c in columns if fnmatch.fnmatchcase(c, pattern)] if any(ch in pattern for ch in "*?[") \
-            else [pattern] if pattern in columns else []
-        if not matches:
-            raise AEPOInputError(f"{what} {pattern!r} matches no column. Current columns: {columns}.")
-        found.extend(m for m in matches if m not in found)
-    return found
-
-
 # score columns read along with the responses: output column -> (config field, what the error calls them)
 SCORE_COLUMNS = {"given_scores": ("reward_columns", "Reward column"),
                  "oracle_scores": ("oracle_columns", "Oracle column")}
 
 
-def resolve_columns(columns: list[str], config: ResponseListsConfig) -> tuple[str, list[str], list[str]]:
-    """(prompt column, response columns, reward columns) for this dataset; raises on a mismatch."""
-    prompt, responses, scores = resolve_all_columns(columns, config)
-    return prompt, responses, scores["given_scores"]
+def resolve_columns(batch: dict[str, list], config: ResponseListsConfig) -> tuple[str, list[str], list[str]]:
+    """(prompt column, response columns, reward columns) for this data; raises on a mismatch."""
+    layout = resolve_layout(batch, config)
+    return layout.prompt, layout.responses, layout.scores["given_scores"]
 
 
-def resolve_all_columns(columns: list[str], config: ResponseListsConfig) -> tuple[str, list[str], dict]:
-    """(prompt column, response columns, {output column: score columns}) for `SCORE_COLUMNS`; reward and
-    oracle columns follow the same rules (names or globs, one per response or one list column)."""
+def resolve_layout(batch: dict[str, list], config: ResponseListsConfig) -> Layout:
+    """The columns to read from `batch` (a map batch or a sample of the dataset's rows): named ones as given,
+    else detected from names and value kinds (`columns.detect_responses`); reward and oracle columns follow
+    the same rules (names or globs, one per response or one list column)."""
+    columns = list(batch)
     prompt = find_prompt_column(columns, config.prompt_column)
     scores = {out: expand_columns(getattr(config, name), columns, what) if getattr(config, name) else []
               for out, (name, what) in SCORE_COLUMNS.items()}
+    ignored: dict[str, str] = {}
     if config.response_columns:
         responses = expand_columns(config.response_columns, columns, "Response column")
+        list_layout = len(responses) == 1
     else:
         taken = {c for found in scores.values() for c in found}
-        responses = [c for c in columns if c != prompt and c not in taken]
+        responses, ignored, list_layout = detect_responses(batch, prompt, taken)
     if prompt in responses:
         raise AEPOInputError(f"The prompt column {prompt!r} cannot also be a response column.")
-    if len(responses) == 1:  # a list column of responses
-        return prompt, responses, scores
+    if not responses:
+        raise AEPOInputError(f"No response columns found beside the prompt column {prompt!r}. Name them with "
+                             f"--response_columns. Current columns: {columns}.")
+    if list_layout:
+        return Layout(prompt, responses, scores, ignored, True)
     wanted = config.num_responses or len(responses)
     if len(responses) < wanted:
         raise AEPOInputError(
@@ -109,64 +82,80 @@ def resolve_all_columns(columns: list[str], config: ResponseListsConfig) -> tupl
             f"({responses}). Lower --num_responses or add responses."
         )
     for out, found in scores.items():
-        if found and len(found) < wanted:
+        if len(found) > 1 and len(found) < wanted:
             what = SCORE_COLUMNS[out][1].split()[0].lower()
             raise AEPOInputError(f"{len(found)} {what} columns for {wanted} responses: give one per response.")
-    return prompt, responses[:wanted], {out: found[:wanted] for out, found in scores.items()}
+    ignored.update({c: f"beyond --num_responses {wanted}" for c in responses[wanted:]})
+    return Layout(prompt, responses[:wanted], {out: found[:wanted] for out, found in scores.items()}, ignored)
 
 
 class ToResponseLists(Transform):
-    """Wide or list layout -> prompt, responses, response_ids, [given_scores], [oracle_scores], skip_reason."""
+    """Wide or list layout -> prompt (as given: text or a message list), responses (text), response_ids,
+    [given_scores], [oracle_scores], skip_reason, num_empty, num_duplicate, conversational."""
 
     Config = ResponseListsConfig
+    VERSION = "2"  # prompts kept as given (message lists too); assistant-message responses read as text
 
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
-        prompt_col, response_cols, score_cols = resolve_all_columns(list(batch), self.config)
-        rows = len(batch[prompt_col])
+        layout = resolve_layout(batch, self.config)
+        rows = len(batch[layout.prompt])
         out = {"prompt": [], "responses": [], "response_ids": [], "skip_reason": [],
-               "num_empty": [], "num_duplicate": []}
-        out.update({name: [] for name, cols in score_cols.items() if cols})
+               "num_empty": [], "num_duplicate": [], "conversational": []}
+        out.update({name: [] for name, cols in layout.scores.items() if cols})
         for row in range(rows):
-            where = _where(batch[prompt_col][row])
-            texts = self._row_texts(batch, row, response_cols, where)
-            scores = {name: self._row_scores(batch, row, cols, response_cols, texts, where)
-                      for name, cols in score_cols.items() if cols}
-            self._add_row(out, batch[prompt_col][row], texts, scores)
+            prompt = batch[layout.prompt][row]
+            where = _where(prompt)
+            raw = self._row_values(batch, row, layout, where)
+            texts = [_as_text(value, column, where) for column, value in zip(_value_columns(layout, raw), raw)]
+            scores = {name: self._row_scores(batch, row, cols, texts, where)
+                      for name, cols in layout.scores.items() if cols}
+            self._add_row(out, prompt, texts, scores)
+            out["conversational"].append(is_conversation(prompt) or any(_is_message_form(v) for v in raw))
         return out
 
-    def _row_texts(self, batch, row, response_cols, where):
-        if len(response_cols) == 1:
-            if isinstance(batch[response_cols[0]][row], str):
-                raise AEPOInputError(
-                    f"Column {response_cols[0]!r} holds one response per row (the long layout): group it first "
-                    "with aepo_datasets.group_long_responses(ds), or name more response columns."
-                )
-            texts = list(batch[response_cols[0]][row] or [])
-            if self.config.num_responses is not None and len(texts) < self.config.num_responses:
-                raise AEPOInputError(
-                    f"{where}: column {response_cols[0]!r} has {len(texts)} responses, fewer than "
-                    f"--num_responses {self.config.num_responses}."
-                )
-            texts = texts[: self.config.num_responses]
-        else:
-            texts = [batch[c][row] for c in response_cols]
-        for column, text in zip(response_cols, texts):
-            if text is not None and not isinstance(text, str):
-                raise AEPOInputError(
-                    f"{where}: response column {column!r} holds {type(text).__name__} values, not text. "
-                    f"Name the response columns with --response_columns (e.g. 'response_*')."
-                )
-        return texts
+    @staticmethod
+    def features(prompt_feature, scores: tuple[str, ...] = ()):
+        """The output schema: the prompt keeps the input's type; nothing depends on which rows a batch holds."""
+        from datasets import Features, List, Value
+
+        types = {"prompt": prompt_feature, "responses": List(Value("string")), "response_ids": List(Value("int64")),
+                 "skip_reason": Value("string"), "num_empty": Value("int64"), "num_duplicate": Value("int64"),
+                 "conversational": Value("bool")}
+        types.update({name: List(Value("float64")) for name in scores})
+        return Features(types)
+
+    def _row_values(self, batch, row, layout: Layout, where):
+        if not layout.list_layout:
+            return [batch[c][row] for c in layout.responses]
+        column = layout.responses[0]
+        value = batch[column][row]
+        if isinstance(value, str) or _is_message_form(value):
+            raise AEPOInputError(
+                f"Column {column!r} holds one response per row (the long layout): group it first "
+                "with aepo_datasets.group_long_responses(ds), or name more response columns."
+            )
+        values = list(value or [])
+        if self.config.num_responses is not None and len(values) < self.config.num_responses:
+            raise AEPOInputError(
+                f"{where}: column {column!r} has {len(values)} responses, fewer than "
+                f"--num_responses {self.config.num_responses}."
+            )
+        return values[: self.config.num_responses]
 
     @staticmethod
-    def _row_scores(batch, row, score_cols, response_cols, texts, where):
-        if len(response_cols) > 1:
-            return [batch[c][row] for c in score_cols]
-        scores = list(batch[score_cols[0]][row] or [])[: len(texts)]
+    def _row_scores(batch, row, score_cols, texts, where):
+        if len(score_cols) > 1:  # one score column per response
+            return [batch[c][row] for c in score_cols[: len(texts)]]
+        value = batch[score_cols[0]][row]
+        if not isinstance(value, (list, tuple)) and len(texts) > 1:
+            raise AEPOInputError(
+                f"{where}: column {score_cols[0]!r} holds one score per prompt, not one per response: give a list "
+                f"of scores, or one score column per response (e.g. 'score_*'), in the responses' order.")
+        scores = list(value or [])[: len(texts)]
         if len(scores) < len(texts):
             raise AEPOInputError(
-                f"{where}: column {score_cols[0]!r} has {len(scores)} scores for the {len(texts)} responses "
-                f"of {response_cols[0]!r}: give one score per response."
+                f"{where}: column {score_cols[0]!r} has {len(scores)} scores for the {len(texts)} responses: "
+                f"give one score per response."
             )
         return scores
 
@@ -181,11 +170,11 @@ class ToResponseLists(Transform):
                 seen.add(text)
                 kept.append(position)
         reason = ""
-        if prompt is None or not str(prompt).strip():
+        if is_empty_prompt(prompt):
             reason = SKIP_EMPTY_PROMPT
         elif len(kept) < self.config.min_responses:
             reason = SKIP_TOO_FEW
-        out["prompt"].append("" if prompt is None else str(prompt))
+        out["prompt"].append(prompt if is_conversation(prompt) else "" if prompt is None else str(prompt))
         out["responses"].append([texts[i] for i in kept])
         out["response_ids"].append(kept)
         out["skip_reason"].append(reason)
@@ -196,10 +185,31 @@ class ToResponseLists(Transform):
             out[name].append([_as_score(values[i], _where(prompt), i, label) for i in kept])
 
 
+def _value_columns(layout: Layout, values: list) -> list[str]:
+    """The column each response value came from, for error messages."""
+    return layout.responses if not layout.list_layout else layout.responses * len(values)
+
+
+def _is_message_form(value) -> bool:
+    """An assistant message, or a list holding exactly one (one response in TRL's conversational form)."""
+    if isinstance(value, dict):
+        return "role" in value
+    return isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], dict) and "role" in value[0]
+
+
+def _as_text(value, column: str, where: str) -> str | None:
+    try:
+        return response_text(value)
+    except ValueError as err:
+        raise AEPOInputError(
+            f"{where}: response column {column!r} holds {type(value).__name__} values, not text ({err}). "
+            f"Name the response columns with --response_columns (e.g. 'response_*')."
+        ) from None
+
+
 def _where(prompt) -> str:
     """Names a row by its prompt: row numbers inside a map batch are not the dataset's."""
-    text = str(prompt)
-    return f"Prompt {text[:60] + ('...' if len(text) > 60 else '')!r}"
+    return f"Prompt {prompt_label(prompt)!r}"
 
 
 def _as_score(value, where: str, position: int, label: str = "reward") -> float:
@@ -210,11 +220,27 @@ def _as_score(value, where: str, position: int, label: str = "reward") -> float:
     return score
 
 
+def explicit_columns(config: ResponseListsConfig, layout: Layout) -> ResponseListsConfig:
+    """`config` with the columns of `layout` named, so every batch reads the same columns."""
+    return replace(config, prompt_column=layout.prompt, response_columns=tuple(layout.responses),
+                   reward_columns=tuple(layout.scores.get("given_scores") or ()) or None,
+                   oracle_columns=tuple(layout.scores.get("oracle_scores") or ()) or None)
+
+
+def sample_rows(dataset, rows: int = 256) -> dict[str, list]:
+    """The first rows of `dataset` as a batch, for detecting its layout."""
+    return dataset.select(range(min(rows, len(dataset))))[:]
+
+
 def is_long_layout(dataset, config: ResponseListsConfig) -> tuple[str, str] | None:
-    """(prompt column, response column) when the data has one text response per row."""
-    prompt, responses, _ = resolve_columns(dataset.column_names, replace(config, num_responses=None))
-    if len(responses) == 1 and getattr(dataset.features[responses[0]], "dtype", None) in ("string", "large_string"):
-        return prompt, responses[0]
+    """(prompt column, response column) when the data has one response (text or an assistant message) per row."""
+    sample = sample_rows(dataset)
+    layout = resolve_layout(sample, replace(config, num_responses=None))
+    if len(layout.responses) != 1:
+        return None
+    values = [v for v in sample[layout.responses[0]] if v is not None]
+    if values and all(isinstance(v, str) or _is_message_form(v) for v in values):
+        return layout.prompt, layout.responses[0]
     return None
 
 
