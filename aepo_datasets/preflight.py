@@ -132,9 +132,9 @@ def check_before_embedding(dataset, config, configs: dict, token: str | None = N
     """The data's columns fit the options and every model loads, before the first expensive stage.
 
     `configs`: the AEPOConfig of each output split (the embedder is checked when any split embeds)."""
-    from .transforms.to_response_lists import resolve_columns
+    from .transforms.to_response_lists import resolve_layout, sample_rows
 
-    resolve_columns(dataset.column_names, config.reshape_config())
+    resolve_layout(sample_rows(dataset), config.reshape_config())
     check_models(config, token=token, needs_embeddings=any(c.select_config().needs_embeddings
                                                            for c in configs.values()))
     for prescreen in {c.prescreen_model for c in configs.values() if c.select_config().needs_prescreen

@@ -10,6 +10,7 @@ from aepo_datasets import (AEPOInputError, AEPOTransform, EmbedResponses, PairRe
                            SelectResponses, ToResponseLists, group_long_responses)
 from aepo_datasets.transforms.pair_responses import PairConfig
 from aepo_datasets.transforms.score_responses import ScoreConfig
+from aepo_datasets.transforms.to_response_lists import resolve_layout
 
 
 def test_wide_to_lists_skips_prompt_and_takes_first_n(small_wide_dataset):
@@ -26,10 +27,17 @@ def test_default_layout_uses_every_other_column_in_order():
     assert out[0]["prompt"] == "q" and out[0]["responses"] == ["x1", "x2"]
 
 
-def test_non_text_response_column_is_named():
+def test_number_column_is_never_a_response_and_is_named_as_ignored():
+    ds = Dataset.from_dict({"prompt": ["q"], "r0": ["x"], "r1": ["y"], "score": [1.0]})
+    layout = resolve_layout(ds[:], ToResponseLists.Config())
+    assert layout.responses == ["r0", "r1"] and "score" in layout.ignored
+    assert ToResponseLists()(ds[:])["responses"] == [["x", "y"]]
+
+
+def test_named_non_text_response_column_is_refused():
     ds = Dataset.from_dict({"prompt": ["q"], "r0": ["x"], "score": [1.0]})
     with pytest.raises(AEPOInputError, match="'score'.*--response_columns"):
-        ToResponseLists()(ds[:])
+        ToResponseLists(response_columns=("r0", "score"))(ds[:])
 
 
 def test_list_column_and_long_layout_give_the_same_rows():

@@ -133,7 +133,7 @@ def detect_responses(batch: dict[str, list], prompt: str, taken: set[str]) -> tu
     responses = [c for c in candidates if kinds[c] in RESPONSE_KINDS]
     ignored = {c: _why_ignored(kinds[c], None) for c in candidates if c not in responses}
     refuse_unlike_responses(batch, responses)
-    return responses, ignored, False
+    return responses, ignored, len(responses) == 1  # one text column: the long layout, grouped first
 
 
 def _why_ignored(kind: str | None, list_column: str | None) -> str:
