@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .conversation import prompt_text
+
 
 def research_rows(split, config) -> tuple[list[dict], list[str]]:
     """The research tool's CSV columns (message lists flattened to their text)."""
@@ -19,7 +21,10 @@ def research_rows(split, config) -> tuple[list[dict], list[str]]:
 
 
 def _text(value):
-    return value[-1]["content"] if isinstance(value, list) else value
+    """A cell of the research table as text: a conversation prompt as its turns, a response message as its content."""
+    if isinstance(value, list) and len(value) == 1 and value[0].get("role") == "assistant":
+        return value[0]["content"]
+    return prompt_text(value) if isinstance(value, list) else value
 
 
 @dataclass(frozen=True)

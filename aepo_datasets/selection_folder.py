@@ -17,6 +17,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from .conversation import prompt_text
 from .errors import AEPOInputError
 from .run_info import RUN_INFO_FILENAME, RunInfo
 
@@ -77,7 +78,9 @@ def write_selection(folder: Path, data, info: RunInfo) -> int:
     def fill(tmp: Path) -> None:
         data.save_to_disk(str(tmp / SELECTION_DIR))
         atomic_write_table(rows, TO_ANNOTATE_COLUMNS, tmp / f"{TO_ANNOTATE}.jsonl")
-        atomic_write_table(rows, TO_ANNOTATE_COLUMNS, tmp / f"{TO_ANNOTATE}.csv")
+        # a CSV cell holds text: a conversation is written as its turns (`Role: content`), the JSONL keeps the messages
+        atomic_write_table([{**r, "prompt": prompt_text(r["prompt"])} for r in rows], TO_ANNOTATE_COLUMNS,
+                           tmp / f"{TO_ANNOTATE}.csv")
         (tmp / RUN_INFO_FILENAME).write_text(info.to_json(), encoding="utf-8")
 
     atomic_write_folder(Path(folder), fill)

@@ -27,6 +27,29 @@ def push_and_summarize(report: RunReport, outputs: dict[str, str], push: Callabl
         logger.info("%s", format_summary(report, outputs))
 
 
+def columns_lines(report: RunReport) -> list[str]:
+    """Which columns were read as the prompt, the responses and the scores, and which were not (and why)."""
+    used = report.columns
+    if not used:
+        return []
+    responses = used["responses"]
+    shown = f"{responses[0]} (a list per prompt)" if used.get("layout") == "list" else _names(responses)
+    form = " (chat messages in, conversational rows out)" if report.conversational else ""
+    lines = [f"  columns read:          prompt {used['prompt']}{form}; responses {shown}"]
+    for name, columns in (used.get("scores") or {}).items():
+        lines.append(f"  {name.replace('_', ' ') + ' from:':22} {', '.join(columns)}")
+    by_reason: dict[str, list[str]] = {}
+    for column, why in (used.get("ignored") or {}).items():
+        by_reason.setdefault(why, []).append(column)
+    if by_reason:
+        lines.append("  columns not read:      " + "; ".join(f"{_names(cols)} ({why})" for why, cols in by_reason.items()))
+    return lines
+
+
+def _names(columns: list[str]) -> str:
+    return ", ".join(columns) if len(columns) <= 3 else f"{columns[0]} … {columns[-1]} ({len(columns)})"
+
+
 def format_summary(report: RunReport, outputs: dict[str, str]) -> str:
     skipped = ", ".join(f"{reason}: {count}" for reason, count in sorted(report.skipped.items())) or "none"
     splits = report.per_split()
@@ -36,6 +59,7 @@ def format_summary(report: RunReport, outputs: dict[str, str]) -> str:
         f"  prompts in:            {report.prompts_in}",
         f"  prompts kept:          {report.prompts_kept}",
         f"  prompts skipped:       {sum(report.skipped.values())} ({skipped})",
+        *columns_lines(report),
         f"  responses dropped:     {report.dropped_empty} empty, {report.dropped_duplicate} duplicate",
         f"  texts embedded:        {report.texts_embedded}"
         + (f" (cached: {', '.join(report.cache_hits)})" if report.cache_hits else "")

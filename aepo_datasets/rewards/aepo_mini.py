@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..conversation import prompt_text
+
 logger = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "aepo_mini"
@@ -221,6 +223,7 @@ class AepoMiniScorer:
         """As `score`, reusing the responses' embeddings when given (`(len(responses), 384)`, unit norm, from
         the same MiniLM at `encoder_max_seq_length()` tokens, e.g. the pipeline's embed stage run with those
         settings): then only the prompts and the tokenizer's counts are computed here."""
+        prompts = [prompt_text(p) if isinstance(p, list) else p for p in prompts]  # a conversation: its turns
         _check_inputs(prompts, responses)
         if not responses:
             return []

@@ -47,6 +47,13 @@ class Layout:
                 "scores": {k: v for k, v in self.scores.items() if v}, "ignored": self.ignored}
 
 
+def column_list(columns: list[str], shown: int = 8) -> str:
+    """Column names for a one-line message: all of a few, else the first ones and a count."""
+    if len(columns) <= shown:
+        return str(columns)
+    return f"[{', '.join(map(repr, columns[:shown]))}, … ({len(columns)} in all)]"
+
+
 def value_kind(value) -> str | None:
     """'text', 'message', 'conversation', 'texts', 'messages', 'number', 'numbers', 'other'; None when unknown."""
     if value is None:
@@ -126,7 +133,7 @@ def detect_responses(batch: dict[str, list], prompt: str, taken: set[str]) -> tu
     lists = [c for c in candidates if kinds[c] in LIST_KINDS]
     if len(lists) > 1:
         raise AEPOInputError(f"Columns {lists} each hold a list of responses: name the one to use with "
-                             f"--response_columns (current columns: {list(batch)}).")
+                             f"--response_columns (current columns: {column_list(list(batch))}).")
     if lists:
         ignored = {c: _why_ignored(kinds[c], lists[0]) for c in candidates if c != lists[0]}
         return lists, ignored, True
@@ -151,7 +158,7 @@ def refuse_unlike_responses(batch: dict[str, list], columns: list[str]) -> None:
     if suspicious:
         raise AEPOInputError(
             f"Column(s) {suspicious} do not look like responses (the same short value on most prompts), so they are not taken as responses without being named. Name the response columns "
-            f"with --response_columns (e.g. 'response_*'). Current columns: {list(batch)}.")
+            f"with --response_columns (e.g. 'response_*'). Current columns: {column_list(list(batch))}.")
 
 
 def _unlike_responses(values: list) -> bool:

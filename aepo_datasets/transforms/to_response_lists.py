@@ -65,6 +65,8 @@ def resolve_layout(batch: dict[str, list], config: ResponseListsConfig) -> Layou
     if config.response_columns:
         responses = expand_columns(config.response_columns, columns, "Response column")
         list_layout = len(responses) == 1
+        taken = {prompt, *responses, *(c for found in scores.values() for c in found)}
+        ignored = {c: "not named in --response_columns" for c in columns if c not in taken}
     else:
         taken = {c for found in scores.values() for c in found}
         responses, ignored, list_layout = detect_responses(batch, prompt, taken)
