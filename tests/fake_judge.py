@@ -100,10 +100,11 @@ def _handler(judge: FakeJudge):
 @pytest.fixture
 def fake_judge(monkeypatch):
     """A running FakeJudge; short client timeouts and backoff, and no API key from the environment."""
+    from aepo_datasets.rewards import endpoint
     from aepo_datasets.rewards import judge as judge_module
 
-    monkeypatch.setattr(judge_module, "TIMEOUT_S", 0.5)
-    monkeypatch.setattr(judge_module, "BACKOFF_BASE_S", 0.01)
+    monkeypatch.setattr(endpoint, "TIMEOUT_S", 0.5)
+    monkeypatch.setattr(endpoint, "BACKOFF_BASE_S", 0.01)
     for name in judge_module.API_KEY_VARS:
         monkeypatch.delenv(name, raising=False)
     judge = FakeJudge()
