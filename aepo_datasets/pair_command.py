@@ -37,7 +37,7 @@ class PairOptions:
     labels: str | None = option(None, "the labels that came back (.jsonl or .csv): prompt_id, response_id, score; or "
                                 "prompt_id, ranking; or prompt_id, winner_id, loser_id", group=GROUP)
     reward_model: str | None = option(None, "instead of --labels: an annotator for the selected responses "
-                                      "(judge:MODEL, aepo-mini, length, a reward model path or Hub id)", group=GROUP)
+                                      "(judge:MODEL, server:URL, aepo-mini, length, a reward model path or Hub id)", group=GROUP)
     num_annotations: int | None = option(None, "the output layout: 2 (chosen/rejected) or k (ranked); default: k as "
                                          "selected", group=GROUP)
     conversational: bool = option(False, "saved dataset in TRL's conversational format", group=GROUP)
@@ -50,9 +50,9 @@ class PairOptions:
     access_token: str | None = option(None, "Hugging Face token (or HF_TOKEN, or `hf auth login`)", group=GROUP)
     api_base: str | None = option(None, "OpenAI-compatible endpoint of --reward_model judge:MODEL", group=GROUP)
     judge_template: str | None = option(None, "the judge's prompt template file ({prompt}, {response})", group=GROUP)
-    judge_concurrency: int = option(8, "judge requests in flight at once", group=GROUP)
-    judge_cache_dir: str | None = option(None, "cache of the judge's answers (default: CACHE_DIR/.aepo_cache/judge)",
-                                         group=GROUP)
+    judge_concurrency: int = option(8, "requests in flight at once to judge:MODEL or server:URL", group=GROUP)
+    judge_cache_dir: str | None = option(None, "cache of the answers of judge:MODEL and server:URL (default: "
+                                         "CACHE_DIR/.aepo_cache/judge)", group=GROUP)
     debug: bool = option(False, "verbose logging", group=GROUP)
 
     def __post_init__(self):

@@ -108,14 +108,19 @@ def _is_connection_error(err: Exception) -> bool:
 def check_models(config, *, needs_embeddings: bool = True, token: str | None = None) -> None:
     """The embedder (when a split embeds) and the reward model of `config` (an AEPOConfig) can be loaded."""
     from .embedders import PACKAGED_EMBEDDERS
-    from .rewards import REWARD_MODELS, is_judge
+    from .rewards import REWARD_MODELS, is_judge, is_server
 
     if needs_embeddings and config.embedding_model not in PACKAGED_EMBEDDERS:
         check_model(config.embedding_model, "--embedding_model", revision=config.embedding_revision, token=token)
     reward = config.reward_model
     if is_judge(reward) and not config.reward_column:
         check_judge(config)
-    if config.reward_column or reward is None or callable(reward) or is_judge(reward) or reward in REWARD_MODELS:
+    if is_server(reward) and not config.reward_column:
+        from .rewards.server import parse_server
+
+        parse_server(reward)  # a URL with a scheme and a path the engine serves rewards at
+    if (config.reward_column or reward is None or callable(reward) or is_judge(reward) or is_server(reward)
+            or reward in REWARD_MODELS):
         return
     check_model(reward, "--reward_model", revision=config.reward_revision, token=token, classifier=True)
 

@@ -50,10 +50,11 @@ def redact_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def known_secrets(token: str | None) -> tuple[str, ...]:
-    """The token in use, the environment's Hugging Face tokens and judge API keys: strings that must not appear in
+    """The token in use, the environment's Hugging Face tokens and judge / reward-server API keys: strings that must not appear in
     any output."""
     candidates = (token, os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN"),
-                  os.environ.get("AEPO_JUDGE_API_KEY"), os.environ.get("OPENAI_API_KEY"))  # the judge's keys
+                  os.environ.get("AEPO_JUDGE_API_KEY"), os.environ.get("OPENAI_API_KEY"),  # the judge's keys
+                  os.environ.get("AEPO_SERVER_API_KEY"))  # server:URL's key
     return tuple(s for s in candidates if isinstance(s, str) and len(s) >= 8)
 
 

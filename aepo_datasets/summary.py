@@ -107,7 +107,8 @@ def quality_table(pair_quality: dict[str, dict]) -> list[str]:
 
 
 def annotator_lines(report: RunReport) -> list[str]:
-    """The label budget of `aepo pair` and the external judge's requests and tokens, when there were any."""
+    """The label budget of `aepo pair`, the external judge's requests and tokens and the reward server's requests,
+    when there were any."""
     lines = []
     if report.labels:
         n = report.labels
@@ -117,8 +118,13 @@ def annotator_lines(report: RunReport) -> list[str]:
     if report.judge:
         j = {name: report.judge.get(f"judge_{name}", 0) for name in
              ("requests", "retries", "cached", "prompt_tokens", "completion_tokens")}
-        lines.append(f"  judge:                 {j['requests']} requests ({j['retries']} retries), {j['cached']} "
-                     f"answers from the cache, tokens {j['prompt_tokens']} in + {j['completion_tokens']} out")
+        if any(k.startswith("judge_") for k in report.judge):
+            lines.append(f"  judge:                 {j['requests']} requests ({j['retries']} retries), {j['cached']} "
+                         f"answers from the cache, tokens {j['prompt_tokens']} in + {j['completion_tokens']} out")
+        s = {name: report.judge.get(f"server_{name}", 0) for name in ("requests", "retries", "cached")}
+        if any(k.startswith("server_") for k in report.judge):
+            lines.append(f"  reward server:         {s['requests']} requests ({s['retries']} retries), {s['cached']} "
+                         "scores from the cache")
     return lines
 
 

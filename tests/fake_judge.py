@@ -6,7 +6,8 @@
 The score S is `FakeJudge.rate(message)`: by default the length of the text between the default template's answer
 markers (so a longer response scores higher, like the `length` annotator). Fault injection for the next requests:
 `fail_next(status, times, retry_after=None)` (429, 503...), `stall_next(times, seconds)` (slower than the client's
-timeout), `malformed_next(times, body)` (a 200 whose body or answer holds no score). Every request is recorded
+timeout), `malformed_next(times, body)` (a 200 whose body or answer holds no score), `drop_next(times)` (the
+connection closes mid-answer). Every request is recorded
 (headers and JSON body) in `requests`; after `limit` requests the server answers 400, so a retry loop in the code
 under test cannot run away.
 
@@ -47,6 +48,10 @@ class FakeJudge:
     def stall_next(self, times: int = 1, seconds: float = 2.0) -> None:
         self.faults += [("stall", seconds, None)] * times
 
+    def drop_next(self, times: int = 1) -> None:
+        """The connection closes mid-answer (the client reads http.client.IncompleteRead)."""
+        self.faults += [("drop", None, None)] * times
+
     def malformed_next(self, times: int = 1, body: str = '{"choices": [{"message": {"content": "I like it."}}]}'):
         self.faults += [("malformed", body, None)] * times
 
@@ -72,6 +77,8 @@ def _handler(judge: FakeJudge):
                 return self._send(fault[1], b'{"error": "injected"}', fault[2])
             if fault and fault[0] == "stall":
                 time.sleep(fault[1])
+            if fault and fault[0] == "drop":
+                return self._drop()
             if fault and fault[0] == "malformed":
                 return self._send(200, fault[1].encode())
             message = body["messages"][-1]["content"]
@@ -81,6 +88,14 @@ def _handler(judge: FakeJudge):
                                   "finish_reason": "stop"}],
                      "usage": {"prompt_tokens": len(message.split()), "completion_tokens": 5}}
             self._send(200, json.dumps(reply).encode())
+
+        def _drop(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b'{"choices": [')
+            self.wfile.flush()
+            self.close_connection = True
 
         def _send(self, status: int, payload: bytes, retry_after: str | None = None):
             try:
@@ -100,10 +115,11 @@ def _handler(judge: FakeJudge):
 @pytest.fixture
 def fake_judge(monkeypatch):
     """A running FakeJudge; short client timeouts and backoff, and no API key from the environment."""
+    from aepo_datasets.rewards import endpoint
     from aepo_datasets.rewards import judge as judge_module
 
-    monkeypatch.setattr(judge_module, "TIMEOUT_S", 0.5)
-    monkeypatch.setattr(judge_module, "BACKOFF_BASE_S", 0.01)
+    monkeypatch.setattr(endpoint, "TIMEOUT_S", 0.5)
+    monkeypatch.setattr(endpoint, "BACKOFF_BASE_S", 0.01)
     for name in judge_module.API_KEY_VARS:
         monkeypatch.delenv(name, raising=False)
     judge = FakeJudge()

@@ -178,3 +178,49 @@ def test_run_reports_merge_judge_and_label_counts():
     merged = a.merge(b)
     assert merged.judge == {"judge_requests": 5, "judge_cached": 1, "judge_retries": 1}
     assert merged.labels == {"expected": 6, "received": 5}
+
+
+# --- issue 17: the endpoint is checked, part of the cache key, dropped connections retried, chat prompts --------
+
+def test_api_base_without_a_scheme_fails_at_once_in_one_line(small_wide_dataset, tmp_path, capsys):
+    data = tmp_path / "d.csv"
+    small_wide_dataset.to_csv(str(data))
+    capsys.readouterr()
+    started = time.time()
+    code = main([str(data), "--num_responses", "5", "--response_columns", "response_*", "--reward_model",
+                 "judge:gpt-4o", "--api_base", "127.0.0.1:8000/v1", "--cache_dir", str(tmp_path),
+                 "--similarity_measure", "unigram_f1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and time.time() - started < 5
+    assert "--api_base '127.0.0.1:8000/v1' is not an http(s) URL; add the scheme: http://127.0.0.1:8000/v1" in err
+
+
+def test_two_endpoints_serving_the_same_model_name_do_not_share_answers(fake_judge, tmp_path):
+    scorer(fake_judge, tmp_path).score(PROMPTS[:1], RESPONSES[:1])
+    same_server_other_name = fake_judge.url.replace("127.0.0.1", "localhost")
+    other = build_scorer("judge:fake-model", api_base=same_server_other_name, cache_dir=tmp_path / "cache")
+    other.score(PROMPTS[:1], RESPONSES[:1])
+    assert other.stats["judge_requests"] == 1 and other.stats["judge_cached"] == 0
+    again = scorer(fake_judge, tmp_path)
+    again.score(PROMPTS[:1], RESPONSES[:1])
+    assert again.stats["judge_cached"] == 1 and len(fake_judge.requests) == 2
+
+
+def test_a_connection_dropped_mid_answer_is_retried(fake_judge, tmp_path):
+    fake_judge.drop_next(times=2)
+    judge = scorer(fake_judge, tmp_path, concurrency=1)
+    assert judge.score(PROMPTS[:1], RESPONSES[:1]) == [3.0]
+    assert judge.stats["judge_requests"] == 3 and judge.stats["judge_retries"] == 2
+
+
+def test_a_chat_prompt_gives_the_judge_the_whole_conversation_and_is_cached(fake_judge, tmp_path):
+    chat = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Say hi."},
+            {"role": "assistant", "content": "Hi."}, {"role": "user", "content": "Again, louder."}]
+    first = scorer(fake_judge, tmp_path)
+    assert first.score([chat, "Say hi."], ["HI!", "Hi!"]) == [3.0, 3.0]
+    sent = [r["json"]["messages"][0]["content"] for r in fake_judge.requests]
+    conversation_message = next(m for m in sent if "Be terse." in m)
+    assert "System: Be terse." in conversation_message and "User: Again, louder." in conversation_message
+    again = scorer(fake_judge, tmp_path)
+    assert again.score([chat], ["HI!"]) == [3.0] and again.stats["judge_cached"] == 1
+    assert len(fake_judge.requests) == 2

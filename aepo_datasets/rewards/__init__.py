@@ -1,4 +1,5 @@
-"""Annotators: a reward model by name or path, a Python callable, or a registered short name."""
+"""Annotators: a reward model by name or path, a Python callable, a registered short name, an LLM judge
+(`judge:MODEL`) or a reward model behind an inference server (`server:URL`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Callable, Sequence
 from ..registry import Registry
 from .base import RewardScorer
 from .judge import JUDGE_PREFIX, is_judge
+from .server import SERVER_PREFIX, is_server
 from .sequence_classifier import DEFAULT_REWARD_MODEL, SequenceClassifierScorer
 
 REWARD_MODELS: Registry[Callable[..., RewardScorer]] = Registry("reward model")
@@ -44,27 +46,32 @@ class CallableScorer:
 
 def scorer_for(model, *, device=None, dtype="auto", batch_size=None, max_length=1024, max_tokens=None,
                use_chat_template=None, revision=None, judge: dict | None = None) -> RewardScorer:
-    """The scorer of a step's annotator: a `judge:` model gets only its endpoint options (`judge`), every other
-    kind the model options (callables and registered names ignore what they do not use)."""
-    if is_judge(model):
+    """The scorer of a step's annotator: a `judge:` or `server:` model gets only its endpoint options (`judge`:
+    api_base, template_file, cache_dir, concurrency), every other kind the model options (callables and registered
+    names ignore what they do not use)."""
+    if is_judge(model) or is_server(model):
         return build_scorer(model, **(judge or {}))
     return build_scorer(model, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length,
                         max_tokens=max_tokens, use_chat_template=use_chat_template, revision=revision)
 
 
 def build_scorer(reward_model, **options) -> RewardScorer:
-    """A registered short name, a callable, `judge:MODEL` (an OpenAI-compatible endpoint), or else a
-    sequence-classification model (path or Hub id)."""
+    """A registered short name, a callable, `judge:MODEL` (an OpenAI-compatible endpoint), `server:[ENGINE:]URL` (a
+    reward model served by vLLM or SGLang), or else a sequence-classification model (path or Hub id)."""
     if callable(reward_model):
         return CallableScorer(reward_model)
     if is_judge(reward_model):
         from .judge import JudgeScorer, judge_model
 
         return JudgeScorer(judge_model(reward_model), **options)
+    if is_server(reward_model):
+        from .server import ServerScorer
+
+        return ServerScorer(reward_model, **options)
     if reward_model in REWARD_MODELS:
         return REWARD_MODELS.get(reward_model)(**options)
     return SequenceClassifierScorer(reward_model, **options)
 
 
-__all__ = ["DEFAULT_REWARD_MODEL", "JUDGE_PREFIX", "REWARD_MODELS", "RewardScorer", "SequenceClassifierScorer",
-           "build_scorer", "is_judge", "scorer_for"]
+__all__ = ["DEFAULT_REWARD_MODEL", "JUDGE_PREFIX", "REWARD_MODELS", "RewardScorer", "SERVER_PREFIX",
+           "SequenceClassifierScorer", "build_scorer", "is_judge", "is_server", "scorer_for"]

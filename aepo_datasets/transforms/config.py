@@ -38,7 +38,8 @@ class AEPOConfig:
     diversity_penalty: float = option(1.0, "lambda, finite and >= 0", group=RESEARCH)
     similarity_measure: str = option("sentbert", "sentbert (cosine of sentence embeddings), unigram_f1, sacrebleu",
                                      group=RESEARCH)
-    reward_model: Any = option(DEFAULT_REWARD_MODEL, "Hub id, local path, aepo-mini (shipped, offline) or length",
+    reward_model: Any = option(DEFAULT_REWARD_MODEL, "Hub id, local path, aepo-mini (shipped, offline), length, "
+                               "judge:MODEL (with --api_base) or server:[vllm:|sglang:]URL (a served reward model)",
                                group=RESEARCH)
     west_of_n: bool = option(False, "annotate all N, keep best and worst", group=RESEARCH)
     selection: str = option("aepo", "which responses to annotate", choices=list(STRATEGIES))
@@ -79,8 +80,9 @@ class AEPOConfig:
                                   "https://api.openai.com/v1 (key from AEPO_JUDGE_API_KEY or OPENAI_API_KEY)")
     judge_template: str | None = option(None, "text file with {prompt} and {response}: the judge's prompt "
                                         "(default: a pointwise 1-10 rating answered as [[rating]])")
-    judge_concurrency: int = option(8, "judge requests in flight at once")
-    judge_cache_dir: str | None = option(None, "cache of the judge's answers (default: CACHE_DIR/.aepo_cache/judge)")
+    judge_concurrency: int = option(8, "requests in flight at once to judge:MODEL or server:URL")
+    judge_cache_dir: str | None = option(None, "cache of the answers of judge:MODEL and server:URL (default: "
+                                         "CACHE_DIR/.aepo_cache/judge)")
 
     def __post_init__(self):
         coerce_fields(self)  # flags, YAML values and keywords all get the field's type

@@ -9,8 +9,9 @@ from typing import Any
 from ..devices import rank_device
 from ..conversation import prompt_label
 from ..errors import AEPOInputError
-from ..rewards import DEFAULT_REWARD_MODEL, is_judge, scorer_for
+from ..rewards import DEFAULT_REWARD_MODEL, is_judge, is_server, scorer_for
 from ..rewards.judge import check_judge_options
+from ..rewards.server import parse_server
 from .base import Transform, kept_rows, require_columns
 
 GIVEN_SCORES = "given_scores"
@@ -29,7 +30,8 @@ class ScoreConfig:
     device: str | None = None
     use_chat_template: bool | None = None
     selection_columns: tuple[str, ...] = ("selected",)
-    api_base: str | None = None  # judge:MODEL only: the OpenAI-compatible endpoint, its template, cache, threads
+    api_base: str | None = None  # judge:MODEL: the OpenAI-compatible endpoint and its template; cache and threads
+    # serve judge:MODEL and server:URL alike
     judge_template: str | None = None
     judge_cache_dir: str | None = None
     judge_concurrency: int = 8
@@ -41,6 +43,8 @@ class ScoreConfig:
                 raise AEPOInputError(f"reward {name} must be >= 1, got {getattr(self, name)}")
         if is_judge(self.reward_model):
             check_judge_options(self.reward_model, self.api_base)
+        if is_server(self.reward_model):
+            parse_server(self.reward_model)
         if self.judge_concurrency < 1:
             raise AEPOInputError(f"--judge_concurrency must be >= 1, got {self.judge_concurrency}")
 
@@ -86,7 +90,7 @@ class ScoreResponses(Transform):
         stats = getattr(self._scorer, "stats", None) or {}
         return {"scored": self.scored, "truncated": stats.get("truncated", 0),
                 "padding": getattr(self._scorer, "padding_fraction", None),
-                "judge": {k: v for k, v in stats.items() if k.startswith("judge_")}}
+                "judge": {k: v for k, v in stats.items() if k.startswith(("judge_", "server_"))}}
 
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
         c = self.config
