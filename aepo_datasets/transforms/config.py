@@ -46,7 +46,7 @@ class AEPOConfig:
     embedding_model: str = option(DEFAULT_EMBEDDER, "any sentence-transformers name or path")
     prompt_column: str | None = option(None, "default: 'prompt' or 'instruction'")
     response_columns: tuple[str, ...] | None = option(
-        None, "names or a glob, e.g. 'response_*' (default: every other column)")
+        None, "names or a glob, e.g. 'response_*' (default: detected from the columns' names and values)")
     reward_column: tuple[str, ...] | None = option(
         None, "existing scores as the annotator, e.g. 'score_*' (one per response)")
     embedding_batch_size: int | None = option(None, "texts per embedding batch (default: 64 on CPU, unlimited on "
@@ -60,7 +60,8 @@ class AEPOConfig:
     dtype: str = option("auto", "auto: bf16 on CUDA, fp32 on CPU", choices=["auto", *DTYPES])
     device: str | None = option(None, "cpu, cuda, cuda:1 ... (default: CUDA when available)")
     seed: int = option(0, "seeds the local search and random selection (per prompt)")
-    conversational: bool = option(False, "saved dataset in TRL's conversational format (message lists)")
+    conversational: bool = option(False, "saved dataset in TRL's conversational format (message lists; automatic "
+                                  "when the input's prompts or responses are messages)")
     use_chat_template: bool | None = option(
         None, "score reward inputs through the tokenizer's chat template (auto: when it has one)",
         flag="--chat_template", flag_values={"auto": None, "on": True, "off": False})
