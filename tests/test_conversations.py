@@ -157,3 +157,20 @@ def test_select_export_shows_the_conversation(tmp_path):
     assert first["prompt"] == chat(QUESTIONS[0], history=True)
     csv_text = (folder / "to_annotate.csv").read_text()
     assert "System: You are a concise assistant." in csv_text and "User: " + QUESTIONS[0] in csv_text
+
+
+def test_launcher_with_chat_prompts_two_processes_equal_one(tmp_path):
+    from test_launcher import finished, launch, rows
+
+    path = save(tmp_path, {"prompt": [chat(q, history=i % 2 == 1) for i, q in enumerate(QUESTIONS)],
+                           "responses": ANSWERS})
+    args = [f"dataset={path}", "num_responses=4", "reward_model=length", "similarity_measure=unigram_f1",
+            "chunk_size=2"]
+    code, out = finished(launch([*args, f"output_dir={tmp_path / 'one'}"]))
+    assert code == 0, out
+    code, out = finished(launch([*args, f"output_dir={tmp_path / 'two'}"], processes=2))
+    assert code == 0, out
+    one, two = rows(tmp_path / "one"), rows(tmp_path / "two")
+    assert one == two and len(one["train"]) == len(QUESTIONS)
+    assert one["train"][1]["prompt"] == chat(QUESTIONS[1], history=True)
+    assert one["train"][0]["chosen"][0]["role"] == "assistant"
