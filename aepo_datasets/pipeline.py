@@ -96,9 +96,7 @@ def strategy(config: AEPOConfig) -> dict:
 def _map(dataset, transform, desc, report, stage, use_cache=False, **kwargs):
     start = time.time()
     if "features" not in kwargs and transform.new_features():
-        from datasets import Features
-
-        kwargs["features"] = Features({**dataset.features, **transform.new_features()})
+        kwargs["features"] = transform.features_after(dataset.features)
     result = dataset.map(transform, batched=True, desc=desc, load_from_cache_file=use_cache, **kwargs)
     report.seconds[stage] = report.seconds.get(stage, 0.0) + time.time() - start
     files = result.cache_files

@@ -174,3 +174,15 @@ def test_launcher_with_chat_prompts_two_processes_equal_one(tmp_path):
     assert one == two and len(one["train"]) == len(QUESTIONS)
     assert one["train"][1]["prompt"] == chat(QUESTIONS[1], history=True)
     assert one["train"][0]["chosen"][0]["role"] == "assistant"
+
+
+def test_steps_chained_by_hand_keep_their_types_when_the_first_batch_is_all_skipped():
+    from aepo_datasets import ScoreResponses, SelectResponses, ToResponseLists
+
+    same = [["same answer"] * 4] * 64
+    varied = [[f"answer {i} " + "x" * j for j in range(4)] for i in range(6)]
+    ds = Dataset.from_dict({"prompt": [f"question {i}" for i in range(70)], "responses": same + varied})
+    lists = ds.map(ToResponseLists(num_responses=4), batched=True, remove_columns=ds.column_names)
+    for step in (SelectResponses(selection="random", num_annotations=2), ScoreResponses(reward_model="length")):
+        lists = lists.map(step, batched=True, features=step.features_after(lists.features))
+    assert lists.features["rewards"].feature.dtype == "float64" and sum(r is not None for r in lists[-1]["rewards"]) == 2

@@ -46,6 +46,13 @@ class Transform:
         a first batch of skipped prompts would otherwise type a list column as a list of nulls)."""
         return {}
 
+    def features_after(self, features):
+        """The features of `ds.map(self, batched=True, features=step.features_after(ds.features))`: the input's
+        columns and this step's. Passing them makes the output's types independent of which rows a batch holds."""
+        from datasets import Features
+
+        return Features({**features, **self.new_features()})
+
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
         raise NotImplementedError
 
