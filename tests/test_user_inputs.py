@@ -47,3 +47,140 @@ def test_user_forgets_batched_true_and_gets_one_line_saying_so(step):
                                              r"ds.map\(transform, batched=True\)"):
         ds.map(transform)
     assert len(ds.map(transform, batched=True, remove_columns=ds.column_names)) == 2
+
+
+def bad(tmp_path, capsys, *args, dataset=None):
+    assert run(tmp_path, *args, dataset=dataset) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("source", ["imdb", "teknium/OpenHermes-2.5", "HuggingFaceH4/ultrafeedback_binarized"])
+def test_user_names_a_hub_dataset_with_a_dot_or_without_an_owner_and_it_goes_to_the_hub(tmp_path, capsys, source):
+    from aepo_datasets.io import input_kind
+
+    assert input_kind(source) == "hub"
+    err = bad(tmp_path, capsys, "--num_responses", "2", "--subset", "plain_text", dataset=source)  # HF_HUB_OFFLINE
+    assert f"Could not load {source!r} from the Hugging Face Hub" in err
+
+
+@pytest.mark.parametrize("source, message", [
+    ("./missing", "does not exist"), ("data/missing.parquet", "does not exist"), ("a/b/c", "does not exist"),
+    ("data/*.parquet", "matches no files"), ("my data", "Cannot read"),
+])
+def test_user_names_a_path_that_does_not_exist_and_is_not_sent_to_the_hub(source, message):
+    from aepo_datasets.io import input_kind
+
+    with pytest.raises(AEPOInputError, match=message):
+        input_kind(source)
+
+
+README_WITH_CONFIGS = """---
+configs:
+- config_name: short
+  data_files: short/*.jsonl
+- config_name: long
+  data_files: long/*.jsonl
+---
+"""
+
+
+def test_user_picks_a_hub_dataset_subset_with_subset(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fake_hub import FAKE_TOKEN, FakeHub, point_clients_at
+
+    from aepo_datasets.io import load_input
+
+    monkeypatch = pytest.MonkeyPatch()
+    hub = FakeHub(token=FAKE_TOKEN).start()
+    try:
+        point_clients_at(hub.url, monkeypatch, tmp_path / "hf_home")
+        row = '{{"prompt": "{}", "a": "x", "b": "yy"}}\n'
+        hub.add_repo("fake-user/chats.v2", {"README.md": README_WITH_CONFIGS, "short/train.jsonl": row.format("s"),
+                                            "long/train.jsonl": row.format("l") * 2})
+        assert load_input("fake-user/chats.v2", subset="long", token=FAKE_TOKEN)["prompt"] == ["l", "l"]
+        assert load_input("fake-user/chats.v2", subset="short", token=FAKE_TOKEN)["prompt"] == ["s"]
+        with pytest.raises(AEPOInputError, match="Could not load 'fake-user/chats.v2'.*nope"):
+            load_input("fake-user/chats.v2", subset="nope", token=FAKE_TOKEN)
+    finally:
+        monkeypatch.undo()
+        hub.stop()
+
+
+def test_user_passes_subset_with_a_local_file(tmp_path, capsys):
+    err = bad(tmp_path, capsys, "--num_responses", "8", "--subset", "x")
+    assert "--subset 'x' names a configuration of a Hub dataset" in err
+
+
+def shards(folder, rows_per_shard, write):
+    folder.mkdir(parents=True, exist_ok=True)
+    for shard, rows in enumerate(rows_per_shard):
+        write(folder, shard, [{"prompt": p, "a": f"{p} short", "b": f"{p} a longer answer"} for p in rows])
+
+
+def test_user_passes_a_glob_of_shards_and_they_load_as_one_dataset_in_order(tmp_path):
+    import pandas as pd
+
+    from aepo_datasets.io import load_input
+
+    def parquet(folder, i, rows):
+        pd.DataFrame(rows).to_parquet(folder / f"train-{i:05d}-of-00003.parquet")
+
+    shards(tmp_path / "data", [["p0", "p1"], ["p2"], ["p3", "p4"]], parquet)
+    assert load_input(str(tmp_path / "data" / "*.parquet"))["prompt"] == ["p0", "p1", "p2", "p3", "p4"]
+    assert main([str(tmp_path / "data" / "train-*.parquet"), "--cache_dir", str(tmp_path), "--num_responses", "2",
+                 "--selection", "random", "--reward_model", "length", "--num_instructions", "all"]) == 0
+    import csv
+    with open(tmp_path / "output" / "preference.csv", newline="") as handle:
+        assert [r["prompt"] for r in csv.DictReader(handle)] == ["p0", "p1", "p2", "p3", "p4"]
+    (tmp_path / "data" / "extra.jsonl").write_text('{"prompt": "p", "a": "x", "b": "y"}\n')
+    with pytest.raises(AEPOInputError, match=r"mixes formats \(json, parquet\)"):
+        load_input(str(tmp_path / "data" / "*"))
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.gz", ".json.gz", ".csv.gz", ".jsonl.bz2", ".jsonl.xz"])
+def test_user_passes_a_compressed_file(tmp_path, suffix):
+    import bz2
+    import gzip
+    import lzma
+
+    from aepo_datasets.io import load_input
+
+    rows = [{"prompt": f"p{i}", "a": "x", "b": "yy"} for i in range(3)]
+    text = "prompt,a,b\n" + "".join(f"{r['prompt']},x,yy\n" for r in rows) if ".csv" in suffix else \
+        "".join(json.dumps(r) + "\n" for r in rows) if ".jsonl" in suffix else json.dumps(rows)
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[Path(suffix).suffix]
+    with opener(tmp_path / f"data{suffix}", "wt", encoding="utf-8") as handle:
+        handle.write(text)
+    assert load_input(str(tmp_path / f"data{suffix}")).to_list() == rows
+
+
+@pytest.mark.parametrize("content, line, fields", [
+    (b"prompt,a,b\nq1,x,y\nq2,only\n", 3, 2),
+    (b"prompt,a,b\nq1,x,y\n\n\nq2,x,y,extra\n", 5, 4),  # blank lines count
+    (b'prompt,a,b\nq1,"two\nlines",y\nq2,x\n', 4, 2),  # a quoted cell over two lines counts two
+])
+def test_user_has_a_csv_row_with_too_few_or_too_many_fields(tmp_path, capsys, content, line, fields):
+    path = tmp_path / "d.csv"
+    path.write_bytes(content)
+    err = bad(tmp_path, capsys, "--num_responses", "2", dataset=path)
+    assert f"line {line} has {fields} fields but the header has 3 (prompt, a, b)" in err
+
+
+def test_user_runs_on_605_prompts_and_the_summary_says_4_of_605(tmp_path, caplog):
+    caplog.set_level("INFO")
+    path = scored_example(tmp_path)
+    common = ("--num_responses", "8", "--selection", "random", "--response_columns", "response_*",
+              "--reward_column", "score_*")
+    assert run(tmp_path, *common, dataset=path) == 0
+    assert ("prompts in:            4 of 12 (--num_instructions defaults to 4, as in the research CLI; "
+            "--num_instructions all for every prompt)") in caplog.text
+    caplog.clear()
+    assert run(tmp_path, *common, "--num_instructions", "all", dataset=path) == 0
+    assert "prompts in:            12\n" in caplog.text
+    info = json.loads((tmp_path / "output" / "preference" / "run_info.json").read_text())
+    assert info["report"]["prompts_in"] == info["report"]["prompts_available"] == 12
+    assert info["input"] == {"dataset": str(path), "split": "train", "subset": None}
