@@ -198,7 +198,7 @@ def _check_csv_rows(path: Path) -> None:
                     raise AEPOInputError(
                         f"{path}: line {start} has {len(row)} field{'s' * (len(row) != 1)} but the header has "
                         f"{len(header)} ({', '.join(header[:6])}{', ...' if len(header) > 6 else ''}). Fix the "
-                        "row (quote cells that hold commas) or re-export the file.")
+                        "row (quote cells that hold commas, close every quote) or re-export the file.")
                 start = reader.line_num + 1
         except csv.Error as err:
             raise AEPOInputError(f"{path}: line {reader.line_num} is not valid CSV ({err}).") from None

@@ -51,9 +51,10 @@ def test_user_forgets_batched_true_and_gets_one_line_saying_so(step):
 
 def bad(tmp_path, capsys, *args, dataset=None):
     assert run(tmp_path, *args, dataset=dataset) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("aepo: error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err  # progress bars aside, one line
+    return errors[0]
 
 
 @pytest.mark.parametrize("source", ["imdb", "teknium/OpenHermes-2.5", "HuggingFaceH4/ultrafeedback_binarized"])
@@ -184,3 +185,98 @@ def test_user_runs_on_605_prompts_and_the_summary_says_4_of_605(tmp_path, caplog
     info = json.loads((tmp_path / "output" / "preference" / "run_info.json").read_text())
     assert info["report"]["prompts_in"] == info["report"]["prompts_available"] == 12
     assert info["input"] == {"dataset": str(path), "split": "train", "subset": None}
+
+
+def test_user_passes_a_broken_symlink_or_a_pipe_as_input(tmp_path, capsys):
+    import os
+
+    (tmp_path / "gone.csv").symlink_to(tmp_path / "moved_away.csv")
+    assert "is a broken symbolic link" in bad(tmp_path, capsys, "--num_responses", "2", dataset=tmp_path / "gone.csv")
+    os.mkfifo(tmp_path / "pipe.csv")
+    assert "is not a regular file" in bad(tmp_path, capsys, "--num_responses", "2", dataset=tmp_path / "pipe.csv")
+
+
+def test_user_cannot_read_the_input_file(tmp_path):
+    """chmod 000 stops everyone but root: a forked child that became `nobody` (with the package already imported)
+    reads a file in a folder everyone may enter."""
+    import os
+    import shutil
+    import tempfile
+
+    from aepo_datasets.io import load_input
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to another user")
+    root = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        os.chmod(root, 0o755)
+        data = root / "data.csv"
+        shutil.copy(EXAMPLE, data)
+        os.chmod(data, 0)
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child reports through the pipe
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                load_input(str(data))
+                message = "no error"
+            except Exception as err:  # noqa: BLE001 - any outcome goes back to the test
+                message = f"{type(err).__name__}: {err}"
+            os.write(write_end, message.encode())
+            os._exit(0)
+        os.close(write_end)
+        os.waitpid(child, 0)
+        with os.fdopen(read_end) as handle:
+            message = handle.read()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    assert message == (f"AEPOInputError: Cannot read input file {str(data)!r}: Permission denied. Check its "
+                       "permissions, or copy it somewhere readable.")
+
+
+def run_twice_outputs(tmp_path, *extra):
+    return run(tmp_path, "--num_responses", "8", "--selection", "random", "--reward_model", "length",
+               "--ties", "position", *extra)
+
+
+def digests(folder):
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_user_reruns_into_a_read_only_earlier_output_and_the_outputs_still_agree(tmp_path, capsys):
+    import subprocess
+
+    assert run_twice_outputs(tmp_path, "--num_instructions", "2") == 0
+    out = tmp_path / "output"
+    before = digests(out)
+    if subprocess.run(["chattr", "+i", str(out / "preference")], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not permitted here")
+    try:
+        capsys.readouterr()
+        err = bad(tmp_path, capsys, "--num_responses", "8", "--selection", "random", "--reward_model", "length",
+                  "--ties", "position", "--num_instructions", "3")
+        assert "Could not write the outputs" in err and "Operation not permitted" in err
+        assert "Nothing was replaced" in err
+    finally:
+        subprocess.run(["chattr", "-i", str(out / "preference")], check=True)
+    assert digests(out) == before  # the old CSV and the old folder, together; no temporary leftovers
+
+
+def test_user_runs_out_of_disk_while_writing_outputs(tmp_path, capsys):
+    import subprocess
+
+    full = tmp_path / "output" / "full"
+    full.mkdir(parents=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(full)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs is not permitted here")
+    try:
+        err = bad(tmp_path, capsys, "--num_responses", "8", "--selection", "random", "--reward_model", "length",
+                  "--ties", "position", "--output", "full/x.csv")
+        assert "Could not write the outputs" in err and "No space left on device" in err
+        assert list(full.iterdir()) == []  # neither the table nor a partial folder nor a temporary file
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
