@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import exit_code
 from .logs import setup_logging
+from .prepare import instruction_count
 from .schema import add_flags, coerce_fields, option, values_from_args
 from .transforms.chain import baseline_splits
 from .transforms.config import RESEARCH, AEPOConfig
@@ -39,9 +40,11 @@ class CommandOptions:
     cache_dir: str = option(".", "outputs go to CACHE_DIR/output/, the datasets cache to CACHE_DIR/.aepo_cache/",
                             group=RESEARCH)
     split: str = option("train", "split of a Hub dataset or saved DatasetDict", group=RESEARCH)
+    subset: str | None = option(None, "configuration (subset) of a Hub dataset: load_dataset's `name`",
+                                metavar="NAME")
     output: str = option("preference.csv", "output file under CACHE_DIR/output/; its extension (.csv, .json, "
                          ".jsonl, .parquet) decides the format", group=RESEARCH)
-    num_instructions: int = option(4, "use the first N prompts", group=RESEARCH)
+    num_instructions: int | None = option(4, "use the first N prompts, or `all`", group=RESEARCH)
     access_token: str | None = option(None, "Hugging Face token (or HF_TOKEN, or `hf auth login`)", group=RESEARCH)
     use_sample_cache: bool = option(False, "reuse the prepared samples of an earlier run", group=RESEARCH)
     use_matrix_cache: bool = option(False, "reuse the embeddings of an earlier run", group=RESEARCH)
@@ -51,6 +54,7 @@ class CommandOptions:
     push_to_hub: str | None = option(None, "publish the result (private) with a dataset card", metavar="REPO_ID")
 
     def __post_init__(self):
+        object.__setattr__(self, "num_instructions", instruction_count(self.num_instructions))
         coerce_fields(self)  # flags, YAML values and keywords all get the field's type
 
 
@@ -59,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aepo", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Turn N responses per prompt into preference data, annotating only k of them (AEPO).")
-    p.add_argument("dataset", help="a .csv/.json/.jsonl/.parquet file, a save_to_disk folder, or a Hub dataset id")
+    p.add_argument("dataset", help="a .csv/.json/.jsonl/.parquet file (.csv/.json/.jsonl may be .gz/.bz2/.xz), "
+                   "a quoted glob of such files ('data/*.parquet'), a save_to_disk folder, or a Hub dataset id")
     add_flags(p, CommandOptions, AEPOConfig)
     p.add_argument("--version", action="version", version=f"aepo_datasets {__version__}")
     return p
@@ -74,7 +79,7 @@ def options_from_args(args) -> CommandOptions:
 
 
 def run(args) -> int:
-    from .io import load_input, output_paths
+    from .io import input_source, load_input, output_paths
     from .outputs import OutputTarget, write_outputs
     from .pipeline import run_pipeline
     from .preflight import check_before_embedding, check_run_paths
@@ -89,14 +94,18 @@ def run(args) -> int:
     splits_wanted = baseline_splits(config) if opts.baselines else None
     check_run_paths(args.dataset, opts.cache_dir, data_dir, opts.access_token)
     start = time.time()
-    dataset = load_input(args.dataset, opts.split, str(Path(opts.cache_dir) / ".aepo_cache"), opts.access_token)
+    dataset = load_input(args.dataset, opts.split, str(Path(opts.cache_dir) / ".aepo_cache"), opts.access_token,
+                         opts.subset)
     dataset = group_if_long(dataset, config)
+    available = len(dataset)
     dataset = take_instructions(dataset, opts.num_instructions)
     check_before_embedding(dataset, config, split_configs(config, splits_wanted), opts.access_token)
     splits, report = run_pipeline(dataset, config, splits_wanted, use_sample_cache=opts.use_sample_cache,
                                   use_matrix_cache=opts.use_matrix_cache)
+    report.prompts_available = available
     target = OutputTarget(table_path, data_dir, getattr(args, "command", ["aepo", *sys.argv[1:]]),
-                          push_to_hub=opts.push_to_hub, access_token=opts.access_token)
+                          push_to_hub=opts.push_to_hub, access_token=opts.access_token,
+                          source=input_source(args.dataset, opts.split, opts.subset))
     write_outputs(splits, config, report, target, start)
     return 0
 

@@ -16,79 +16,198 @@ from .errors import AEPOInputError
 logger = logging.getLogger(__name__)
 
 FILE_TYPES = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}  # text formats only; `datasets` decompresses them
+FILE_LIKE = {".txt", ".tsv", ".xlsx", ".xls", ".arrow", ".zst", ".zip", ".tar", ".pkl", *FILE_TYPES, *COMPRESSIONS}
+GLOB_CHARACTERS = set("*?[")
+ACCEPTED = ("a .csv, .json, .jsonl or .parquet file (.csv/.json/.jsonl may end in .gz, .bz2 or .xz), a glob of such "
+            "files, a save_to_disk folder, or a Hub dataset id ('imdb', 'user/name')")
 
 
-def load_input(source: str, split: str = "train", cache_dir: str | None = None, token: str | None = None):
-    """A local .csv/.json/.jsonl/.parquet file, a `save_to_disk` folder, or a Hub dataset id; never empty."""
-    dataset = _load_any(source, split, cache_dir, token)
+def load_input(source: str, split: str = "train", cache_dir: str | None = None, token: str | None = None,
+               subset: str | None = None):
+    """A local file (compressed or not), a glob of shards, a `save_to_disk` folder, or a Hub dataset id (with
+    `subset`, its configuration); never empty."""
+    dataset = _load_any(source, split, cache_dir, token, subset)
     if len(dataset) == 0:
         raise AEPOInputError(f"Input {source!r} has no rows (columns: {dataset.column_names}). "
                              "Check that it is the file you meant.")
     return dataset
 
 
+def input_source(dataset: str, split: str, subset: str | None) -> dict:
+    """What run_info.json records about the input."""
+    return {"dataset": dataset, "split": split, "subset": subset}
+
+
+def file_type(path: Path) -> str | None:
+    """The `datasets` builder for `path` by its suffixes ("json" for data.jsonl.gz), or None."""
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    if suffixes and suffixes[-1] in COMPRESSIONS:
+        inner = suffixes[0] if len(suffixes) == 2 else ""
+        return FILE_TYPES[inner] if inner in FILE_TYPES and inner != ".parquet" else None
+    return FILE_TYPES.get(suffixes[-1]) if suffixes else None
+
+
 def input_kind(source: str) -> str:
-    """"folder", "file" or "hub" for an input the loader can read; raises for anything else."""
+    """"folder", "file", "glob" or "hub" for an input the loader can read; raises for anything else."""
     path = Path(source).expanduser()
+    if GLOB_CHARACTERS & set(source):
+        glob_files(source)
+        return "glob"
     if path.is_dir():
         return "folder"
-    if path.suffix.lower() in FILE_TYPES:
-        if not path.is_file():
-            raise AEPOInputError(f"Input file {source!r} does not exist.")
+    if os.path.lexists(path):
+        _check_regular_file(path, source)
         return "file"
-    if path.suffix or source.startswith((".", "/", "~")) or source.count("/") != 1:
-        raise AEPOInputError(
-            f"Cannot read {source!r}: expected a .csv, .json, .jsonl or .parquet file, a save_to_disk folder, "
-            "or a Hub dataset id like 'user/name'."
-        )
-    return "hub"
+    if _is_hub_id(source):
+        return "hub"
+    if file_type(path) is not None or path.suffix.lower() in FILE_LIKE:
+        raise AEPOInputError(f"Input file {source!r} does not exist.")
+    if _looks_like_path(source):
+        raise AEPOInputError(f"Input {source!r} does not exist (no such file or folder).")
+    raise AEPOInputError(f"Cannot read {source!r}: expected {ACCEPTED}.")
 
 
-def _load_any(source: str, split: str, cache_dir: str | None, token: str | None):
+def _check_regular_file(path: Path, source: str) -> None:
+    if not path.exists():
+        raise AEPOInputError(f"Input {source!r} is a broken symbolic link (it points to {os.readlink(path)!r}).")
+    if not path.is_file():
+        raise AEPOInputError(f"Input {source!r} is not a regular file (a pipe or device?); save the data to a "
+                             "file first.")
+    if file_type(path) is None:
+        raise AEPOInputError(f"Cannot read {source!r}: expected {ACCEPTED}.")
+
+
+def _is_hub_id(source: str) -> bool:
+    """A valid Hub dataset id ('imdb', 'teknium/OpenHermes-2.5') that does not look like a local file."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if _looks_like_path(source) or Path(source).suffix.lower() in FILE_LIKE:
+        return False
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source
+
+
+def glob_files(pattern: str) -> list[Path]:
+    """The files a glob matches, sorted by name (shards load in order); all of one format."""
+    import glob
+
+    paths = [Path(p) for p in sorted(glob.glob(os.path.expanduser(pattern), recursive=True)) if not Path(p).is_dir()]
+    if not paths:
+        raise AEPOInputError(f"Input glob {pattern!r} matches no files. Check the pattern (quote it, so the shell "
+                             "does not expand it).")
+    kinds = {p.name: file_type(p) for p in paths}
+    unknown = [name for name, kind in kinds.items() if kind is None]
+    if unknown:
+        raise AEPOInputError(f"Input glob {pattern!r} matches files that cannot be read: {unknown[:3]} (expected "
+                             f"{ACCEPTED}).")
+    if len(set(kinds.values())) > 1:
+        found = sorted(set(kinds.values()))
+        raise AEPOInputError(f"Input glob {pattern!r} mixes formats ({', '.join(found)}): match one format, e.g. "
+                             f"'*.{'jsonl' if 'json' in found else found[0]}'.")
+    return paths
+
+
+def _load_any(source: str, split: str, cache_dir: str | None, token: str | None, subset: str | None = None):
     import datasets
 
     kind = input_kind(source)
     path = Path(source).expanduser()
+    if subset is not None and kind != "hub":
+        raise AEPOInputError(f"--subset {subset!r} names a configuration of a Hub dataset; {source!r} is a local "
+                             f"{kind}. Leave --subset out.")
     if kind == "folder":
         return _load_saved(path, split)
-    if kind == "file":
-        return _load_file(path, cache_dir)
-    return _load_hub(source, split, cache_dir, token, datasets)
+    if kind in ("file", "glob"):
+        return _load_files(glob_files(source) if kind == "glob" else [path], cache_dir)
+    return _load_hub(source, split, cache_dir, token, datasets, subset)
 
 
-def _load_file(path: Path, cache_dir):
+def _load_files(paths: list[Path], cache_dir):
     import datasets
 
-    _check_utf8(path)
-    _check_has_rows(path)
+    for path in paths:
+        _check_readable(path)
+    if len(paths) == 1:
+        _check_has_rows(paths[0])
     try:
-        return datasets.load_dataset(FILE_TYPES[path.suffix.lower()], data_files=str(path), split="train",
+        return datasets.load_dataset(file_type(paths[0]), data_files=[str(p) for p in paths], split="train",
                                      cache_dir=cache_dir)
     except Exception as err:  # builders wrap parser errors; report the root cause in one line
         cause = err
         while cause.__cause__ is not None:
             cause = cause.__cause__
-        raise AEPOInputError(f"Could not parse {path}: {type(cause).__name__}: {str(cause).strip()}") from None
+        where = paths[0] if len(paths) == 1 else f"{len(paths)} files ({paths[0]} ...)"
+        raise AEPOInputError(f"Could not parse {where}: {type(cause).__name__}: {str(cause).strip()}") from None
+
+
+def _check_readable(path: Path) -> None:
+    """UTF-8, and for CSV every row as wide as the header; an unreadable file is one line."""
+    try:
+        _check_utf8(path)
+        if file_type(path) == "csv":
+            _check_csv_rows(path)
+    except OSError as err:
+        raise AEPOInputError(f"Cannot read input file {str(path)!r}: {err.strerror or err}. Check its permissions, "
+                             "or copy it somewhere readable.") from None
+
+
+def open_text(path: Path, mode: str = "rb"):
+    """`path` opened for reading, decompressed when its suffix says so."""
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {"gzip": gzip.open, "bz2": bz2.open, "lzma": lzma.open}.get(COMPRESSIONS.get(path.suffix.lower()), open)
+    return opener(path, mode, **({"encoding": "utf-8", "newline": ""} if "t" in mode else {}))
 
 
 def _check_has_rows(path: Path) -> None:
     """The `datasets` builders fail on a file with no rows with a message about splits; say it plainly."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
+    if file_type(path) == "parquet":
         return  # checked after loading: an empty parquet file still loads, with its columns
-    with open(path, encoding="utf-8") as handle:
+    with open_text(path, "rt") as handle:
         lines = (line for line in handle if line.strip())
         header = next(lines, None)
-        empty = header is None or (suffix == ".csv" and next(lines, None) is None)
+        empty = header is None or (file_type(path) == "csv" and next(lines, None) is None)
     if empty:
         what = "only a header line" if header is not None else "nothing"
         raise AEPOInputError(f"Input file {str(path)!r} has no rows ({what}). Check that it is the file you meant.")
 
 
+def _check_csv_rows(path: Path) -> None:
+    """A row with fewer (or more) fields than the header would be read with its cells shifted or missing: refuse
+    it, naming its line (every physical line counts, blank ones included; blank lines are skipped, as the
+    reader does)."""
+    with open_text(path, "rt") as handle:
+        reader = csv.reader(handle)
+        header, start = None, 1
+        try:
+            for row in reader:
+                if row and header is None:
+                    header = row
+                elif row and len(row) != len(header):
+                    raise AEPOInputError(
+                        f"{path}: line {start} has {len(row)} field{'s' * (len(row) != 1)} but the header has "
+                        f"{len(header)} ({', '.join(header[:6])}{', ...' if len(header) > 6 else ''}). Fix the "
+                        "row (quote cells that hold commas, close every quote) or re-export the file.")
+                start = reader.line_num + 1
+        except csv.Error as err:
+            raise AEPOInputError(f"{path}: line {reader.line_num} is not valid CSV ({err}).") from None
+
+
 def _check_utf8(path: Path) -> None:
-    if path.suffix.lower() == ".parquet":
+    if file_type(path) == "parquet":
         return
-    with open(path, "rb") as handle:
+    with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
             try:
                 line.decode("utf-8")
@@ -113,9 +232,9 @@ def _load_saved(path: Path, split: str):
     return loaded
 
 
-def _load_hub(name, split, cache_dir, token, datasets):
+def _load_hub(name, split, cache_dir, token, datasets, subset=None):
     try:
-        return datasets.load_dataset(name, split=split, cache_dir=cache_dir, token=token)
+        return datasets.load_dataset(name, subset, split=split, cache_dir=cache_dir, token=token)
     except (ConnectionError, OSError, ValueError) as err:
         raise AEPOInputError(
             f"Could not load {name!r} from the Hugging Face Hub ({type(err).__name__}: {str(err).splitlines()[0]}). "
@@ -192,6 +311,75 @@ def _write_parquet(handle, rows, columns) -> None:
 
 
 _TABLE_WRITERS = {".csv": _write_csv, ".json": _write_json, ".jsonl": _write_jsonl, ".parquet": _write_parquet}
+
+
+def write_table_and_folder(rows: list[dict], columns: list[str], table: Path, dataset, folder: Path,
+                           run_info: dict | None = None) -> None:
+    """The table and the DatasetDict folder (+ run_info.json) are replaced together or not at all.
+
+    Both are written to temporary names first (where a full disk or a read-only folder fails, nothing is
+    replaced); then the folder is swapped in and the table renamed in; if the table's rename fails, the old folder
+    is swapped back. An OSError becomes one line naming the output and saying the earlier outputs are intact.
+    """
+    writer = _TABLE_WRITERS.get(table.suffix.lower())
+    if writer is None:
+        raise AEPOInputError(f"Cannot write {table}: the extension must be one of {', '.join(OUTPUT_TYPES)}.")
+    work = None
+    try:
+        table.parent.mkdir(parents=True, exist_ok=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        new_table = work / f"new{table.suffix}" if table.parent == folder.parent else None
+        with _temporary_file(table, new_table) as tmp_table:
+            _write_file(writer, rows, columns, tmp_table)
+            (work / "new").mkdir()
+            save_dataset_dict(dataset, work / "new")
+            if run_info is not None:
+                (work / "new" / "run_info.json").write_text(json.dumps(run_info, indent=2, default=str))
+            _swap_in(work / "new", folder, aside=work / "old")
+            try:
+                os.replace(tmp_table, table)
+            except BaseException:
+                _swap_back(folder, work)
+                raise
+    except OSError as err:
+        raise AEPOInputError(f"Could not write the outputs {str(table)!r} and {str(folder)!r}: "
+                             f"{err.strerror or err}{f' ({err.filename})' if err.filename else ''}. Nothing was "
+                             "replaced: earlier outputs, if any, are as they were. Free space or choose another "
+                             "--cache_dir/--output.") from None
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _swap_back(folder: Path, work: Path) -> None:
+    """Undo `_swap_in`: the new folder out, the old one (if there was one) back in."""
+    os.replace(folder, work / "new")
+    if os.path.lexists(work / "old"):
+        os.replace(work / "old", folder)
+
+
+class _temporary_file:
+    """A temporary path for `target` in the same folder (so the rename is atomic), removed unless renamed."""
+
+    def __init__(self, target: Path, path: Path | None = None):
+        self.target, self.path = target, path
+
+    def __enter__(self) -> Path:
+        if self.path is None:
+            fd, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=self.target.parent)
+            os.close(fd)
+            self.path = Path(name)
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _write_file(writer, rows: list[dict], columns: list[str], path: Path) -> None:
+    with open(path, "wb") as handle:
+        writer(handle, [{c: row[c] for c in columns} for row in rows], columns)
+    os.chmod(path, 0o666 & ~_umask())
 
 
 def atomic_save_to_disk(dataset, target: Path, run_info: dict | None = None) -> None:

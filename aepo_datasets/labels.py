@@ -96,6 +96,8 @@ def _csv_records(path: Path) -> Iterator[tuple[int, dict]]:
     start = 2
     try:
         for row in reader:
+            while start < reader.line_num and not lines[start - 1].strip():
+                start += 1  # blank lines the reader skipped before this row: count them, as every line counts
             if None in row or None in row.values():
                 raise AEPOInputError(f"{path.name} line {start}: {len(reader.fieldnames or [])} columns in the "
                                      "header but not in this row.")
@@ -155,6 +157,7 @@ class _Parser:
             key = prompt_key(record["prompt_id"])
         except ValueError as err:
             self.fail(line, str(err))
+        key = key if key in self.selected else _integral_text(key)
         if key not in self.selected:
             self.fail(line, f"prompt_id {key!r} is not in the selection (to_annotate.jsonl lists its prompts).")
         return key
@@ -163,7 +166,7 @@ class _Parser:
         try:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
-            number = int(value.strip()) if isinstance(value, str) else int(value)
+            number = _whole_number(value.strip() if isinstance(value, str) else value)
         except (TypeError, ValueError):
             self.fail(line, f"{what} {value!r} is not a response id (a whole number).")
         if number not in self.selected[prompt]:
@@ -220,6 +223,27 @@ class _Parser:
             wins = self.wins.setdefault(prompt, {})
             wins[winner] = wins.get(winner, 0) + 1
             wins[loser] = wins.get(loser, 0) - 1
+
+
+def _integral_text(key: str) -> str:
+    """"3.0" (a CSV cell) -> "3", as prompt_key reads the JSON number 3.0; any other text stays as it is."""
+    try:
+        number = float(key)
+    except ValueError:
+        return key
+    return str(int(number)) if number.is_integer() and key.strip() == key else key
+
+
+def _whole_number(value) -> int:
+    """A response id: 3, 3.0, "3" and "3.0" are the same id in CSV and JSON Lines alike; 3.5 is not one."""
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            value = float(value)
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError
+    return int(value)
 
 
 def _number(value) -> float | None:

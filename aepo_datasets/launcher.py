@@ -22,6 +22,7 @@ import yaml
 from .version import __version__
 from .errors import AEPOInputError, exit_code
 from .registry import unknown_choice_message
+from .prepare import instruction_count
 from .chunks import assemble, chunk_ranges, clean_stale, is_done, my_chunks, require_complete, save_chunk
 from .schema import coerce, field_types
 from .select_stage import STAGES
@@ -45,7 +46,8 @@ class LaunchSettings:
 
     dataset: str | None = None
     split: str = "train"
-    num_instructions: int | None = None
+    subset: str | None = None  # configuration of a Hub dataset (load_dataset's `name`)
+    num_instructions: int | None = None  # None or "all": every prompt
     output_dir: str | None = None
     splits: dict | None = None
     push_to_hub: str | None = None
@@ -103,6 +105,8 @@ def validate_settings(settings: dict) -> dict:
     for key in settings:
         if key not in known:
             raise AEPOInputError(unknown_choice_message("setting", key, sorted(known)))
+    settings = {**settings, **({"num_instructions": instruction_count(settings["num_instructions"])}
+                               if "num_instructions" in settings else {})}
     merged = {**LAUNCH_DEFAULTS, **{key: coerce(key, value, SETTING_TYPES[key]) for key, value in settings.items()}}
     for key in ("dataset", "output_dir"):
         if not merged[key]:
@@ -185,7 +189,8 @@ def launch(settings: dict, command: list[str]) -> int:
     config = select_config(config) if selecting else with_cache_under(config, settings["cache_dir"] or
                                                                        settings["output_dir"])
     dataset = main_process_first(state, lambda: load_input(settings["dataset"], settings["split"],
-                                                           settings["cache_dir"], settings["access_token"]))
+                                                           settings["cache_dir"], settings["access_token"],
+                                                           settings["subset"]))
     dataset = group_if_long(dataset, config)
     check_before_embedding(dataset, config, split_configs(config, split_options(settings)), settings["access_token"])
     dataset = take_instructions(dataset, settings["num_instructions"])
@@ -247,7 +252,7 @@ def use_cpu() -> bool:
 
 
 def finish(settings, command, work: Path, count: int, seconds: float) -> int:
-    from .io import atomic_save_to_disk
+    from .io import atomic_save_to_disk, input_source
     from .quality import quality_reports
     from .run_info import build_run_info
     from .stats import reward_stats
@@ -259,7 +264,8 @@ def finish(settings, command, work: Path, count: int, seconds: float) -> int:
     report.pair_quality = quality_reports(report.quality, merged)  # from the shards' sums, medians from the rows
     report.seconds["total"] = seconds
     target = Path(settings["output_dir"]) / "dataset"
-    info = build_run_info(aepo_config(settings), report, command, settings)
+    info = build_run_info(aepo_config(settings), report, command, settings,
+                          input_source(settings["dataset"], settings["split"], settings["subset"]))
     atomic_save_to_disk(merged, target, info.to_dict())
     _mention_other_runs(work)
     outputs = {"output dataset": str(target), **quality_plot(report, aepo_config(settings).plot,

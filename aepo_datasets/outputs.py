@@ -39,6 +39,7 @@ class OutputTarget:
     annotator: str | None = None
     push_to_hub: str | None = None
     access_token: str | None = None
+    source: dict | None = None  # the input: dataset, split, subset (io.input_source)
 
 
 def write_outputs(splits: dict, config, report, target: OutputTarget, start: float) -> None:
@@ -46,7 +47,7 @@ def write_outputs(splits: dict, config, report, target: OutputTarget, start: flo
     (a failed push still shows the summary and the kept outputs; its HubPushError propagates)."""
     from datasets import DatasetDict
 
-    from .io import OUTPUT_TYPES, atomic_save_to_disk, atomic_write_table
+    from .io import OUTPUT_TYPES, write_table_and_folder
     from .run_info import build_run_info
     from .summary import push_and_summarize, quality_plot
 
@@ -54,11 +55,10 @@ def write_outputs(splits: dict, config, report, target: OutputTarget, start: flo
     # not `or`: an empty Dataset is falsy and would silently swap in a baseline's rows
     table_split = splits["train"] if "train" in splits else next(iter(splits.values()))
     rows, columns = research_rows(table_split, config)
-    info = build_run_info(config, report, target.command, target.settings)
+    info = build_run_info(config, report, target.command, target.settings, target.source)
     if target.annotator is not None:
         info = replace(info, annotator=target.annotator)
-    atomic_write_table(rows, columns, target.table)
-    atomic_save_to_disk(DatasetDict(splits), target.folder, info.to_dict())
+    write_table_and_folder(rows, columns, target.table, DatasetDict(splits), target.folder, info.to_dict())
     report.seconds["total"] = time.time() - start
     outputs = {f"output {OUTPUT_TYPES[target.table.suffix.lower()]}": str(target.table),
                "output dataset": str(target.folder),

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class RunReport:
     prompts_in: int = 0
+    prompts_available: int = 0  # prompts the input holds (before --num_instructions); 0 when not counted
     prompts_kept: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     dropped_empty: int = 0
@@ -56,6 +57,7 @@ class RunReport:
         for name in ("prompts_in", "prompts_kept", "dropped_empty", "dropped_duplicate", "texts_embedded",
                      "texts_truncated", "annotations", "west_of_n_annotations", "reward_truncated", "prescreen_scored"):
             setattr(out, name, getattr(self, name) + getattr(other, name))
+        out.prompts_available = max(self.prompts_available, other.prompts_available)  # the same input
         out.skipped = dict(Counter(self.skipped) + Counter(other.skipped))
         out.seconds = dict(Counter(self.seconds) + Counter(other.seconds))
         out.tied = _add(self.tied, other.tied)

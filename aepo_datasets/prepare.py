@@ -21,6 +21,11 @@ def group_if_long(dataset, config):
     return grouped
 
 
+def instruction_count(value):
+    """`--num_instructions`: a whole number, or `all` (None: every prompt)."""
+    return None if isinstance(value, str) and value.strip().lower() == "all" else value
+
+
 def take_instructions(dataset, count: int | None):
     """The first `count` prompts (all of them, with a warning, when there are fewer; all when None)."""
     if count is None:

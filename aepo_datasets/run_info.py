@@ -53,6 +53,7 @@ class RunInfo:
     annotator: str | None = None
     settings: dict[str, Any] | None = None
     aepo_datasets_version: str = __version__
+    input: dict[str, Any] | None = None  # the dataset read: {dataset, split, subset}; None when not recorded
 
     @property
     def recorded(self) -> bool:
@@ -65,7 +66,7 @@ class RunInfo:
     def to_dict(self) -> dict[str, Any]:
         return {"aepo_datasets_version": self.aepo_datasets_version, "command": self.command,
                 "annotator": self.annotator, "config": self.config, "settings": self.settings,
-                "report": asdict(self.report)}  # fmt: skip
+                "report": asdict(self.report), "input": self.input}  # fmt: skip
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
@@ -92,7 +93,7 @@ class RunInfo:
         command = data.get("command")
         return cls(config=dict(config), report=_report(report, config, data.get("splits")),
                    command=command_text(command) if command else None, annotator=annotator,
-                   settings=data.get("settings"),
+                   settings=data.get("settings"), input=data.get("input"),
                    aepo_datasets_version=str(data.get("aepo_datasets_version") or "unknown"))
 
 
@@ -116,7 +117,8 @@ def _earlier_strategy(options: Mapping[str, Any]) -> dict:
 
 
 def build_run_info(config, report: RunReport, command: Sequence[str] | str,
-                   settings: Mapping[str, Any] | None = None) -> RunInfo:  # fmt: skip
+                   settings: Mapping[str, Any] | None = None, source: Mapping[str, Any] | None = None
+                   ) -> RunInfo:  # fmt: skip
     """The RunInfo of a finished run of `config` (an AEPOConfig), for the `aepo` command and the launcher alike.
 
     A reward model that given scores (`reward_column`) replaced is recorded as None; callables are left out of
@@ -127,7 +129,8 @@ def build_run_info(config, report: RunReport, command: Sequence[str] | str,
         recorded.update(reward_model=None, reward_revision=None)
     return RunInfo(config=_jsonable(recorded), report=report, command=command_text(command),
                    annotator=describe_annotator(config.reward_model, config.reward_column, config.reward_revision),
-                   settings=_jsonable(redact_settings(settings)) if settings is not None else None)  # fmt: skip
+                   settings=_jsonable(redact_settings(settings)) if settings is not None else None,
+                   input=dict(source) if source is not None else None)  # fmt: skip
 
 
 def _jsonable(value: dict) -> dict:

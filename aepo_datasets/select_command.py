@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import AEPOInputError, exit_code
 from .logs import setup_logging
+from .prepare import instruction_count
 from .schema import add_flags, coerce_fields, option, values_from_args
 from .transforms.config import AEPOConfig
 
@@ -38,7 +39,9 @@ class SelectOptions:
                             group=GROUP)
     output: str = option("selection", "the folder to write, under CACHE_DIR/output/", group=GROUP)
     split: str = option("train", "split of a Hub dataset or saved DatasetDict", group=GROUP)
-    num_instructions: int = option(4, "use the first N prompts", group=GROUP)
+    subset: str | None = option(None, "configuration (subset) of a Hub dataset: load_dataset's `name`", group=GROUP,
+                                metavar="NAME")
+    num_instructions: int | None = option(4, "use the first N prompts, or `all`", group=GROUP)
     id_column: str | None = option(None, "the prompt ids (unique); default: the input row number", group=GROUP)
     baselines: bool = option(False, "also select the random, mbr and west_of_n splits (their union is annotated)",
                              group=GROUP)
@@ -48,6 +51,7 @@ class SelectOptions:
     debug: bool = option(False, "verbose logging", group=GROUP)
 
     def __post_init__(self):
+        object.__setattr__(self, "num_instructions", instruction_count(self.num_instructions))
         coerce_fields(self)  # flags, YAML values and keywords all get the field's type
 
 
@@ -69,7 +73,7 @@ def output_folder(cache_dir: str, output: str) -> Path:
 
 
 def run(args) -> int:
-    from .io import load_input
+    from .io import input_source, load_input
     from .pipeline import PreferencePipeline
     from .preflight import check_before_embedding, check_run_paths
     from .select_stage import prepare_select
@@ -84,7 +88,8 @@ def run(args) -> int:
     splits_wanted = baseline_splits(config) if opts.baselines else None
     check_run_paths(args.dataset, opts.cache_dir, folder, opts.access_token)
     start = time.time()
-    dataset = load_input(args.dataset, opts.split, str(Path(opts.cache_dir) / ".aepo_cache"), opts.access_token)
+    dataset = load_input(args.dataset, opts.split, str(Path(opts.cache_dir) / ".aepo_cache"), opts.access_token,
+                         opts.subset)
     dataset = take_instructions(group_if_long(dataset, config), opts.num_instructions)
     dataset, ids = prepare_select(config, dataset, opts.id_column)
     check_before_embedding(dataset, config, split_configs(config, splits_wanted), opts.access_token)
@@ -94,7 +99,8 @@ def run(args) -> int:
     data = data.add_column("prompt_id", ids)
     report.seconds["total"] = time.time() - start
     settings = {"stage": "select", "splits": splits_wanted, "id_column": opts.id_column}
-    info = build_run_info(config, report, getattr(args, "command", ["aepo", "select", *sys.argv[1:]]), settings)
+    info = build_run_info(config, report, getattr(args, "command", ["aepo", "select", *sys.argv[1:]]), settings,
+                          input_source(args.dataset, opts.split, opts.subset))
     count = write_selection(folder, data, info)
     logger.info("%s", select_summary(report, count, folder))
     return 0

@@ -56,7 +56,7 @@ def format_summary(report: RunReport, outputs: dict[str, str]) -> str:
     once = " (a response selected by several splits is scored once)" if len(splits) > 1 else ""
     lines = [
         "Summary",
-        f"  prompts in:            {report.prompts_in}",
+        f"  prompts in:            {prompts_in(report)}",
         f"  prompts kept:          {report.prompts_kept}",
         f"  prompts skipped:       {sum(report.skipped.values())} ({skipped})",
         *columns_lines(report),
@@ -82,6 +82,14 @@ def format_summary(report: RunReport, outputs: dict[str, str]) -> str:
     lines.append("  time per stage:        " + ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items()))
     lines += [f"  {label + ':':22} {path}" for label, path in outputs.items()]
     return "\n".join(lines)
+
+
+def prompts_in(report: RunReport) -> str:
+    """"4", or "4 of 605 (...)" when --num_instructions left prompts out."""
+    if report.prompts_available <= report.prompts_in:
+        return str(report.prompts_in)
+    return (f"{report.prompts_in} of {report.prompts_available} (--num_instructions defaults to 4, as in the "
+            "research CLI; --num_instructions all for every prompt)")
 
 
 def quality_plot(report: RunReport, plot: bool | None, path) -> dict[str, str]:

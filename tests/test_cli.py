@@ -141,7 +141,7 @@ def test_num_instructions_above_dataset_uses_all(tmp_path, caplog):
 
 def test_broken_csv_row(tmp_path, capsys):
     path = write(tmp_path, "d.csv", b'prompt,a,b\nq,x,y\nq2,"unterminated,y\n')
-    assert "Could not parse" in bad(tmp_path, capsys, "--num_responses", "2", dataset=path)
+    assert "line 3 has 2 fields but the header has 3" in bad(tmp_path, capsys, "--num_responses", "2", dataset=path)
 
 
 def test_non_utf8_byte(tmp_path, capsys):

@@ -132,3 +132,34 @@ def test_files_that_cannot_be_labels(tmp_path):
     latin.write_bytes(b'{"prompt_id": 0, "response_id": 1, "score": 1}\n{"note": "caf\xe9"}\n')
     with pytest.raises(AEPOInputError, match=r"^labels.jsonl line 2: not valid UTF-8 \(byte 0xe9\)"):
         read_labels(latin, SELECTED)
+
+
+def test_user_puts_a_blank_line_before_a_bad_row_and_the_error_names_that_row(tmp_path):
+    """Issue 16: line numbers count every line of the file, blank ones included, in CSV and JSON Lines alike."""
+    csv_path = write(tmp_path, ["prompt_id,response_id,score", "0,1,2", "", "", "0,9,1"], "labels.csv")
+    with pytest.raises(AEPOInputError, match=r"^labels.csv line 5: response 9 of prompt '0'"):
+        read_labels(csv_path, SELECTED)
+    csv_path = write(tmp_path, ["prompt_id,response_id,score", "", "0,9,1"], "labels.csv")
+    with pytest.raises(AEPOInputError, match=r"^labels.csv line 3: response 9"):
+        read_labels(csv_path, SELECTED)
+    short = write(tmp_path, ["prompt_id,response_id,score", "0,1,2", "", "0,4"], "labels.csv")
+    with pytest.raises(AEPOInputError, match=r"^labels.csv line 4: 3 columns in the header"):
+        read_labels(short, SELECTED)
+    jsonl = write(tmp_path, [{"prompt_id": 0, "response_id": 1, "score": 2}, "", "  ",
+                             {"prompt_id": 0, "response_id": 9, "score": 1}])
+    with pytest.raises(AEPOInputError, match=r"^labels.jsonl line 4: response 9"):
+        read_labels(jsonl, SELECTED)
+
+
+def test_user_writes_an_id_as_3_point_0_and_it_means_3_in_csv_and_jsonl(tmp_path):
+    """Issue 16: a spreadsheet writes the id 3 as 3.0; CSV and JSON Lines read it the same, as response 3."""
+    expected = {"1": {3: 1.0, 0: 0.5}}
+    jsonl = write(tmp_path, [{"prompt_id": 1.0, "response_id": 3.0, "score": 1}, {"prompt_id": 1, "response_id": "0.0",
+                                                                                 "score": 0.5}])
+    csv_path = write(tmp_path, ["prompt_id,response_id,score", "1.0,3.0,1", "1,0.0,0.5"], "labels.csv")
+    assert read_labels(jsonl, SELECTED).scores == read_labels(csv_path, SELECTED).scores == expected
+    ranking = write(tmp_path, ["prompt_id,ranking", '1,"3.0 0.0 2.0"'], "labels.csv")
+    assert read_labels(ranking, SELECTED).scores == {"1": {3: 2.0, 0: 1.0, 2: 0.0}}
+    for bad in ("3.5", "3.0x"):
+        with pytest.raises(AEPOInputError, match=rf"line 2: response_id '{bad}' is not a response id"):
+            read_labels(write(tmp_path, ["prompt_id,response_id,score", f"1,{bad},1"], "labels.csv"), SELECTED)

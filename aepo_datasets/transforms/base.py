@@ -7,6 +7,7 @@ and VERSION (bump VERSION whenever a transform's output changes for the same con
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, replace
 from typing import Any, ClassVar
 
@@ -18,6 +19,13 @@ class Transform:
 
     VERSION: ClassVar[str] = "1"
     Config: ClassVar[type]
+
+    def __init_subclass__(cls, **kwargs):
+        """Every transform's `__call__` first checks that it got a batch (`map(..., batched=True)`), not one row."""
+        super().__init_subclass__(**kwargs)
+        call = cls.__dict__.get("__call__")
+        if call is not None:
+            cls.__call__ = _checking_batched(call)
 
     def __init__(self, config=None, **options):
         if config is not None and options:
@@ -55,6 +63,27 @@ class Transform:
 
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
         raise NotImplementedError
+
+
+def _checking_batched(call):
+    @functools.wraps(call)
+    def checked(self, batch, rank=None):
+        check_batched(batch, type(self).__name__)
+        return call(self, batch, rank)
+
+    return checked
+
+
+def check_batched(batch, step: str) -> None:
+    """A transform works on a batch (a dict of column lists); `ds.map(transform)` without `batched=True` passes one
+    row, whose text values would be read as lists of characters. Say so in one line."""
+    from ..errors import AEPOInputError
+
+    one_row = type(batch).__name__ == "LazyRow" or any(
+        value is None or isinstance(value, (str, bytes, dict, int, float)) for value in batch.values())
+    if one_row:
+        raise AEPOInputError(f"{step} got one row, not a batch: call ds.map(transform, batched=True) "
+                             "(each value must be a list of rows).")
 
 
 def kept_rows(batch: dict[str, list]) -> list[int]:

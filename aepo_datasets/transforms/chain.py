@@ -23,7 +23,15 @@ def split_configs(config: AEPOConfig, splits: dict[str, dict] | None = None) -> 
     """One AEPOConfig per output split; `splits` maps a name to overrides (selection, num_annotations...)."""
     if not splits:
         return {"train": config}
-    return {name: replace(config, **overrides) for name, overrides in splits.items()}
+    return {name: replace(config, **_own_selection(overrides)) for name, overrides in splits.items()}
+
+
+def _own_selection(overrides: dict) -> dict:
+    """A split that names its selection gets it: `west_of_n` (which forces the selection) follows it, so a
+    `--west_of_n` run's random and mbr baselines stay random and mbr."""
+    if "selection" in overrides and "west_of_n" not in overrides:
+        return {**overrides, "west_of_n": overrides["selection"] == "west_of_n"}
+    return overrides
 
 
 def baseline_splits(config: AEPOConfig) -> dict[str, dict]:
