@@ -78,7 +78,7 @@ def test_main_process_failing_to_load_the_input_stops_every_rank(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and time.time() - start < 120
     assert "Running on 2 processes" in out
-    assert "aepo run: error: Could not parse" in out  # the main process's own error
+    assert "aepo run: error: " + str(broken) + ": line 3 has 2 fields" in out  # the main process's own error
     assert "aepo run: error: rank 1 stopped: the main process failed before the others could start" in out
     assert "Traceback (most recent call last):\n  File \"" + RUN not in out
 
