@@ -9,6 +9,7 @@ from typing import Any
 from ..devices import rank_device
 from ..errors import AEPOInputError
 from ..rewards import DEFAULT_REWARD_MODEL, is_judge, scorer_for
+from ..rewards.heads import RewardOutput
 from ..rewards.judge import check_judge_options
 from .base import Transform, kept_rows, require_columns
 
@@ -32,6 +33,8 @@ class ScoreConfig:
     judge_template: str | None = None
     judge_cache_dir: str | None = None
     judge_concurrency: int = 8
+    trust_remote_code: bool = False  # sequence-classification models only
+    reward_output: str | None = None  # logits, logits:I or an output field (heads.RewardOutput)
 
     def __post_init__(self):
         object.__setattr__(self, "selection_columns", tuple(self.selection_columns))
@@ -40,6 +43,7 @@ class ScoreConfig:
                 raise AEPOInputError(f"reward {name} must be >= 1, got {getattr(self, name)}")
         if is_judge(self.reward_model):
             check_judge_options(self.reward_model, self.api_base)
+        RewardOutput.parse(self.reward_output)
         if self.judge_concurrency < 1:
             raise AEPOInputError(f"--judge_concurrency must be >= 1, got {self.judge_concurrency}")
 
@@ -55,7 +59,7 @@ class ScoreResponses(Transform):
     """
 
     Config = ScoreConfig
-    VERSION = "2"  # GPU batches sized by a token budget (bf16 scores move at noise level)
+    VERSION = "3"  # pad with config.pad_token_id, one BOS, truncation keeps the response, float32 head
 
     def _reset(self) -> None:
         self._scorer = None
@@ -68,7 +72,9 @@ class ScoreResponses(Transform):
                          concurrency=c.judge_concurrency)
             self._scorer = scorer_for(c.reward_model, device=c.device or rank_device(rank), dtype=c.dtype,
                                       batch_size=c.batch_size, max_length=c.max_length, max_tokens=c.max_tokens,
-                                      use_chat_template=c.use_chat_template, revision=c.reward_revision, judge=judge)
+                                      use_chat_template=c.use_chat_template, revision=c.reward_revision,
+                                      trust_remote_code=c.trust_remote_code, reward_output=c.reward_output,
+                                      judge=judge)
         return self._scorer
 
     def release(self) -> None:
