@@ -277,3 +277,13 @@ def test_registered_name_typos_are_not_hub_ids(typo, meant):
         build_scorer(typo)
     with pytest.raises(AEPOInputError, match=f"--prescreen_model: .*Did you mean '{meant}'"):
         check_model(typo, "--prescreen_model", classifier=True)
+
+
+def test_float32_head_on_a_bf16_deberta(tiny_deberta_reward_model):
+    """DeBERTa's head is `pooler` + `classifier`: both run in float32 on the bf16 body's hidden states."""
+    scorer = SequenceClassifierScorer(tiny_deberta_reward_model, device="cpu", dtype="bfloat16")
+    scores = scorer.score(PROMPTS, RESPONSES)
+    model = scorer._model
+    assert model.deberta.embeddings.word_embeddings.weight.dtype == torch.bfloat16
+    assert model.pooler.dense.weight.dtype == model.classifier.weight.dtype == torch.float32
+    assert sum(torch.tensor(s).bfloat16().item() != s for s in scores) >= len(scores) - 1
