@@ -55,11 +55,14 @@ def build_qwen3(folder: Path, layers: int) -> str:
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     tokenizer.chat_template = CHATML
+    tokenizer.model_max_length = QWEN3_06B["max_position_embeddings"]  # MiniLM's 512 is not this model's limit
     config = Qwen3Config(**{**QWEN3_06B, "num_hidden_layers": layers}, vocab_size=len(tokenizer), num_labels=1,
                          pad_token_id=tokenizer.pad_token_id)
     model = Qwen3ForSequenceClassification(config)
     with torch.no_grad():
-        model.score.weight.normal_(0, 1.0)  # scores of order 1-10, as trained RMs give, where bf16 steps are coarse
+        # scores of a few units, as trained RMs give (the normed hidden states have unit RMS), where bf16 steps
+        # are 1/64 to 1/32
+        model.score.weight.normal_(0, 4.0 / QWEN3_06B["hidden_size"] ** 0.5)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
