@@ -12,6 +12,7 @@ from pathlib import Path
 from .errors import AEPOInputError
 
 HUB_TIMEOUT_S = 10
+PREFLIGHT_FORWARD_MAX_BYTES = 2 * 1024**3  # local reward models up to this size are run once
 
 
 def looks_like_path(name: str) -> bool:
@@ -32,18 +33,26 @@ def check_writable_dir(folder: Path | str, flag: str) -> None:
 
 
 def check_model(name: str, flag: str, *, revision: str | None = None, token: str | None = None,
-                classifier: bool = False) -> None:
-    """A local model folder or a Hub model id that can be loaded without waiting on a dead network."""
+                classifier: bool = False, reward_output: str | None = None, trust_remote_code: bool = False) -> None:
+    """A local model folder or a Hub model id that can be loaded without waiting on a dead network; a
+    classifier's `--reward_output` is checked against the labels it has and, when it or `--trust_remote_code`
+    is given for a local folder of at most 2 GiB, against one real forward pass (the scorer repeats that
+    forward pass whenever it loads a model, before scoring)."""
     path = Path(name).expanduser()
     if path.exists():
-        _check_local_model(path, flag, classifier)
+        _check_local_model(path, flag, classifier, reward_output, trust_remote_code)
     elif looks_like_path(name):
         raise AEPOInputError(f"{flag} {name!r}: no such folder. Pass an existing local path or a Hub id.")
     else:
+        if classifier:
+            from .rewards import check_not_a_typo
+
+            check_not_a_typo(name, flag)
         check_hub_repo(name, flag, "model", revision=revision, token=token)
 
 
-def _check_local_model(path: Path, flag: str, classifier: bool) -> None:
+def _check_local_model(path: Path, flag: str, classifier: bool, reward_output: str | None = None,
+                       trust_remote_code: bool = False) -> None:
     if not (path / "config.json").is_file():
         raise AEPOInputError(f"{flag} {str(path)!r} has no config.json: it is not a saved model folder "
                              "(save one with save_pretrained).")
@@ -51,13 +60,34 @@ def _check_local_model(path: Path, flag: str, classifier: bool) -> None:
         return
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(str(path))
+    from .rewards.heads import RewardOutput
+
+    output = RewardOutput.parse(reward_output)
+    config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     architectures = getattr(config, "architectures", None) or []
     if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
         raise AEPOInputError(f"{flag} {str(path)!r} is a {architectures[0]}, not a sequence-classification "
                              "reward model.")
-    if getattr(config, "num_labels", 1) != 1:
-        raise AEPOInputError(f"{flag} {str(path)!r} has {config.num_labels} output labels; a reward model has one.")
+    output.check_labels(getattr(config, "num_labels", 1), str(path))
+    custom = reward_output is not None or trust_remote_code
+    if custom and weights_bytes(path) <= PREFLIGHT_FORWARD_MAX_BYTES:
+        check_output_by_forward(path, output, trust_remote_code)
+
+
+def weights_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.iterdir() if f.suffix in (".safetensors", ".bin", ".pt"))
+
+
+def check_output_by_forward(path: Path, output, trust_remote_code: bool) -> None:
+    """Load the model on the CPU and read `output` from one forward pass on a tiny input (the scorer does the
+    same on its device when it loads a larger model)."""
+    import torch
+
+    from .rewards.sequence_classifier import check_reward_output, load_reward_model
+
+    tokenizer, model = load_reward_model(str(path), torch.device("cpu"), torch.float32,
+                                         trust_remote_code=trust_remote_code, output=output)
+    check_reward_output(tokenizer, model, output, str(path))
 
 
 def check_hub_repo(repo_id: str, flag: str, repo_type: str = "model", *, revision: str | None = None,
@@ -122,7 +152,8 @@ def check_models(config, *, needs_embeddings: bool = True, token: str | None = N
     if (config.reward_column or reward is None or callable(reward) or is_judge(reward) or is_server(reward)
             or reward in REWARD_MODELS):
         return
-    check_model(reward, "--reward_model", revision=config.reward_revision, token=token, classifier=True)
+    check_model(reward, "--reward_model", revision=config.reward_revision, token=token, classifier=True,
+                reward_output=config.reward_output, trust_remote_code=config.trust_remote_code)
 
 
 def check_judge(config) -> None:

@@ -114,7 +114,8 @@ def test_forward_halving_splits_until_it_fits():
 
 
 def simple_scores(path: str, prompts, responses, max_length: int) -> list[float]:
-    """The reference: one pair per forward pass, no padding, truncating the response only."""
+    """The reference: one pair per forward pass, no padding, truncating the response only, unless the prompt
+    would leave it less than half the room: then the prompt keeps its last half of the room."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
@@ -122,8 +123,11 @@ def simple_scores(path: str, prompts, responses, max_length: int) -> list[float]
     out = []
     with torch.inference_mode():
         for p, r in zip(prompts, responses):
-            ids = tok(p, r, truncation="only_second", max_length=max_length, return_tensors="pt")
-            out.append(model(input_ids=ids["input_ids"]).logits[0, 0].item())
+            p_ids, r_ids = (tok(t, add_special_tokens=False)["input_ids"] for t in (p, r))
+            room = max_length - 3  # [CLS] p [SEP] r [SEP]
+            p_ids = p_ids[-max(room - len(r_ids), room - room // 2):]
+            ids = [tok.cls_token_id, *p_ids, tok.sep_token_id, *r_ids[: room - len(p_ids)], tok.sep_token_id]
+            out.append(model(input_ids=torch.tensor([ids])).logits[0, 0].item())
     return out
 
 
@@ -162,16 +166,16 @@ def test_chat_scorer_matches_the_simple_path(tiny_chat_reward_model):
 
     tok = AutoTokenizer.from_pretrained(tiny_chat_reward_model)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_chat_reward_model).eval()
-    expected = []
-    for p, r in zip(PROMPTS, RESPONSES):
+    expected, prompts, responses = [], PROMPTS[:-1], RESPONSES[:-1]  # the last pair is longer than the model
+    for p, r in zip(prompts, responses):
         text = tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
                                        tokenize=False)
-        ids = tok(text, add_special_tokens=False)["input_ids"][:48]
+        ids = tok(text, add_special_tokens=False)["input_ids"]
         with torch.inference_mode():
             expected.append(model(input_ids=torch.tensor([ids])).logits[0, 0].item())
-    scorer = SequenceClassifierScorer(tiny_chat_reward_model, device="cpu", max_length=48, batch_size=4,
-                                      max_padding=1.0)
-    assert scorer.score(PROMPTS, RESPONSES) == pytest.approx(expected, abs=1e-5)
+    scorer = SequenceClassifierScorer(tiny_chat_reward_model, device="cpu", max_length=512, batch_size=4,
+                                      max_padding=1.0)  # nothing is cut (test_reward_models covers truncation)
+    assert scorer.score(prompts, responses) == pytest.approx(expected, abs=1e-5)
 
 
 class DeviceRecorder:

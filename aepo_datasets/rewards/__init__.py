@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import difflib
+from pathlib import Path
 from typing import Callable, Sequence
 
-from ..registry import Registry
+from ..errors import AEPOInputError
+from ..registry import Registry, unknown_choice_message
 from .base import RewardScorer
 from .judge import JUDGE_PREFIX, is_judge
 from .server import SERVER_PREFIX, is_server
@@ -45,14 +48,16 @@ class CallableScorer:
 
 
 def scorer_for(model, *, device=None, dtype="auto", batch_size=None, max_length=1024, max_tokens=None,
-               use_chat_template=None, revision=None, judge: dict | None = None) -> RewardScorer:
+                use_chat_template=None, revision=None, trust_remote_code=False, reward_output=None,
+                judge: dict | None = None) -> RewardScorer:
     """The scorer of a step's annotator: a `judge:` or `server:` model gets only its endpoint options (`judge`:
     api_base, template_file, cache_dir, concurrency), every other kind the model options (callables and registered
     names ignore what they do not use)."""
     if is_judge(model) or is_server(model):
         return build_scorer(model, **(judge or {}))
     return build_scorer(model, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length,
-                        max_tokens=max_tokens, use_chat_template=use_chat_template, revision=revision)
+                        max_tokens=max_tokens, use_chat_template=use_chat_template, revision=revision,
+                        trust_remote_code=trust_remote_code, reward_output=reward_output)
 
 
 def build_scorer(reward_model, **options) -> RewardScorer:
@@ -70,8 +75,18 @@ def build_scorer(reward_model, **options) -> RewardScorer:
         return ServerScorer(reward_model, **options)
     if reward_model in REWARD_MODELS:
         return REWARD_MODELS.get(reward_model)(**options)
+    check_not_a_typo(reward_model, "--reward_model")
     return SequenceClassifierScorer(reward_model, **options)
 
 
+def check_not_a_typo(name, flag: str) -> None:
+    """A bare name (no '/', not a folder) close to a registered one is a typo, not a Hub id: say so before
+    anything asks the Hub."""
+    if not isinstance(name, str) or "/" in name or name in REWARD_MODELS or Path(name).expanduser().exists():
+        return
+    if difflib.get_close_matches(name, REWARD_MODELS.names(), n=1):
+        raise AEPOInputError(f"{flag}: " + unknown_choice_message("reward model", name, REWARD_MODELS.names()))
+
+
 __all__ = ["DEFAULT_REWARD_MODEL", "JUDGE_PREFIX", "REWARD_MODELS", "RewardScorer", "SERVER_PREFIX",
-           "SequenceClassifierScorer", "build_scorer", "is_judge", "is_server", "scorer_for"]
+           "SequenceClassifierScorer", "build_scorer", "check_not_a_typo", "is_judge", "is_server", "scorer_for"]

@@ -1,8 +1,10 @@
-"""Reward from a sequence-classification model (e.g. OpenAssistant/reward-model-deberta-v3-large-v2).
+"""Reward from a sequence-classification model (e.g. OpenAssistant/reward-model-deberta-v3-large-v2, or a
+decoder RM such as Skywork-Reward-V2: Llama/Qwen `*ForSequenceClassification` with a chat template).
 
-Text-pair input (prompt, response) for models without a chat template, truncating the response only;
-models whose tokenizer has a chat template are scored on `[user: prompt, assistant: response]`.
-All pairs of a call are tokenized up front in bulk; batches are length-sorted under a padded-token
+Models without a chat template are scored on the text pair (prompt, response); models whose tokenizer has
+one on `conversation(prompt, response)` through it (`chat_encoding`: one BOS, truncation that keeps the
+response). Batches are padded with exactly `config.pad_token_id`, the id the head uses to find the last
+token; the head runs in float32 (`heads`); the reward is read where `--reward_output` says. All pairs of a call are tokenized up front in bulk; batches are length-sorted under a padded-token
 budget with right padding, under `torch.inference_mode()`, prepared one ahead of a GPU in a background
 thread; a CUDA out-of-memory halves the batch and continues.
 """
@@ -16,8 +18,10 @@ import torch
 
 from ..batching import token_budget_batches
 from ..devices import batch_budget, resolve_device, resolve_dtype
-from ..encoding import GPU_WINDOW, Batch, BulkTokenizer, overlapped, planned_batches, progress_bar, run_batches
+from ..encoding import GPU_WINDOW, Batch, overlapped, planned_batches, progress_bar, run_batches
 from ..errors import AEPOInputError
+from .chat_encoding import ChatEncoder, PairEncoder
+from .heads import RewardOutput, float32_head
 
 logger = logging.getLogger(__name__)
 
@@ -26,26 +30,46 @@ CPU_MAX_PADDING = 0.0
 GPU_MAX_PADDING = 0.30
 
 
-def load_reward_model(name: str, device: torch.device, dtype: torch.dtype, revision: str | None = None):
+def load_reward_model(name: str, device: torch.device, dtype: torch.dtype, revision: str | None = None,
+                      trust_remote_code: bool = False, output: RewardOutput = RewardOutput()):
     """Tokenizer and model; errors say whether the path is missing or the model is not a classifier."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     local = Path(name).exists()
     if not local and (name.startswith((".", "/", "~")) or name.count("/") > 1):
         raise AEPOInputError(f"--reward_model {name!r}: no such folder. Pass an existing local path or a Hub id.")
+    options = dict(revision=revision, trust_remote_code=trust_remote_code)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
-        model = AutoModelForSequenceClassification.from_pretrained(name, revision=revision, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(name, **options)
+        model = AutoModelForSequenceClassification.from_pretrained(name, dtype=dtype, **options)
     except ValueError as err:
-        raise AEPOInputError(f"--reward_model {name!r} is not a sequence-classification model: {err}") from None
+        hint = "" if trust_remote_code or "trust_remote_code" not in str(err) else " It needs --trust_remote_code."
+        raise AEPOInputError(f"--reward_model {name!r} is not a sequence-classification model: {err}{hint}") from None
     except OSError as err:
         hint = "" if local else " If the Hub is unreachable, download the model elsewhere and pass its local path."
         raise AEPOInputError(f"Could not load reward model {name!r}: {err}.{hint}") from None
-    if model.config.num_labels != 1:
-        raise AEPOInputError(
-            f"--reward_model {name!r} has {model.config.num_labels} output labels; a reward model has one."
-        )
+    output.check_labels(model.config.num_labels, name)
     return tokenizer, model.to(device).eval()
+
+
+def pad_id_for(tokenizer, model) -> int:
+    """The id batches are padded with: the model's `config.pad_token_id`, which its head uses to find each
+    input's last token. A config without one gets the tokenizer's pad id (else eos, else unk), set on the
+    config too, so the padding and the head agree."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    if config.pad_token_id is None:
+        pad = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id)
+                    if isinstance(i, int)), 0)
+        config.pad_token_id = model.config.pad_token_id = pad
+    return int(config.pad_token_id)
+
+
+def check_reward_output(tokenizer, model, output: RewardOutput, name: str) -> None:
+    """One real forward pass on a tiny input: `output` names a field the model returns."""
+    ids = tokenizer("Hi", "Hello", add_special_tokens=True)["input_ids"]
+    with torch.inference_mode():
+        result = model(input_ids=torch.tensor([ids], device=model.device))
+    output.read(result, f"--reward_model {name!r}")
 
 
 def effective_max_length(requested: int, tokenizer, config) -> int:
@@ -66,33 +90,32 @@ class SequenceClassifierScorer:
     """
 
     def __init__(self, name=DEFAULT_REWARD_MODEL, device=None, dtype="auto", batch_size=None,
-                 max_length=1024, max_tokens=None, use_chat_template=None, revision=None, max_padding=None):
+                 max_length=1024, max_tokens=None, use_chat_template=None, revision=None, max_padding=None,
+                 trust_remote_code=False, reward_output=None):
         self.name, self.device, self.dtype, self.revision = name, device, dtype, revision
+        self.trust_remote_code, self.output = trust_remote_code, RewardOutput.parse(reward_output)
         self.batch_size, self.max_length, self.max_tokens = batch_size, max_length, max_tokens
         self.max_padding = max_padding
         self.use_chat_template = use_chat_template
-        self._tokenizer = self._model = self._bulk = None
+        self._tokenizer = self._model = self._encode = None
+        self.pad_id = None
         self.stats = {"scored": 0, "truncated": 0, "real_tokens": 0, "padded_tokens": 0}
 
     def _load(self):
         if self._model is None:
             device = resolve_device(self.device)
             self._tokenizer, self._model = load_reward_model(
-                self.name, device, resolve_dtype(self.dtype, device), self.revision)
-            self._prepare_padding()
+                self.name, device, resolve_dtype(self.dtype, device), self.revision, self.trust_remote_code,
+                self.output)
+            self._tokenizer.truncation_side = "right"
+            self.pad_id = pad_id_for(self._tokenizer, self._model)
+            float32_head(self._model)
+            check_reward_output(self._tokenizer, self._model, self.output, self.name)
             self.max_length = effective_max_length(self.max_length, self._tokenizer, self._model.config)
             self.batch_size, self.max_tokens = batch_budget("reward", device, self.batch_size, self.max_tokens)
-            self._bulk = BulkTokenizer(self._tokenizer, add_special_tokens=not self._chat())
+            encoder = ChatEncoder if self._chat() else PairEncoder
+            self._encode = encoder(self._tokenizer, self.max_length)
         return self._tokenizer, self._model
-
-    def _prepare_padding(self):
-        # right padding with a real pad token: classification heads read the last non-pad token
-        tok = self._tokenizer
-        tok.padding_side = "right"
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token or tok.unk_token
-        if self._model.config.pad_token_id is None:
-            self._model.config.pad_token_id = tok.pad_token_id
 
     def _chat(self) -> bool:
         if self.use_chat_template is not None:
@@ -100,25 +123,11 @@ class SequenceClassifierScorer:
         return bool(getattr(self._tokenizer, "chat_template", None))
 
     def encode(self, prompts, responses) -> list[list[int]]:
-        """Token ids of every pair (no padding), the response truncated to fit `max_length`."""
-        tok = self._tokenizer
-        if self._chat():
-            texts = [tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
-                                             tokenize=False) for p, r in zip(prompts, responses)]
-            full = self._bulk(texts)
-            ids = [x[: self.max_length] for x in full]
-        else:
-            full = self._bulk(list(zip(prompts, responses)))
-            ids = [self._truncate_pair(p, r) if len(x) > self.max_length else x
-                   for p, r, x in zip(prompts, responses, full)]
-        self.stats["truncated"] += sum(len(x) > self.max_length for x in full)
+        """Token ids of every pair (no padding), cut to `max_length` keeping what is judged (`chat_encoding`)."""
+        before = self._encode.truncated
+        ids = self._encode(prompts, responses)
+        self.stats["truncated"] += self._encode.truncated - before
         return ids
-
-    def _truncate_pair(self, prompt, response) -> list[int]:
-        try:
-            return self._tokenizer(prompt, response, truncation="only_second", max_length=self.max_length)["input_ids"]
-        except Exception:  # the prompt alone is longer than max_length: cut both
-            return self._tokenizer(prompt, response, truncation="longest_first", max_length=self.max_length)["input_ids"]
 
     def score(self, prompts, responses) -> list[float]:
         if len(prompts) != len(responses):
@@ -128,7 +137,7 @@ class SequenceClassifierScorer:
         tokenizer, model = self._load()
         device = model.device
         batches = planned_batches(len(prompts), lambda start, stop: self.encode(prompts[start:stop], responses[start:stop]),
-                                  self._plan, tokenizer.pad_token_id, GPU_WINDOW if device.type == "cuda" else None,
+                                  self._plan, self.pad_id, GPU_WINDOW if device.type == "cuda" else None,
                                   pin=device.type == "cuda", on_batch=self._count)
         with progress_bar(len(prompts), "Scoring", "pair") as bar:
             scores = run_batches(overlapped(batches, device), self._forward, len(prompts), device,
@@ -147,7 +156,8 @@ class SequenceClassifierScorer:
         return CPU_MAX_PADDING if model.device.type == "cpu" else GPU_MAX_PADDING
 
     def _forward(self, batch: Batch) -> torch.Tensor:
-        return self._model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, 0]
+        output = self._model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        return self.output.read(output, f"--reward_model {self.name!r}")
 
     def _halve_budget(self, failed_tokens: int) -> None:
         """Later batches hold at most half the padded tokens of one that ran out of memory."""
@@ -163,6 +173,6 @@ class SequenceClassifierScorer:
         return 0.0 if not padded else 1.0 - self.stats["real_tokens"] / padded
 
     def release(self) -> None:
-        self._tokenizer = self._model = self._bulk = None
+        self._tokenizer = self._model = self._encode = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

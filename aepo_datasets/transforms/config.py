@@ -67,6 +67,11 @@ class AEPOConfig:
         flag="--chat_template", flag_values={"auto": None, "on": True, "off": False})
     embedding_revision: str | None = option(None, "Hub revision of the embedding model")
     reward_revision: str | None = option(None, "Hub revision of the reward model")
+    trust_remote_code: bool = option(False, "let the reward model run its own code from its folder or Hub repo "
+                                     "(e.g. ArmoRM); off by default")
+    reward_output: str | None = option(
+        None, "where the reward model's score is read: logits (default, one label), logits:I (column I of a "
+        "multi-label head) or an output field such as ArmoRM's score", metavar="FIELD[:I]")
     ties: str = option("drop", "a prompt whose selected responses all tie in reward carries no preference: drop "
                        "it (counted), or keep it with the earlier response chosen", choices=list(TIE_RULES))
     prescreen_model: Any = option(
@@ -134,7 +139,8 @@ class AEPOConfig:
         return ScoreConfig("column" if self.reward_column else self.reward_model, self.reward_revision,
                            self.reward_batch_size, self.max_length, self.max_tokens, self.dtype, self.device,
                            self.use_chat_template, selection_columns, self.api_base, self.judge_template,
-                           self.judge_cache_dir, self.judge_concurrency)
+                           self.judge_cache_dir, self.judge_concurrency, self.trust_remote_code,
+                           self.reward_output)
 
     def pair_config(self, selection_column: str = "selected") -> PairConfig:
         return PairConfig(self.output_format, self.num_annotations, selection_column, self.conversational, self.ties)

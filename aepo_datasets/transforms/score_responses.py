@@ -10,6 +10,7 @@ from ..devices import rank_device
 from ..conversation import prompt_label
 from ..errors import AEPOInputError
 from ..rewards import DEFAULT_REWARD_MODEL, is_judge, is_server, scorer_for
+from ..rewards.heads import RewardOutput
 from ..rewards.judge import check_judge_options
 from ..rewards.server import parse_server
 from .base import Transform, kept_rows, require_columns
@@ -35,6 +36,8 @@ class ScoreConfig:
     judge_template: str | None = None
     judge_cache_dir: str | None = None
     judge_concurrency: int = 8
+    trust_remote_code: bool = False  # sequence-classification models only
+    reward_output: str | None = None  # logits, logits:I or an output field (heads.RewardOutput)
 
     def __post_init__(self):
         object.__setattr__(self, "selection_columns", tuple(self.selection_columns))
@@ -45,6 +48,7 @@ class ScoreConfig:
             check_judge_options(self.reward_model, self.api_base)
         if is_server(self.reward_model):
             parse_server(self.reward_model)
+        RewardOutput.parse(self.reward_output)
         if self.judge_concurrency < 1:
             raise AEPOInputError(f"--judge_concurrency must be >= 1, got {self.judge_concurrency}")
 
@@ -60,12 +64,12 @@ class ScoreResponses(Transform):
     """
 
     Config = ScoreConfig
+    VERSION = "3"  # pad with config.pad_token_id, one BOS, truncation keeps the response, float32 head
 
     def new_features(self) -> dict:
         from datasets import List, Value
 
         return {"rewards": List(Value("float64"))}
-    VERSION = "2"  # GPU batches sized by a token budget (bf16 scores move at noise level)
 
     def _reset(self) -> None:
         self._scorer = None
@@ -78,7 +82,9 @@ class ScoreResponses(Transform):
                          concurrency=c.judge_concurrency)
             self._scorer = scorer_for(c.reward_model, device=c.device or rank_device(rank), dtype=c.dtype,
                                       batch_size=c.batch_size, max_length=c.max_length, max_tokens=c.max_tokens,
-                                      use_chat_template=c.use_chat_template, revision=c.reward_revision, judge=judge)
+                                      use_chat_template=c.use_chat_template, revision=c.reward_revision,
+                                      trust_remote_code=c.trust_remote_code, reward_output=c.reward_output,
+                                      judge=judge)
         return self._scorer
 
     def release(self) -> None:
