@@ -186,3 +186,25 @@ def test_steps_chained_by_hand_keep_their_types_when_the_first_batch_is_all_skip
     for step in (SelectResponses(selection="random", num_annotations=2), ScoreResponses(reward_model="length")):
         lists = lists.map(step, batched=True, features=step.features_after(lists.features))
     assert lists.features["rewards"].feature.dtype == "float64" and sum(r is not None for r in lists[-1]["rewards"]) == 2
+
+
+def test_chat_prompt_scored_by_a_chat_template_reward_model_through_the_cli(tmp_path, tiny_llama_reward_model):
+    """The whole conversation (system message and history) reaches the reward model through its own template:
+    the rewards in the output are those of one unbatched forward pass of each full conversation."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from aepo_datasets.conversation import conversation
+
+    rows = {"prompt": [chat(q, history=True) for q in QUESTIONS], "responses": ANSWERS}
+    code, out = run_aepo(tmp_path, save(tmp_path, rows), "--num_instructions", "100",
+                         "--reward_model", tiny_llama_reward_model, "--dtype", "float32")
+    assert code == 0 and len(out) > 0
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_reward_model)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_llama_reward_model).eval()
+    row = out[0]
+    text = tokenizer.apply_chat_template(conversation(row["prompt"], row["chosen"][0]["content"]), tokenize=False)
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")
+    with torch.inference_mode():
+        expected = model(**ids).logits[0, 0].item()
+    assert row["chosen_r"] == pytest.approx(expected, abs=1e-4)
