@@ -157,6 +157,14 @@ def test_select_export_shows_the_conversation(tmp_path):
     assert first["prompt"] == chat(QUESTIONS[0], history=True)
     csv_text = (folder / "to_annotate.csv").read_text()
     assert "System: You are a concise assistant." in csv_text and "User: " + QUESTIONS[0] in csv_text
+    # people score what they were sent (here: longer is better); pairing gives conversational rows
+    labels = tmp_path / "labels.jsonl"
+    sent = [json.loads(line) for line in (folder / "to_annotate.jsonl").read_text().splitlines()]
+    labels.write_text("".join(json.dumps({"prompt_id": r["prompt_id"], "response_id": r["response_id"],
+                                          "score": len(r["response"])}) + "\n" for r in sent))
+    assert aepo(["pair", str(folder), "--labels", str(labels), "--cache_dir", str(tmp_path)]) == 0
+    out = load_from_disk(str(tmp_path / "output" / "preference"))["train"]
+    assert out[0]["prompt"] == chat(QUESTIONS[0], history=True) and out[0]["chosen"][0]["role"] == "assistant"
 
 
 def test_launcher_with_chat_prompts_two_processes_equal_one(tmp_path):
