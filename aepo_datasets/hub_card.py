@@ -73,6 +73,8 @@ def card_metadata(info: RunInfo, secrets: Sequence[str] = ()) -> dict[str, Any]:
         "embedder": _model_ref(config.get("embedding_model"), config.get("embedding_revision")),
         "reward_model": _model_ref(config.get("reward_model"), config.get("reward_revision")),
         "annotator": info.annotator, "prompts": _prompts(info),
+        "format": "conversational (TRL message lists)" if report.conversational else "text",
+        "columns": report.columns or None,
         "annotations": {"scored": report.annotations if info.recorded else None,
                         "west_of_n": report.west_of_n_annotations if info.recorded else None},
         "splits": {split.name: _split_meta(split) for split in splits},
@@ -155,7 +157,7 @@ def render_section(meta: Mapping[str, Any]) -> str:
         ("method", f"{meta['method']}, Jinnai & Honda 2024, arXiv:{ARXIV_ID}"),
         ("responses per prompt (N)", meta["num_responses"]), ("diversity penalty (λ)", meta["diversity_penalty"]),
         ("strategies", meta["strategies"]), ("embedder", _model_cell(meta["embedder"])),
-        ("annotator", meta.get("annotator")),
+        ("annotator", meta.get("annotator")), ("format", meta.get("format")),
         *([("reward model", _model_cell(meta["reward_model"]))] if meta.get("reward_model") else []),
         ("aepo_datasets version", meta["package_version"]),
     ]  # fmt: skip
