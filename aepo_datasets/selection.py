@@ -8,7 +8,10 @@ representativeness (mean similarity to all responses, the MBR utility) minus lam
 similarity among the chosen. Greedy selection adds the response with the largest marginal gain (the
 first index among equal gains), then a local search removes one chosen response (in seeded random
 order) and greedily refills, keeping the change unless the objective drops — as the paper's code does,
-but vectorised and seeded, and it never returns a subset below the greedy one.
+but vectorised and seeded, and it never returns a subset below the greedy one. That search can stop
+early (a refill moves positions, and its budget of 20 refills spans passes), so every run then ends
+with a swap ascent: apply the best single swap (one chosen out, one unchosen in) while it raises f.
+The result is a single-swap optimum; where the paper's search already ended in one, nothing changes.
 
 `prescreen` (`select_extremes`) replaces representativeness by the extremeness of a cheap judge's scores c,
 keeping AEPO's diversity term and lam; see its docstring for the exact rule.
@@ -23,6 +26,7 @@ from .errors import AEPOInputError
 STRATEGIES = ("aepo", "mbr", "random", "west_of_n", "prescreen")
 LOCAL_SEARCH_ITERATIONS = 20
 RESTARTS = 8
+SWAP_TOLERANCE = 1e-12  # a swap must raise f by more than this (no cycling on float noise)
 
 
 def zero_diagonal(similarity: np.ndarray) -> np.ndarray:
@@ -93,6 +97,30 @@ def _local_search(rep, matrix, chosen: list[int], k, diversity_penalty, pair_wei
     return chosen, best
 
 
+def _swap_ascent(rep, matrix, chosen: list[int], pair_weight: float, tolerance: float = SWAP_TOLERANCE) -> list[int]:
+    """Best-improvement single swaps until none raises f by more than `tolerance`.
+
+    Swapping chosen a for unchosen b changes f by gain[b] - gain[a] + w * S[a, b], with
+    gain[x] = rep[x] - w * sum_{j in Y} S[x, j] (w = pair_weight; S[a, a] = 0): O(kN) per step.
+    """
+    chosen = list(chosen)
+    inside = np.zeros(matrix.shape[0], dtype=bool)
+    inside[chosen] = True
+    penalty = matrix[:, chosen].sum(axis=1)
+    for _ in range(matrix.shape[0] * len(chosen) + 1):  # a bound; each step strictly raises f
+        gain = rep - pair_weight * penalty
+        index = np.asarray(chosen, dtype=np.int64)
+        delta = gain[None, :] - gain[index][:, None] + pair_weight * matrix[index]
+        delta[:, inside] = -np.inf
+        a, b = np.unravel_index(int(np.argmax(delta)), delta.shape)
+        if not delta[a, b] > tolerance:
+            break
+        out = chosen[a]
+        chosen[a], inside[out], inside[b] = int(b), False, True
+        penalty += matrix[:, b] - matrix[:, out]
+    return chosen
+
+
 def select_diverse(
     similarity: np.ndarray,
     k: int,
@@ -101,11 +129,15 @@ def select_diverse(
     iterations: int = LOCAL_SEARCH_ITERATIONS,
     restarts: int = RESTARTS,
 ) -> list[int]:
-    """Greedy + local search for the AEPO objective; returns k sorted indices.
+    """Greedy + local search + swap ascent for the AEPO objective; returns k sorted indices.
 
     The first run starts from the empty set (the paper's greedy). `restarts` more runs start from
     each of the most representative responses that greedy did not pick first; the best objective
-    wins, earlier runs on ties, so the result is never below the paper's greedy + local search.
+    wins, earlier runs on ties. Every run is the paper's greedy + local search (the same seeded
+    order as before the ascent existed) followed by a swap ascent (`_swap_ascent`), so each run ends
+    in a single-swap optimum no lower than that run without the ascent: the result is a single-swap
+    optimum and never below the previous version's. `iterations=0, restarts=0` is the paper's
+    greedy alone, with no search at all.
     """
     matrix = zero_diagonal(similarity)
     n = matrix.shape[0]
@@ -117,13 +149,17 @@ def select_diverse(
     # each unordered pair appears twice in the sum over i != j
     pair_weight = 2.0 * diversity_penalty / (k * (k - 1)) if k > 1 else 0.0
     rng = np.random.default_rng(seed)
-    best_set, best_value = None, -np.inf
+    best_set, best_value, climbed = None, -np.inf, {}
     for start in _starts(rep, matrix, k, pair_weight, restarts):
         chosen = _greedy_fill(rep, matrix, start, k, pair_weight)
-        if k > 1:
-            chosen, value = _local_search(rep, matrix, chosen, k, diversity_penalty, pair_weight, rng, iterations)
-        else:
-            value = _fast_objective(rep, matrix, chosen, k, diversity_penalty)
+        if k > 1 and iterations > 0:  # the paper's local search, same seeded order as before the ascent
+            chosen, _ = _local_search(rep, matrix, chosen, k, diversity_penalty, pair_weight, rng, iterations)
+        key = tuple(sorted(chosen))
+        if key in climbed:  # an earlier run reached this subset: same ascent, and it did not win ties then
+            continue
+        if iterations > 0 or restarts > 0:
+            chosen = _swap_ascent(rep, matrix, chosen, pair_weight)
+        value = climbed[key] = _fast_objective(rep, matrix, chosen, k, diversity_penalty)
         if value > best_value:
             best_set, best_value = chosen, value
     return sorted(best_set)
