@@ -8,7 +8,10 @@ representativeness (mean similarity to all responses, the MBR utility) minus lam
 similarity among the chosen. Greedy selection adds the response with the largest marginal gain (the
 first index among equal gains), then a local search removes one chosen response (in seeded random
 order) and greedily refills, keeping the change unless the objective drops — as the paper's code does,
-but vectorised and seeded, and it never returns a subset below the greedy one.
+but vectorised and seeded, and it never returns a subset below the greedy one. That search can stop
+early (a refill moves positions, and its budget of 20 refills spans passes), so every run then ends
+with a swap ascent: apply the best single swap (one chosen out, one unchosen in) while it raises f.
+The result is a single-swap optimum; where the paper's search already ended in one, nothing changes.
 
 `prescreen` (`select_extremes`) replaces representativeness by the extremeness of a cheap judge's scores c,
 keeping AEPO's diversity term and lam; see its docstring for the exact rule.
@@ -19,10 +22,12 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import AEPOInputError
+from .registry import unknown_choice_message
 
 STRATEGIES = ("aepo", "mbr", "random", "west_of_n", "prescreen")
 LOCAL_SEARCH_ITERATIONS = 20
 RESTARTS = 8
+SWAP_TOLERANCE = 1e-12  # a swap must raise f by more than this (no cycling on float noise)
 
 
 def zero_diagonal(similarity: np.ndarray) -> np.ndarray:
@@ -93,6 +98,30 @@ def _local_search(rep, matrix, chosen: list[int], k, diversity_penalty, pair_wei
     return chosen, best
 
 
+def _swap_ascent(rep, matrix, chosen: list[int], pair_weight: float, tolerance: float = SWAP_TOLERANCE) -> list[int]:
+    """Best-improvement single swaps until none raises f by more than `tolerance`.
+
+    Swapping chosen a for unchosen b changes f by gain[b] - gain[a] + w * S[a, b], with
+    gain[x] = rep[x] - w * sum_{j in Y} S[x, j] (w = pair_weight; S[a, a] = 0): O(kN) per step.
+    """
+    chosen = list(chosen)
+    inside = np.zeros(matrix.shape[0], dtype=bool)
+    inside[chosen] = True
+    penalty = matrix[:, chosen].sum(axis=1)
+    for _ in range(matrix.shape[0] * len(chosen) + 1):  # a bound; each step strictly raises f
+        gain = rep - pair_weight * penalty
+        index = np.asarray(chosen, dtype=np.int64)
+        delta = gain[None, :] - gain[index][:, None] + pair_weight * matrix[index]
+        delta[:, inside] = -np.inf
+        a, b = np.unravel_index(int(np.argmax(delta)), delta.shape)
+        if not delta[a, b] > tolerance:
+            break
+        out = chosen[a]
+        chosen[a], inside[out], inside[b] = int(b), False, True
+        penalty += matrix[:, b] - matrix[:, out]
+    return chosen
+
+
 def select_diverse(
     similarity: np.ndarray,
     k: int,
@@ -101,11 +130,15 @@ def select_diverse(
     iterations: int = LOCAL_SEARCH_ITERATIONS,
     restarts: int = RESTARTS,
 ) -> list[int]:
-    """Greedy + local search for the AEPO objective; returns k sorted indices.
+    """Greedy + local search + swap ascent for the AEPO objective; returns k sorted indices.
 
     The first run starts from the empty set (the paper's greedy). `restarts` more runs start from
     each of the most representative responses that greedy did not pick first; the best objective
-    wins, earlier runs on ties, so the result is never below the paper's greedy + local search.
+    wins, earlier runs on ties. Every run is the paper's greedy + local search (the same seeded
+    order as before the ascent existed) followed by a swap ascent (`_swap_ascent`), so each run ends
+    in a single-swap optimum no lower than that run without the ascent: the result is a single-swap
+    optimum and never below the previous version's. `iterations=0, restarts=0` is the paper's
+    greedy alone, with no search at all.
     """
     matrix = zero_diagonal(similarity)
     n = matrix.shape[0]
@@ -117,13 +150,17 @@ def select_diverse(
     # each unordered pair appears twice in the sum over i != j
     pair_weight = 2.0 * diversity_penalty / (k * (k - 1)) if k > 1 else 0.0
     rng = np.random.default_rng(seed)
-    best_set, best_value = None, -np.inf
+    best_set, best_value, climbed = None, -np.inf, {}
     for start in _starts(rep, matrix, k, pair_weight, restarts):
         chosen = _greedy_fill(rep, matrix, start, k, pair_weight)
-        if k > 1:
-            chosen, value = _local_search(rep, matrix, chosen, k, diversity_penalty, pair_weight, rng, iterations)
-        else:
-            value = _fast_objective(rep, matrix, chosen, k, diversity_penalty)
+        if k > 1 and iterations > 0:  # the paper's local search, same seeded order as before the ascent
+            chosen, _ = _local_search(rep, matrix, chosen, k, diversity_penalty, pair_weight, rng, iterations)
+        key = tuple(sorted(chosen))
+        if key in climbed:  # an earlier run reached this subset: same ascent, and it did not win ties then
+            continue
+        if iterations > 0 or restarts > 0:
+            chosen = _swap_ascent(rep, matrix, chosen, pair_weight)
+        value = climbed[key] = _fast_objective(rep, matrix, chosen, k, diversity_penalty)
         if value > best_value:
             best_set, best_value = chosen, value
     return sorted(best_set)
@@ -142,14 +179,16 @@ def select_random(n: int, k: int, seed: int) -> list[int]:
 
 
 def select(strategy: str, similarity, n: int, k: int, diversity_penalty: float, seed: int,
-           scores=None) -> list[int]:
+           scores=None, rule: str = "extremes", lengths=None, length_weight: float = 0.5) -> list[int]:
     """Dispatch on the strategy name; `similarity` may be None for random and west_of_n; `scores` (the cheap
-    judge's, one per response) only for prescreen."""
+    judge's, one per response), `rule`, `lengths` (characters) and `length_weight` only for prescreen."""
     if strategy == "prescreen":
         if scores is None or len(scores) != n:
             raise AEPOInputError(f"--selection prescreen needs one cheap-judge score per response ({n}); "
                                  "run PrescreenResponses first.")
-        return select_extremes(scores, similarity, k, diversity_penalty, seed)
+        if rule == "extremes":
+            return select_extremes(scores, similarity, k, diversity_penalty, seed)
+        return select_prescreen(rule, scores, similarity, k, diversity_penalty, seed, lengths, length_weight)
     if strategy == "west_of_n":
         return list(range(n))
     if strategy == "random":
@@ -178,16 +217,18 @@ def halves(scores) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[:cut]), np.sort(order[cut:])
 
 
-def extremes_objective(scores, similarity, subset, diversity_penalty: float) -> float:
-    """g(Y) = mean_{j in Y} |z_j| - lam * sum_{i != j in Y} S[i, j] / (k (k - 1)), S with a zero diagonal."""
+def extremes_objective(scores, similarity, subset, diversity_penalty: float, values=None) -> float:
+    """g(Y) = mean_{j in Y} |z_j| - lam * sum_{i != j in Y} S[i, j] / (k (k - 1)), S with a zero diagonal
+    (`values` replaces |z| when given)."""
     chosen = np.asarray(list(subset), dtype=np.int64)
     k = len(chosen)
     among = zero_diagonal(similarity)[np.ix_(chosen, chosen)].sum() / (k * (k - 1)) if k > 1 else 0.0
-    return float(extremeness(scores)[chosen].mean() - diversity_penalty * among)
+    e = extremeness(scores) if values is None else np.asarray(values, dtype=np.float64)
+    return float(e[chosen].mean() - diversity_penalty * among)
 
 
 def select_extremes(scores, similarity, k: int, diversity_penalty: float = 1.0, seed: int = 0,
-                    iterations: int = LOCAL_SEARCH_ITERATIONS) -> list[int]:
+                    iterations: int = LOCAL_SEARCH_ITERATIONS, values=None) -> list[int]:
     """The prescreen rule; returns k sorted indices.
 
     Split the responses by the cheap judge's score into a top half (the ceil(N/2) best) and a bottom half.
@@ -197,8 +238,10 @@ def select_extremes(scores, similarity, k: int, diversity_penalty: float = 1.0, 
     tried (exact). For k > 2: greedy, filling top and bottom slots alternately with the largest marginal
     gain (first index on ties), then the AEPO local search (remove one, refill from the same half, keep
     unless g drops; seeded order). With lam = 0 it is the judge's ceil(k/2) best and floor(k/2) worst.
+    `values` (one per response) replaces |z| as what a chosen response is worth (`prescreen_values`).
     """
-    e, matrix = extremeness(scores), zero_diagonal(similarity)
+    e = extremeness(scores) if values is None else np.asarray(values, dtype=np.float64)
+    matrix = zero_diagonal(similarity)
     n = len(e)
     if matrix.shape[0] != n or not 2 <= k <= n:
         raise ValueError(f"need k in [2, {n}] and an {n} x {n} similarity, got k={k}, shape {matrix.shape}")
@@ -214,14 +257,14 @@ def select_extremes(scores, similarity, k: int, diversity_penalty: float = 1.0, 
     for slot in range(k):  # top, bottom, top, ...: ceil(k/2) top slots, floor(k/2) bottom slots
         chosen.append(_best_in(pools["top" if slot % 2 == 0 else "bottom"], chosen, *gain_args))
     rng = np.random.default_rng(seed)
-    best = extremes_objective(scores, similarity, chosen, diversity_penalty)
+    best = extremes_objective(scores, similarity, chosen, diversity_penalty, e)
     for step in range(iterations):
         if step % k == 0:
             order = rng.permutation(k)
         removed = chosen[int(order[step % k])]
         rest = [i for i in chosen if i != removed]
         candidate = rest + [_best_in(pools[side_of[removed]], rest, *gain_args)]
-        value = extremes_objective(scores, similarity, candidate, diversity_penalty)
+        value = extremes_objective(scores, similarity, candidate, diversity_penalty, e)
         if value >= best:
             chosen, best = candidate, value
     return sorted(chosen)
@@ -231,3 +274,50 @@ def _best_in(pool: np.ndarray, chosen: list[int], unit: np.ndarray, matrix: np.n
     """The response of `pool` not in `chosen` with the largest marginal gain (first on ties)."""
     gains = _gains(unit, matrix, np.asarray(chosen, dtype=np.int64), pair_weight)[pool]
     return int(pool[int(np.argmax(gains))])
+
+
+# --- prescreen rules: what the cheap judge's scores are turned into before the extremes are taken ---------------
+
+PRESCREEN_RULES = ("extremes", "mu_minus_2sigma", "debiased", "ensemble")
+
+
+def _z(values) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    std = v.std()
+    return np.zeros_like(v) if std == 0 or not np.isfinite(std) else (v - v.mean()) / std
+
+
+def prescreen_values(rule: str, scores, lengths=None, length_weight: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """(ranking, worth) for a prescreen rule: the halves are cut by `ranking`, a response's worth is what
+    `select_extremes` maximises (minus the diversity term).
+
+    - extremes: the cheap score; worth |z| (the judge's best and worst at lam = 0).
+    - mu_minus_2sigma: the cheap score; worth z in the top half, 2 - |z + 2| in the bottom half, so the rejected
+      response sits near the judge's mean - 2 std instead of its minimum (arXiv 2502.16825).
+    - debiased: the cheap score minus its least-squares fit on log(length) within the prompt; worth |z|.
+    - ensemble: z(cheap score) + length_weight * z(log length); worth |z|.
+    """
+    if rule not in PRESCREEN_RULES:
+        raise AEPOInputError(unknown_choice_message("prescreen rule", rule, list(PRESCREEN_RULES)))
+    c = np.asarray(scores, dtype=np.float64)
+    if rule in ("debiased", "ensemble"):
+        if lengths is None or len(lengths) != len(c):
+            raise AEPOInputError(f"--prescreen_rule {rule} needs one length per response ({len(c)}).")
+        log_length = np.log1p(np.asarray(lengths, dtype=np.float64))
+        if rule == "ensemble":
+            c = _z(c) + length_weight * _z(log_length)
+        elif log_length.std() > 0:
+            c = c - np.polyval(np.polyfit(log_length, c, 1), log_length)
+    if rule != "mu_minus_2sigma":
+        return c, np.abs(_z(c))
+    z, (top, bottom) = _z(c), halves(c)
+    worth = z.copy()
+    worth[bottom] = 2.0 - np.abs(z[bottom] + 2.0)
+    return c, worth
+
+
+def select_prescreen(rule: str, scores, similarity, k: int, diversity_penalty: float = 1.0, seed: int = 0,
+                     lengths=None, length_weight: float = 0.5) -> list[int]:
+    """`select_extremes` on the ranking and worth of `prescreen_values` (k sorted indices)."""
+    ranking, worth = prescreen_values(rule, scores, lengths, length_weight)
+    return select_extremes(ranking, similarity, k, diversity_penalty, seed, values=worth)

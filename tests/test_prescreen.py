@@ -134,3 +134,49 @@ def test_aepo_mini_reuses_the_embeddings_when_they_are_its_own():
     fresh = PrescreenResponses(PrescreenConfig("aepo-mini"))(emb[:])["prescreen_scores"][0]  # encodes itself
     assert np.allclose(reused, fresh, atol=1e-4)
     assert RunReport(prescreen_scored=3).merge(RunReport(prescreen_scored=4)).prescreen_scored == 7
+
+
+# --- prescreen rules (issue 20) ---------------------------------------------------------------------------------
+
+from aepo_datasets.selection import PRESCREEN_RULES, prescreen_values, select_prescreen  # noqa: E402
+
+
+def test_mu_minus_2sigma_takes_the_best_and_the_response_nearest_mean_minus_two_std():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        scores, s = random_case(rng, 40)
+        chosen = select_prescreen("mu_minus_2sigma", scores, s, 2, 0.0)
+        target = scores.mean() - 2 * scores.std()
+        bottom = halves(scores)[1]
+        nearest = int(bottom[np.argmin(np.abs(scores[bottom] - target))])
+        assert chosen == sorted([int(np.argmax(scores)), nearest])
+
+
+def test_ensemble_with_zero_weight_is_extremes_and_debiased_ignores_length():
+    rng = np.random.default_rng(4)
+    for t in range(30):
+        scores, s = random_case(rng, 12)
+        lengths = rng.integers(10, 2000, size=12)
+        assert select_prescreen("ensemble", scores, s, 2, 1.0, t, lengths, 0.0) == select_extremes(scores, s, 2, 1.0, t)
+        # a score that is length plus a small residual: the debiased rule sees only the residual
+        basis = np.column_stack([np.ones(12), np.log1p(lengths)])
+        noise = rng.normal(size=12)
+        residual = 0.01 * (noise - basis @ np.linalg.lstsq(basis, noise, rcond=None)[0])  # orthogonal to length
+        ranking, _ = prescreen_values("debiased", 3.0 * np.log1p(lengths) + residual, lengths)
+        np.testing.assert_allclose(ranking, residual, atol=1e-9)
+
+
+def test_rules_dispatch_validate_and_run_through_the_pipeline():
+    with pytest.raises(AEPOInputError, match="extremes, mu_minus_2sigma"):
+        AEPOConfig(selection="prescreen", prescreen_rule="median")
+    with pytest.raises(AEPOInputError, match="needs one length"):
+        select("prescreen", np.eye(4), 4, 2, 0.0, 0, [1.0, 2.0, 3.0, 4.0], rule="ensemble")
+    ds = _wide()
+    for rule in PRESCREEN_RULES:
+        config = AEPOConfig(num_responses=6, selection="prescreen", prescreen_model="length", prescreen_rule=rule,
+                            response_columns="response_*", reward_column="score_*", diversity_penalty=0.0)
+        out, report = run_pipeline(ds, config)
+        assert report.annotations == 12, rule
+        lengths = [len(ds[0][f"response_{j}"]) for j in range(6)]
+        if rule in ("extremes", "ensemble"):  # the cheap judge is length itself: longest and shortest
+            assert sorted(out["train"][0]["selected_ids"]) == sorted([int(np.argmax(lengths)), int(np.argmin(lengths))])

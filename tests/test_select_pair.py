@@ -59,7 +59,9 @@ def test_select_writes_the_folder(wide_csv, tmp_path, small_wide_dataset):
     assert info["annotator"] is None
 
 
-def test_id_column_gives_prompt_ids_and_is_not_a_response(wide_csv, tmp_path, capsys):
+def test_id_column_gives_prompt_ids_and_is_not_a_response(small_wide_dataset, tmp_path, capsys):
+    wide_csv = tmp_path / "wide_without_source.csv"  # a `source` column is refused unless responses are named
+    small_wide_dataset.remove_columns("source").add_column("id", ["a", "b", "c", "d"]).to_csv(str(wide_csv))
     assert aepo(["select", str(wide_csv), "--num_responses", "5", "--id_column", "id", "--reward_column", "score_*",
                  "--prompt_column", "prompt", "--cache_dir", str(tmp_path), *FAST]) == 0  # auto responses: not id
     rows = to_annotate(tmp_path / "output" / "selection")

@@ -77,3 +77,61 @@ def test_diversity_penalty_avoids_near_duplicates():
 def test_unknown_strategy_lists_choices():
     with pytest.raises(ValueError, match="aepo, mbr, random, west_of_n"):
         select("greedy", None, 4, 2, 1.0, 0)
+
+
+def _f(zd, subset, k, lam):
+    """The paper's objective written out again, on a zero-diagonal matrix (independent of the library's)."""
+    n, idx = len(zd), list(subset)
+    return zd[:, idx].sum() / ((n - 1) * k) - lam * zd[np.ix_(idx, idx)].sum() / (k * (k - 1))
+
+
+def _improving_swap(s, subset, k, lam):
+    """The first single swap (one chosen out, one unchosen in) that raises the objective, by brute force."""
+    zd = zero_diagonal(s)
+    base = _f(zd, subset, k, lam)
+    assert base == pytest.approx(objective(s, subset, k, lam))
+    for a in subset:
+        for b in range(len(s)):
+            if b not in subset:
+                if _f(zd, [b if x == a else x for x in subset], k, lam) > base + 1e-12:
+                    return a, b
+    return None
+
+
+def test_result_is_a_single_swap_optimum_on_thousands_of_matrices():
+    rng = np.random.default_rng(20)
+    for case in range(3000):
+        n = int(rng.integers(4, 17))
+        k = int(rng.integers(2, n))
+        lam = float(rng.choice([0.0, 0.5, 1.0, 2.0]))
+        s = random_similarity(rng, n, dim=int(rng.integers(3, 9)))
+        chosen = select_diverse(s, k, lam, seed=case)
+        assert _improving_swap(s, chosen, k, lam) is None, (case, n, k, lam, chosen)
+
+
+def test_result_is_a_single_swap_optimum_without_restarts():
+    rng = np.random.default_rng(21)
+    for case in range(500):
+        n = int(rng.integers(4, 17))
+        k = int(rng.integers(2, n))
+        lam = float(rng.choice([0.0, 0.5, 1.0, 2.0]))
+        s = random_similarity(rng, n, dim=6)
+        assert _improving_swap(s, select_diverse(s, k, lam, seed=case, restarts=0), k, lam) is None
+
+
+def test_issue_20_case_where_the_paper_search_stopped_early():
+    # the old search returned [2, 5, 10, 11] (f = 0.4926); swapping 11 -> 1 gives f = 0.5238
+    rng = np.random.default_rng(14)
+    emb = rng.normal(size=(12, 6))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    s = emb @ emb.T
+    assert objective(s, [2, 5, 10, 11], 4, 2.0) == pytest.approx(0.4926, abs=1e-4)
+    assert select_diverse(s, 4, 2.0) == [1, 2, 5, 10]
+    assert objective(s, [1, 2, 5, 10], 4, 2.0) == pytest.approx(0.5238, abs=1e-4)
+
+
+def test_greedy_start_is_the_papers_first_index_on_ties():
+    # all similarities equal: every gain ties, so the paper's greedy takes 0, 1, ..., k-1, and no swap improves
+    s = np.full((6, 6), 0.3)
+    assert select_diverse(s, 3, 1.0, iterations=0, restarts=0) == [0, 1, 2]
+    assert select_diverse(s, 3, 1.0) == [0, 1, 2]

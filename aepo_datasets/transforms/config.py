@@ -16,7 +16,7 @@ from ..embedders import DEFAULT_EMBEDDER, DEFAULT_MAX_SEQ_LENGTH
 from ..errors import AEPOInputError
 from ..rewards import DEFAULT_REWARD_MODEL
 from ..schema import coerce_fields, option
-from ..selection import STRATEGIES
+from ..selection import PRESCREEN_RULES, STRATEGIES
 from ..devices import DTYPES
 from .embed_responses import EmbedConfig
 from .pair_responses import TIE_RULES, PairConfig
@@ -77,6 +77,10 @@ class AEPOConfig:
     prescreen_model: Any = option(
         DEFAULT_PRESCREEN_MODEL, "cheap judge of --selection prescreen, scoring all N: aepo-mini, length, or a "
         "reward model path or Hub id")
+    prescreen_rule: str = option("extremes", "how --selection prescreen picks from the cheap scores: extremes, "
+                                 "mu_minus_2sigma, debiased (length), ensemble (with length)",
+                                 choices=list(PRESCREEN_RULES))
+    prescreen_length_weight: float = option(0.5, "weight of z(log length) in --prescreen_rule ensemble")
     oracle_column: tuple[str, ...] | None = option(
         None, "oracle scores for the pair-quality report only, e.g. 'score_*' (one per response; never used to "
         "select or pair)")
@@ -133,7 +137,7 @@ class AEPOConfig:
 
     def select_config(self, output_column: str = "selected") -> SelectConfig:
         return SelectConfig(self.selection, self.num_annotations, self.diversity_penalty, self.similarity_measure,
-                            self.seed, output_column)
+                            self.seed, output_column, self.prescreen_rule, self.prescreen_length_weight)
 
     def score_config(self, selection_columns: tuple[str, ...] = ("selected",)) -> ScoreConfig:
         return ScoreConfig("column" if self.reward_column else self.reward_model, self.reward_revision,

@@ -12,7 +12,7 @@ import numpy as np
 from ..conversation import is_conversation, prompt_label, prompt_messages
 from ..errors import AEPOInputError
 from ..registry import unknown_choice_message
-from ..selection import STRATEGIES, select
+from ..selection import PRESCREEN_RULES, STRATEGIES, select
 from ..similarity import LEXICAL, check_measure, cosine_matrix
 from .base import Transform, kept_rows, require_columns
 
@@ -27,6 +27,8 @@ class SelectConfig:
     similarity_measure: str = "sentbert"
     seed: int = 0
     output_column: str = "selected"
+    prescreen_rule: str = "extremes"
+    prescreen_length_weight: float = 0.5
 
     def __post_init__(self):
         if self.selection not in STRATEGIES:
@@ -34,6 +36,11 @@ class SelectConfig:
         check_measure(self.similarity_measure)
         if self.num_annotations < 2:
             raise AEPOInputError(f"num_annotations must be >= 2 (a pair needs two), got {self.num_annotations}")
+        if self.prescreen_rule not in PRESCREEN_RULES:
+            raise AEPOInputError(unknown_choice_message("prescreen rule", self.prescreen_rule, list(PRESCREEN_RULES)))
+        w = self.prescreen_length_weight
+        if not isinstance(w, (int, float)) or not math.isfinite(w):
+            raise AEPOInputError(f"prescreen_length_weight must be a finite number, got {w!r}")
         lam = self.diversity_penalty
         if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
             raise AEPOInputError(f"diversity_penalty must be a finite number >= 0, got {lam!r}")
@@ -64,6 +71,7 @@ class SelectResponses(Transform):
     `responses`."""
 
     Config = SelectConfig
+    VERSION = "2"  # 2: the AEPO local search ends in a single-swap optimum; prescreen rules
 
     def new_features(self) -> dict:
         from datasets import List, Value
@@ -90,6 +98,8 @@ class SelectResponses(Transform):
                 raise AEPOInputError(f"Prompt {prompt_label(batch['prompt'][row])!r}: {n} usable responses, fewer than num_annotations={k}; "
                                      "run ToResponseLists with min_responses=k to skip such prompts.")
             scores = batch[PRESCREEN_SCORES][row] if c.needs_prescreen else None
+            lengths = [len(text) for text in batch["responses"][row]] if c.needs_prescreen else None
             chosen[row] = select(c.selection, self.similarity(batch, row), n, k, c.diversity_penalty,
-                                 prompt_seed(c.seed, batch["prompt"][row]), scores)
+                                 prompt_seed(c.seed, batch["prompt"][row]), scores,
+                                 rule=c.prescreen_rule, lengths=lengths, length_weight=c.prescreen_length_weight)
         return {c.output_column: chosen}
