@@ -88,8 +88,8 @@ def prompts_in(report: RunReport) -> str:
     """"4", or "4 of 605 (...)" when --num_instructions left prompts out."""
     if report.prompts_available <= report.prompts_in:
         return str(report.prompts_in)
-    return (f"{report.prompts_in} of {report.prompts_available} (--num_instructions defaults to 4, as in the "
-            "research CLI; --num_instructions all for every prompt)")
+    return (f"{report.prompts_in} of {report.prompts_available} (the first {report.prompts_in}: --num_instructions, "
+            "4 by default as in the research CLI; --num_instructions all for every prompt)")
 
 
 def quality_plot(report: RunReport, plot: bool | None, path) -> dict[str, str]:

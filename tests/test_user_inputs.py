@@ -177,7 +177,7 @@ def test_user_runs_on_605_prompts_and_the_summary_says_4_of_605(tmp_path, caplog
     common = ("--num_responses", "8", "--selection", "random", "--response_columns", "response_*",
               "--reward_column", "score_*")
     assert run(tmp_path, *common, dataset=path) == 0
-    assert ("prompts in:            4 of 12 (--num_instructions defaults to 4, as in the research CLI; "
+    assert ("prompts in:            4 of 12 (the first 4: --num_instructions, 4 by default as in the research CLI; "
             "--num_instructions all for every prompt)") in caplog.text
     caplog.clear()
     assert run(tmp_path, *common, "--num_instructions", "all", dataset=path) == 0
