@@ -68,3 +68,11 @@ def test_batch_sizes_and_cache_folders_stay_out_of_the_run_key(tmp_path):
     other = {"num_responses": 4, "output_dir": "c", "cache_dir": "d", "reward_batch_size": 64,
              "embedding_batch_size": 3, "device": "cpu", "judge_cache_dir": "e"}
     assert run_key(base, "fp", identity) == run_key(other, "fp", identity)
+
+
+def test_summary_labels_process_seconds_and_wall_time_apart():
+    from aepo_datasets.summary import time_lines
+
+    lines = time_lines({"embed": 213.6, "annotate": 40.0, "total": 82.0})
+    assert lines[0].endswith("embed 213.6s, annotate 40.0s (process-seconds, summed over ranks and chunks)")
+    assert lines[1].split() == ["wall", "time:", "82.0s"]
