@@ -86,7 +86,8 @@ def run_once(input_path: Path, embedder: str, workdir: Path, extra: list[str]) -
     sampler = threading.Thread(target=sample, daemon=True)
     start = time.time()
     sampler.start()
-    proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=workdir,  # not the checkout: PYTHONPATH decides
+                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     done.set()
     sampler.join()
     if proc.returncode:
