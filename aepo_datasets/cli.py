@@ -47,7 +47,10 @@ class CommandOptions:
     num_instructions: int | None = option(4, "use the first N prompts, or `all`", group=RESEARCH)
     access_token: str | None = option(None, "Hugging Face token (or HF_TOKEN, or `hf auth login`)", group=RESEARCH)
     use_sample_cache: bool = option(False, "reuse the prepared samples of an earlier run", group=RESEARCH)
-    use_matrix_cache: bool = option(False, "reuse the embeddings of an earlier run", group=RESEARCH)
+    use_matrix_cache: bool = option(False, "reuse the embeddings of an earlier run (and keep this run's on disk "
+                                    "for the next)", group=RESEARCH)
+    keep_cache: bool = option(False, "keep every stage's cache files under CACHE_DIR/.aepo_cache/ after the run "
+                              "(default: removed, except the samples and embeddings asked for by --use_*_cache)")
     debug: bool = option(False, "verbose logging", group=RESEARCH)
     baselines: bool = option(False, "also build random, mbr and west_of_n splits from the same embeddings and "
                              "rewards, saved beside 'train', with their reward statistics")
@@ -101,7 +104,7 @@ def run(args) -> int:
     dataset = take_instructions(dataset, opts.num_instructions)
     check_before_embedding(dataset, config, split_configs(config, splits_wanted), opts.access_token)
     splits, report = run_pipeline(dataset, config, splits_wanted, use_sample_cache=opts.use_sample_cache,
-                                  use_matrix_cache=opts.use_matrix_cache)
+                                  use_matrix_cache=opts.use_matrix_cache, keep_cache=opts.keep_cache)
     report.prompts_available = available
     target = OutputTarget(table_path, data_dir, getattr(args, "command", ["aepo", *sys.argv[1:]]),
                           push_to_hub=opts.push_to_hub, access_token=opts.access_token,

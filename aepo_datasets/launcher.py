@@ -143,10 +143,12 @@ def aepo_config(settings: dict) -> AEPOConfig:
     return AEPOConfig(**{k: settings[k] for k in AEPO_KEYS if k in settings and settings[k] is not None})
 
 
-def run_key(settings: dict, fingerprint: str) -> str:
-    """Identifies the rows a run produces: same key, same chunks, safe to reuse."""
+def run_key(settings: dict, fingerprint: str, identity: dict | None = None) -> str:
+    """Identifies the rows a run produces: same key, same chunks, safe to reuse. `identity`: the contents of the
+    files and model folders the settings name and the resolved dtype (`identity.config_identity`)."""
     relevant = {k: v for k, v in sorted(settings.items()) if k not in OUTPUT_ONLY}
-    text = json.dumps({"settings": relevant, "input": fingerprint, "version": __version__}, sort_keys=True, default=str)
+    text = json.dumps({"settings": relevant, "input": fingerprint, "version": __version__, "identity": identity or {}},
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -154,16 +156,30 @@ def process_chunks(dataset, chunks, indices, work: Path, pipeline) -> tuple[int,
     """Run every unfinished chunk of this process; returns (computed, reused)."""
     from tqdm.auto import tqdm
 
-    computed = reused = 0
+    computed, reused = 0, []
     for index in tqdm(indices, desc="Chunks", unit="chunk", disable=len(indices) < 2):
         if is_done(work, index):
-            reused += 1
+            reused.append(index)
             continue
         start, end = chunks[index]
         splits, report = pipeline.run(dataset.select(range(start, end)))
         save_chunk(work, index, splits, report)
         computed += 1
-    return computed, reused
+    if reused:
+        logger.info("reused finished chunk(s) %s of run key %s: an earlier run with the same settings, input, model "
+                    "files, judge template and resolved dtype saved them", _ranges(reused), work.name)
+    return computed, len(reused)
+
+
+def _ranges(indices: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    spans: list[list[int]] = []
+    for i in indices:
+        if spans and i == spans[-1][1] + 1:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def launch(settings: dict, command: list[str]) -> int:
@@ -196,14 +212,16 @@ def launch(settings: dict, command: list[str]) -> int:
     dataset = take_instructions(dataset, settings["num_instructions"])
     if selecting:
         dataset, ids = prepare_select(config, dataset, settings["id_column"])
-    work = Path(settings["output_dir"]) / "chunks" / (("select-" if selecting else "") +
-                                                     run_key(settings, dataset._fingerprint))
+    from .identity import config_identity
+
+    key = run_key(settings, dataset._fingerprint, config_identity(config))
+    work = Path(settings["output_dir"]) / "chunks" / (("select-" if selecting else "") + key)
     work.mkdir(parents=True, exist_ok=True)
     chunks = chunk_ranges(len(dataset), settings["chunk_size"])
     mine = my_chunks(len(chunks), state.process_index, state.num_processes)
     clean_stale(work, mine, state.process_index, state.num_processes)
     pipeline = PreferencePipeline(config, split_options(settings), batch_size=settings["map_batch_size"],
-                                  release_models=False)
+                                  release_models=False, in_memory=True)  # one chunk at a time: no cache files
     runner = SelectRunner(pipeline) if selecting else pipeline
     start = time.time()
 

@@ -118,6 +118,7 @@ def run(args) -> int:
     target = OutputTarget(table, folder, getattr(args, "command", ["aepo", "pair", *sys.argv[1:]]), settings,
                           annotator, opts.push_to_hub, opts.access_token)
     write_outputs(out, config, report, target, start)
+    pipeline.remove_cache_files()  # the annotate stage's file beside the selection
     return 0
 
 

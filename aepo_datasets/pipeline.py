@@ -15,9 +15,10 @@ from pathlib import Path
 
 from .quality import add_sums, quality_reports, quality_sums
 from .stats import SplitSummary, reward_stats
-from .transforms.chain import build_steps
+from .transforms.chain import StepGroup, build_steps
 from .transforms.config import AEPOConfig
 from .transforms.pair_responses import replace_config
+from .transforms.summarize_similarity import SummarizeSimilarity
 from .transforms.to_response_lists import ToResponseLists, explicit_columns, resolve_layout, sample_rows
 
 logger = logging.getLogger(__name__)
@@ -95,18 +96,14 @@ def strategy(config: AEPOConfig) -> dict:
     return {"selection": config.selection, "num_annotations": k, "diversity_penalty": config.diversity_penalty}
 
 
-def _map(dataset, transform, desc, report, stage, use_cache=False, **kwargs):
-    start = time.time()
-    if "features" not in kwargs and transform.new_features():
-        kwargs["features"] = transform.features_after(dataset.features)
-    result = dataset.map(transform, batched=True, desc=desc, load_from_cache_file=use_cache, **kwargs)
-    report.seconds[stage] = report.seconds.get(stage, 0.0) + time.time() - start
+def _note_cache_hit(result, start: float, report, stage: str) -> bool:
     files = result.cache_files
-    if use_cache and files and Path(files[0]["filename"]).stat().st_mtime < start:
+    if files and Path(files[0]["filename"]).stat().st_mtime < start:
         report.cache_hits.append(stage)
         logger.info("%s: reused the cached result of an earlier run with the same inputs (%s)", stage,
                     files[0]["filename"])
-    return result
+        return True
+    return False
 
 
 class PreferencePipeline:
@@ -114,44 +111,111 @@ class PreferencePipeline:
 
     `release_models=True` frees the embedder before the reward model loads (one pass over a dataset);
     the launcher keeps both loaded across its chunks instead.
+
+    Disk: every stage's `map` writes only the columns it adds (joined side by side with its input, zero-copy),
+    the embeddings are made and spent inside one map with the selection (written only with
+    `use_matrix_cache`), and the pairs are kept in memory. `in_memory=True` (the launcher, one chunk at a time)
+    writes no cache file at all. The cache files a run writes are removed by `remove_cache_files()` (`run` calls
+    it) except the ones asked for: the prepared samples with `use_sample_cache`, the embeddings with
+    `use_matrix_cache`, everything with `keep_cache=True`.
     """
 
     def __init__(self, config: AEPOConfig, splits: dict[str, dict] | None = None, *, batch_size: int = 64,
-                 release_models: bool = True):
+                 release_models: bool = True, in_memory: bool = False, keep_cache: bool = False):
         self.config, self.batch_size, self.release_models = config, batch_size, release_models
+        self.in_memory, self.keep_cache = in_memory, keep_cache
+        self.written: list[str] = []  # cache files this pipeline's maps wrote and nobody asked to keep
         self.steps = build_steps(config, splits)
         self.configs = self.steps.configs
         self.reshape, self.embed, self.score = self.steps.reshape, self.steps.embed, self.steps.score
         self.selects, self.pairs = self.steps.selects, self.steps.pairs
         self.prescreen = self.steps.prescreen
 
+    def _map(self, dataset, transform, desc, report, stage, use_cache=False, *, adds=True, keep=False,
+             in_memory=None, **kwargs):
+        """One stage as one `map`. `adds`: the step only adds columns, so the map writes just those and its result
+        is joined to `dataset` side by side (no stage rewrites the text of every response). `keep`: the cache file
+        outlives the run (someone will read it)."""
+        from datasets import Features, concatenate_datasets
+
+        start = time.time()
+        if adds:
+            kwargs.setdefault("remove_columns", dataset.column_names)
+        if "features" not in kwargs and transform.new_features():
+            kwargs["features"] = Features({**({} if adds else dataset.features), **transform.new_features()})
+        in_memory = (self.in_memory and not keep) if in_memory is None else in_memory
+        result = dataset.map(transform, batched=True, desc=desc, load_from_cache_file=use_cache,
+                             keep_in_memory=in_memory, batch_size=self.batch_size, **kwargs)
+        if stage:
+            report.seconds[stage] = report.seconds.get(stage, 0.0) + time.time() - start
+        hit = use_cache and _note_cache_hit(result, start, report, stage)
+        if not hit and not (keep or self.keep_cache):
+            self.written += [f["filename"] for f in result.cache_files]
+        return concatenate_datasets([dataset, result], axis=1) if adds else result
+
+    def remove_cache_files(self) -> int:
+        """Delete the cache files this pipeline wrote that nobody asked to keep; returns how many. Call it once
+        the results are written (datasets read from them are memory-mapped: still readable on POSIX systems)."""
+        removed = 0
+        for name in dict.fromkeys(self.written):
+            path = Path(name)
+            if path.is_file():
+                path.unlink()
+                removed += 1
+        self.written = []
+        return removed
+
     def run(self, dataset, *, use_sample_cache=False, use_matrix_cache=False):
         """The whole job on one dataset (or chunk): returns ({split: Dataset}, RunReport)."""
         data, report = self.select_only(dataset, use_sample_cache=use_sample_cache,
                                         use_matrix_cache=use_matrix_cache)
         data = self.annotate(data, report)
-        return self.pair_all(data, report)
+        out = self.pair_all(data, report)
+        self.remove_cache_files()  # the pairs are in memory; the stages' files are spent
+        return out
 
     def select_only(self, dataset, *, use_sample_cache=False, use_matrix_cache=False):
         """Reshape, embed, pre-screen and select (`aepo select`): returns (one row per prompt with a
         `selected__<split>` column per split, RunReport)."""
         report = RunReport()
         data = self.prepare(dataset, report, use_sample_cache)
-        if self.embed is not None:
-            before, cut_before = self.embed.encoded_texts, self.embed.truncated_texts
-            data = _map(data, self.embed, "Embedding responses", report, "embed", use_matrix_cache,
-                        batch_size=self.batch_size)
-            report.texts_embedded += self.embed.encoded_texts - before
-            report.texts_truncated += self.embed.truncated_texts - cut_before
-            if self.release_models:
-                self.embed.release()
-        data = self.prescreen_all(data, report)
+        stages = []
+        before, cut_before = self.embed_counts()
+        if self.embed is not None and (use_matrix_cache or self.keep_cache):  # on disk, for a later run
+            data = self._map(data, self.embed, "Embedding responses", report, "embed", use_matrix_cache, keep=True)
+        elif self.embed is not None:
+            stages.append(("embed", self.embed))
+        if self.prescreen is not None:
+            stages.append(("prescreen", self.prescreen))
+        before_prescreen = self.prescreen.scored if self.prescreen is not None else 0
+        stages += [("select", step) for step in self.selects.values()]
+        if self.embed is not None:  # what the quality report reads of the similarities, so the embeddings can go
+            columns = tuple(step.config.output_column for step in self.selects.values())
+            stages.append(("quality", SummarizeSimilarity(selection_columns=columns)))
+        group = StepGroup(stages, drop=("embeddings",))
+        names = dict.fromkeys(stage for stage, _ in stages)
+        data = self._map(data, group, f"{' + '.join(names).capitalize()} ({', '.join(self.selects)})", report, None)
+        for stage, seconds in group.seconds.items():
+            report.seconds[stage] = report.seconds.get(stage, 0.0) + seconds
+        if "embeddings" in data.column_names:
+            data = data.remove_columns("embeddings")  # spent: no later stage reads them
+        after, cut_after = self.embed_counts()
+        report.texts_embedded += after - before
+        report.texts_truncated += cut_after - cut_before
+        if self.prescreen is not None:
+            report.prescreen_scored += self.prescreen.scored - before_prescreen
         for name, step in self.selects.items():
-            data = _map(data, step, f"Selecting ({name}: {step.config.selection})", report, "select",
-                        batch_size=self.batch_size)
             report.split_annotations[name] = selected_count(data, step.config.output_column)
+        if self.release_models:
+            for model in (self.embed, self.prescreen):
+                if model is not None:
+                    model.release()
         report.strategies = {name: strategy(c) for name, c in self.configs.items()}
         return data, report
+
+    def embed_counts(self) -> tuple[int, int]:
+        """(texts encoded, texts truncated) by the embedder so far."""
+        return (self.embed.encoded_texts, self.embed.truncated_texts) if self.embed is not None else (0, 0)
 
     def pair_all(self, data, report: RunReport):
         """Quality report and pairing of annotated rows (`rewards` filled): returns ({split: Dataset}, report)."""
@@ -163,8 +227,8 @@ class PreferencePipeline:
         if report.conversational:
             self.pairs = {name: replace_config(step, conversational=True) for name, step in self.pairs.items()}
         prompt_type = data.features["prompt"]
-        out = {name: _map(data, step, f"Pairing ({name})", report, "pair", remove_columns=data.column_names,
-                          features=step.features(prompt_type), batch_size=self.batch_size)
+        out = {name: self._map(data, step, f"Pairing ({name})", report, "pair", adds=False, in_memory=True,
+                               remove_columns=data.column_names, features=step.features(prompt_type))
                for name, step in self.pairs.items()}
         report.tied = {name: sums["tied"] for name, sums in report.quality.items()}
         report.reward_stats = {name: reward_stats(split) for name, split in out.items()}
@@ -179,8 +243,8 @@ class PreferencePipeline:
         self.reshape = ToResponseLists(explicit_columns(self.reshape.config, layout))
         features = ToResponseLists.features(_prompt_type(dataset.features[layout.prompt]),
                                             tuple(name for name, cols in layout.scores.items() if cols))
-        lists = _map(dataset, self.reshape, "Preparing responses", report, "reshape", use_sample_cache,
-                     remove_columns=dataset.column_names, batch_size=self.batch_size, features=features)
+        lists = self._map(dataset, self.reshape, "Preparing responses", report, "reshape", use_sample_cache,
+                          adds=False, keep=use_sample_cache, remove_columns=dataset.column_names, features=features)
         report.prompts_in = len(lists)
         columns = ["responses", "skip_reason", "num_empty", "num_duplicate", "conversational"]
         for batch in lists.select_columns(columns).iter(1000):
@@ -195,21 +259,9 @@ class PreferencePipeline:
                     report.west_of_n_annotations += len(texts)
         return lists
 
-    def prescreen_all(self, data, report: RunReport):
-        """The cheap judge scores every response, when a split selects with prescreen (counted apart)."""
-        if self.prescreen is None:
-            return data
-        before = self.prescreen.scored
-        data = _map(data, self.prescreen, "Pre-screening (cheap judge)", report, "prescreen",
-                    batch_size=self.batch_size)
-        report.prescreen_scored += self.prescreen.scored - before
-        if self.release_models:
-            self.prescreen.release()
-        return data
-
     def annotate(self, data, report: RunReport):
         before = self.score.counters()
-        out = _map(data, self.score, "Scoring selected responses", report, "annotate", batch_size=self.batch_size)
+        out = self._map(data, self.score, "Scoring selected responses", report, "annotate")
         after = self.score.counters()
         report.annotations += after["scored"] - before["scored"]
         report.reward_truncated += after["truncated"] - before["truncated"]
@@ -237,9 +289,10 @@ def _prompt_type(feature):
 
 
 def run_pipeline(dataset, config: AEPOConfig, splits: dict[str, dict] | None = None, *, use_sample_cache=False,
-                 use_matrix_cache=False, batch_size=64):
-    """One pass of the whole job over `dataset`: returns ({split: Dataset}, RunReport)."""
-    pipeline = PreferencePipeline(config, splits, batch_size=batch_size)
+                 use_matrix_cache=False, batch_size=64, keep_cache=False):
+    """One pass of the whole job over `dataset`: returns ({split: Dataset}, RunReport). The pairs are in memory;
+    the cache files of the stages are removed unless asked for (`PreferencePipeline`)."""
+    pipeline = PreferencePipeline(config, splits, batch_size=batch_size, keep_cache=keep_cache)
     return pipeline.run(dataset, use_sample_cache=use_sample_cache, use_matrix_cache=use_matrix_cache)
 
 

@@ -65,15 +65,31 @@ def add_sums(a: dict, b: dict) -> dict:
     return {key: a.get(key, 0) + b.get(key, 0) for key in dict.fromkeys([*a, *b])}
 
 
-def selection_similarity(similarity: np.ndarray, selected: list[int], best: int, worst: int) -> dict:
-    """representativeness, selected_similarity and pair_similarity of one prompt (`similarity`: its diagonal
-    zeroed, as `selection.zero_diagonal` gives it)."""
-    s = similarity
-    n, index = s.shape[0], np.asarray(selected, dtype=np.int64)
+class SimilaritySummary:
+    """What the report reads of a prompt's similarity matrix S (zero diagonal): its column sums, and S over the
+    responses some split selected (`transforms.summarize_similarity`); a full matrix is its own summary."""
+
+    def __init__(self, column_sums, index, block):
+        self.column_sums, self.block = np.asarray(column_sums, dtype=np.float64), np.asarray(block, dtype=np.float64)
+        self.position = {int(i): at for at, i in enumerate(index)}
+
+    @classmethod
+    def of_matrix(cls, s: np.ndarray) -> "SimilaritySummary":
+        return cls(s.sum(axis=0), range(s.shape[0]), s)
+
+    def among(self, rows: list[int], cols: list[int]) -> np.ndarray:
+        return self.block[np.ix_([self.position[i] for i in rows], [self.position[j] for j in cols])]
+
+
+def selection_similarity(similarity, selected: list[int], best: int, worst: int) -> dict:
+    """representativeness, selected_similarity and pair_similarity of one prompt (`similarity`: its matrix with
+    the diagonal zeroed, as `selection.zero_diagonal` gives it, or its SimilaritySummary)."""
+    s = similarity if isinstance(similarity, SimilaritySummary) else SimilaritySummary.of_matrix(similarity)
+    n, index = len(s.column_sums), [int(i) for i in selected]
     k = len(index)
-    return {"representativeness": float(s[:, index].sum() / ((n - 1) * k)) if n > 1 else 0.0,
-            "selected_similarity": float(s[np.ix_(index, index)].sum() / (k * (k - 1))) if k > 1 else 0.0,
-            "pair_similarity": float(s[best, worst])}
+    return {"representativeness": float(s.column_sums[index].sum() / ((n - 1) * k)) if n > 1 else 0.0,
+            "selected_similarity": float(s.among(index, index).sum() / (k * (k - 1))) if k > 1 else 0.0,
+            "pair_similarity": float(s.among([best], [worst])[0, 0])}
 
 
 def prompt_quality(selected, rewards, response_ids, texts, ties: str = "drop", similarity=None, oracle=None):
@@ -126,6 +142,9 @@ def add_agreement(sums: dict, annotator: list, oracle: list) -> None:
     sums["oracle_spearman_prompts"] += found["spearman_prompts"]
 
 
+SUMMARY = ("similarity_sums", "similarity_index", "similarity_block")  # transforms.summarize_similarity
+
+
 def _embedding_matrix(value) -> np.ndarray | None:
     """A row of the `embeddings` column (Arrow list of lists) as an (n, d) array; None for a skipped row."""
     rows = value.values
@@ -140,7 +159,7 @@ def quality_sums(data, splits: dict[str, tuple[str, str]], batch_size: int = 256
 
     One read pass over the rows; the similarity matrix of a prompt is built once for all splits."""
     wanted = ["responses", "response_ids", "rewards", "skip_reason", *(c for c, _ in splits.values())]
-    optional = [c for c in ("embeddings", "oracle_scores") if c in data.column_names]
+    optional = [c for c in ("embeddings", "oracle_scores", *SUMMARY) if c in data.column_names]
     sums = {name: empty_sums() for name in splits}
     lists = {name: ([], []) for name in splits}
     for table in data.select_columns(wanted + optional).with_format("arrow").iter(batch_size):
@@ -151,6 +170,8 @@ def quality_sums(data, splits: dict[str, tuple[str, str]], batch_size: int = 256
                 continue
             emb = _embedding_matrix(embeddings[row]) if embeddings is not None else None
             similarity = None if emb is None else zero_diagonal(cosine_matrix(emb))
+            if similarity is None and SUMMARY[0] in plain:
+                similarity = SimilaritySummary(*(plain[c][row] for c in SUMMARY))
             oracle = plain["oracle_scores"][row] if "oracle_scores" in plain else None
             for name, (column, ties) in splits.items():
                 numbers = prompt_quality(plain[column][row], plain["rewards"][row], plain["response_ids"][row],

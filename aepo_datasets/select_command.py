@@ -47,7 +47,9 @@ class SelectOptions:
                              group=GROUP)
     access_token: str | None = option(None, "Hugging Face token (or HF_TOKEN, or `hf auth login`)", group=GROUP)
     use_sample_cache: bool = option(False, "reuse the prepared samples of an earlier run", group=GROUP)
-    use_matrix_cache: bool = option(False, "reuse the embeddings of an earlier run", group=GROUP)
+    use_matrix_cache: bool = option(False, "reuse the embeddings of an earlier run (and keep this run's on disk "
+                                    "for the next)", group=GROUP)
+    keep_cache: bool = option(False, "keep every stage's cache files after the run", group=GROUP)
     debug: bool = option(False, "verbose logging", group=GROUP)
 
     def __post_init__(self):
@@ -93,7 +95,7 @@ def run(args) -> int:
     dataset = take_instructions(group_if_long(dataset, config), opts.num_instructions)
     dataset, ids = prepare_select(config, dataset, opts.id_column)
     check_before_embedding(dataset, config, split_configs(config, splits_wanted), opts.access_token)
-    pipeline = PreferencePipeline(config, splits_wanted)
+    pipeline = PreferencePipeline(config, splits_wanted, keep_cache=opts.keep_cache)
     data, report = pipeline.select_only(dataset, use_sample_cache=opts.use_sample_cache,
                                         use_matrix_cache=opts.use_matrix_cache)
     data = data.add_column("prompt_id", ids)
@@ -102,6 +104,7 @@ def run(args) -> int:
     info = build_run_info(config, report, getattr(args, "command", ["aepo", "select", *sys.argv[1:]]), settings,
                           input_source(args.dataset, opts.split, opts.subset))
     count = write_selection(folder, data, info)
+    pipeline.remove_cache_files()
     logger.info("%s", select_summary(report, count, folder))
     return 0
 

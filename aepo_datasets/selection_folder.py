@@ -3,7 +3,8 @@
     to_annotate.jsonl   one line per selected response: prompt_id, prompt, response_id, response
     to_annotate.csv     the same rows, for spreadsheets
     selection/          the selection itself (`save_to_disk`): one row per prompt with prompt_id, responses,
-                        response_ids, skip_reason, embeddings, selected__<split>..., so that nothing is recomputed
+                        response_ids, skip_reason, selected__<split>..., so that nothing is recomputed (the embeddings
+                        are spent by the selection; `--use_matrix_cache` keeps them in the datasets cache)
     run_info.json       the run's config, report and settings (stage: select, splits, id_column)
 
 `prompt_id` is the prompt's row number in the input (after long-layout grouping and --num_instructions), or the

@@ -79,7 +79,7 @@ def format_summary(report: RunReport, outputs: dict[str, str]) -> str:
         lines.append(f"  cheap-judge passes:    {report.prescreen_scored} (--selection prescreen; not annotations)")
     if report.pair_quality:
         lines += ["  pair quality:", *("    " + line for line in quality_table(report.pair_quality))]
-    lines.append("  time per stage:        " + ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items()))
+    lines += time_lines(report.seconds)
     lines += [f"  {label + ':':22} {path}" for label, path in outputs.items()]
     return "\n".join(lines)
 
@@ -153,3 +153,14 @@ def _split_row(split: SplitSummary, west_of_n: int) -> tuple[str, ...]:
     cells = (split.name, strategy_text(split.selection, split.diversity_penalty), k, split.annotations,
              saved_text(split.saved, west_of_n), split.rewards.get("rows"), split.tied, *means)
     return tuple("?" if cell is None else str(cell) for cell in cells)
+
+
+def time_lines(seconds: dict) -> list[str]:
+    """Stage times are process-seconds (summed over ranks and chunks: a 2-rank run can show more than its wall
+    time); `total` is the wall time of the run. Labelled apart so that nobody adds them up."""
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items() if k != "total")
+    lines = [f"  time per stage:        {stages} (process-seconds, summed over ranks and chunks)"] if stages else []
+    if "total" in seconds:
+        lines.append(f"  wall time:             {seconds['total']:.1f}s")
+    return lines
+

@@ -79,6 +79,10 @@ def test_matrix_cache_reused_only_for_the_same_inputs(tmp_path, caplog):
             "--reward_column", "score_*"]
     assert run(tmp_path, *args, dataset=data) == 0
     first = read_csv(tmp_path / "output" / "preference.csv")
+    assert not cache_files(tmp_path), "a finished run leaves no stage results unless asked"
+    assert run(tmp_path, *args, "--use_matrix_cache", dataset=data) == 0  # writes the embeddings and keeps them
+    assert len(cache_files(tmp_path)) == 1
+    assert read_csv(tmp_path / "output" / "preference.csv") == first
     caplog.clear()
     assert run(tmp_path, *args, "--use_matrix_cache", dataset=data) == 0
     assert "embed: reused the cached result" in caplog.text
@@ -86,6 +90,19 @@ def test_matrix_cache_reused_only_for_the_same_inputs(tmp_path, caplog):
     caplog.clear()
     assert run(tmp_path, "--num_responses", "6", *args[2:], "--use_matrix_cache", dataset=data) == 0  # other N
     assert "embed: reused" not in caplog.text
+
+
+def cache_files(tmp_path) -> list:
+    """The map results left in the datasets cache (the input's own Arrow copy is not one)."""
+    return sorted((tmp_path / ".aepo_cache").rglob("cache-*.arrow"))
+
+
+def test_keep_cache_keeps_every_stage(tmp_path):
+    data = scored_example(tmp_path)
+    args = ["--num_responses", "8", "--num_instructions", "3", "--response_columns", "response_*",
+            "--reward_column", "score_*"]
+    assert run(tmp_path, *args, "--keep_cache", dataset=data) == 0
+    assert len(cache_files(tmp_path)) == 4  # reshape, embeddings, selections + similarity summary, rewards
 
 
 def bad(tmp_path, capsys, *args, dataset=None):

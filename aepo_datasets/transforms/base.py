@@ -38,9 +38,14 @@ class Transform:
 
     def __getstate__(self) -> dict[str, Any]:
         # the device does not change the rows: keep it out of the fingerprint (a worker process
-        # unpickled from this state picks its device from its rank)
+        # unpickled from this state picks its device from its rank). Batch sizes stay in: a worker rebuilds its
+        # config from this state (the launcher's run key leaves them out). What the device changes (the dtype `auto` resolves to), the contents of files and model folders the
+        # config names are in `identity` (ignored on unpickling)
+        from ..identity import config_identity
+
         config = replace(self.config, device=None) if hasattr(self.config, "device") else self.config
-        return {"config": config, "version": self.VERSION, "package": __version__}
+        return {"config": config, "version": self.VERSION, "package": __version__,
+                "identity": config_identity(self.config)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.config = state["config"]

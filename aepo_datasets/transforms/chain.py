@@ -98,3 +98,40 @@ class AEPOTransform(Transform):
         for step in prepare:
             batch = {**batch, **step(batch, rank)}
         return pair(batch, rank)
+
+
+class StepGroup:
+    """Several steps in one `map`: each batch flows through them in order and only the columns they add come out,
+    except `drop`: a column the group both makes and spends (the embeddings) never reaches the disk.
+
+    `seconds` counts each step's time by its stage name (the pipeline reports them as if they were maps of their
+    own). The pickled state is the steps' own (tiny) states, so the fingerprint changes exactly when one of theirs
+    does."""
+
+    def __init__(self, steps: list[tuple[str, Transform]], drop: tuple[str, ...] = ()):
+        self.steps, self.drop = list(steps), tuple(drop)
+        self.seconds: dict[str, float] = {}
+
+    def __getstate__(self) -> dict:
+        return {"steps": self.steps, "drop": self.drop}
+
+    def __setstate__(self, state: dict) -> None:
+        self.steps, self.drop, self.seconds = state["steps"], state["drop"], {}
+
+    def new_features(self) -> dict:
+        features = {}
+        for _, step in self.steps:
+            features.update(step.new_features())
+        return {name: feature for name, feature in features.items() if name not in self.drop}
+
+    def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
+        import time
+
+        added: dict[str, list] = {}
+        for stage, step in self.steps:
+            start = time.time()
+            out = step({**batch, **added}, rank)
+            added.update(out)
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.time() - start
+        return {name: values for name, values in added.items() if name not in self.drop}
+
