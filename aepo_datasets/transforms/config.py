@@ -15,6 +15,7 @@ from typing import Any
 from ..embedders import DEFAULT_EMBEDDER, DEFAULT_MAX_SEQ_LENGTH
 from ..errors import AEPOInputError
 from ..rewards import DEFAULT_REWARD_MODEL
+from ..options import RESEARCH
 from ..schema import coerce_fields, option
 from ..selection import STRATEGIES
 from ..devices import DTYPES
@@ -25,15 +26,12 @@ from .score_responses import ScoreConfig
 from .select_responses import SelectConfig
 from .to_response_lists import ResponseListsConfig, as_column_tuple
 
-RESEARCH = "research CLI flags (same names and defaults)"
-
-
 @dataclass(frozen=True)
 class AEPOConfig:
     """Keyword names match the `aepo` command's flags."""
 
     num_responses: int | None = option(None, "responses per prompt, N (the first N response columns)",
-                                       group=RESEARCH, cli_default=32)
+                                       group=RESEARCH)
     num_annotations: int = option(2, "responses annotated per prompt, k (2 <= k <= N)", group=RESEARCH)
     diversity_penalty: float = option(1.0, "lambda, finite and >= 0", group=RESEARCH)
     similarity_measure: str = option("sentbert", "sentbert (cosine of sentence embeddings), unigram_f1, sacrebleu",
