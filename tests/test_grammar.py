@@ -112,3 +112,34 @@ def test_help_lists_the_subcommands():
                          cwd=ROOT).stdout
     for command in ("aepo select", "aepo pair", "aepo push", "aepo run", "--config FILE.yaml"):
         assert command in out
+
+
+# A light start: the parsers and the configuration do not load the model libraries -------------------------
+
+HEAVY = ("torch", "transformers", "datasets", "sentence_transformers", "accelerate", "pandas")
+
+
+@pytest.mark.parametrize("code", [
+    "import aepo_datasets.labels",
+    "import aepo_datasets.schema, aepo_datasets.options, aepo_datasets.transforms.config",
+    "from aepo_datasets.cli import build_parser; build_parser().format_help()",
+    "from aepo_datasets.select_command import build_parser; build_parser().format_help()",
+    "from aepo_datasets.pair_command import build_parser; build_parser().format_help()",
+    "from aepo_datasets.commands import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
+])
+def test_parsers_and_config_do_not_import_torch(code):
+    check = f"import sys\n{code}\nprint(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    proc = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_public_names_still_import_from_the_package():
+    import aepo_datasets
+    from aepo_datasets import AEPOConfig, AEPOTransform, PairResponses
+    from aepo_datasets.transforms import ScoreConfig
+
+    assert AEPOTransform(num_responses=4).config == AEPOConfig(num_responses=4)
+    assert PairResponses.__name__ == "PairResponses" and ScoreConfig.__name__ == "ScoreConfig"
+    assert set(aepo_datasets.__all__) <= set(dir(aepo_datasets))
+    with pytest.raises(AttributeError):
+        aepo_datasets.NoSuchThing

@@ -19,13 +19,13 @@ import torch
 from ..batching import token_budget_batches
 from ..devices import batch_budget, resolve_device, resolve_dtype
 from ..encoding import GPU_WINDOW, Batch, overlapped, planned_batches, progress_bar, run_batches
+from ..defaults import DEFAULT_REWARD_MODEL
 from ..errors import AEPOInputError
 from .chat_encoding import ChatEncoder, PairEncoder
 from .heads import RewardOutput, float32_head
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_REWARD_MODEL = "OpenAssistant/reward-model-deberta-v3-large-v2"
 CPU_MAX_PADDING = 0.0
 GPU_MAX_PADDING = 0.30
 
