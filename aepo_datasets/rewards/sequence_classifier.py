@@ -45,7 +45,7 @@ def load_reward_model(name: str, device: torch.device, dtype: torch.dtype, revis
     except ValueError as err:
         hint = "" if trust_remote_code or "trust_remote_code" not in str(err) else " It needs --trust_remote_code."
         raise AEPOInputError(f"--reward_model {name!r} is not a sequence-classification model: {err}{hint}") from None
-    except OSError as err:
+    except (OSError, TypeError, ImportError) as err:  # transformers 4.x: a folder without tokenizer files -> TypeError
         hint = "" if local else " If the Hub is unreachable, download the model elsewhere and pass its local path."
         raise AEPOInputError(f"Could not load reward model {name!r}: {err}.{hint}") from None
     output.check_labels(model.config.num_labels, name)
