@@ -1,23 +1,31 @@
-"""AEPO as Hugging Face `datasets` transforms: N responses per prompt -> preference pairs with k annotations."""
+"""AEPO as Hugging Face `datasets` transforms: N responses per prompt -> preference pairs with k annotations.
+
+The transforms are imported on first use (module `__getattr__`): `from aepo_datasets import AEPOTransform` works
+as before, while `import aepo_datasets.labels` or `aepo --help` do not load torch."""
 
 from .version import __version__  # noqa: E402
 from .errors import AEPOInputError  # noqa: E402
 from .forking import install as _install_fork_hook  # noqa: E402
-from .transforms import (  # noqa: E402
-    AEPOConfig,
-    AEPOTransform,
-    EmbedResponses,
-    PairResponses,
-    PrescreenResponses,
-    ScoreResponses,
-    SelectResponses,
-    ToResponseLists,
-    group_long_responses,
-)
 
 _install_fork_hook()  # map(num_proc=n) after torch ran here must not hang: see forking.py
 
-__all__ = [
-    "AEPOConfig", "AEPOInputError", "AEPOTransform", "EmbedResponses", "PairResponses", "PrescreenResponses", "ScoreResponses",
-    "SelectResponses", "ToResponseLists", "group_long_responses", "__version__",
-]
+_TRANSFORMS = (
+    "AEPOConfig", "AEPOTransform", "EmbedResponses", "PairResponses", "PrescreenResponses", "ScoreResponses",
+    "SelectResponses", "ToResponseLists", "group_long_responses",
+)
+
+__all__ = [*_TRANSFORMS, "AEPOInputError", "__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _TRANSFORMS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import transforms
+
+    value = getattr(transforms, name)
+    globals()[name] = value  # once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

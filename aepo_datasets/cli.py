@@ -15,13 +15,22 @@ from pathlib import Path
 
 from .errors import exit_code
 from .logs import setup_logging
+from .options import RESEARCH, RESEARCH_DEFAULTS, InputOptions
 from .prepare import instruction_count
-from .schema import add_flags, coerce_fields, option, values_from_args
-from .transforms.chain import baseline_splits
-from .transforms.config import RESEARCH, AEPOConfig
+from .schema import add_config_flag, add_flags, coerce_fields, option, parse_args, values_from_args
+from .transforms.config import AEPOConfig
 from .version import __version__
 
 logger = logging.getLogger("aepo_datasets")
+
+COMMANDS = """commands:
+  aepo DATASET [options]        the main job: select k of N responses, annotate them, write preference pairs
+  aepo select DATASET [options] select only, and write what to annotate (for people or a judge)
+  aepo pair FOLDER --labels F   the main job's outputs from a selection and the labels that came back
+  aepo push FOLDER REPO_ID      publish a saved output folder to the Hub
+  aepo run [--config F] [...]   the launcher (accelerate launch aepo_datasets/run.py), for whole datasets
+  each takes --config FILE.yaml (keys: the option names) plus flags that override it; `aepo COMMAND --help`
+"""
 
 EXAMPLES = """examples:
   aepo dataset/alpaca_samples.csv --num_responses 8 --num_annotations 2 --num_instructions 10 --reward_model aepo-mini
@@ -34,18 +43,13 @@ EXAMPLES = """examples:
 
 
 @dataclass(frozen=True)
-class CommandOptions:
+class CommandOptions(InputOptions):
     """The options of the `aepo` command that are not options of the job itself (AEPOConfig)."""
 
     cache_dir: str = option(".", "outputs go to CACHE_DIR/output/, the datasets cache to CACHE_DIR/.aepo_cache/",
                             group=RESEARCH)
-    split: str = option("train", "split of a Hub dataset or saved DatasetDict", group=RESEARCH)
-    subset: str | None = option(None, "configuration (subset) of a Hub dataset: load_dataset's `name`",
-                                metavar="NAME")
     output: str = option("preference.csv", "output file under CACHE_DIR/output/; its extension (.csv, .json, "
                          ".jsonl, .parquet) decides the format", group=RESEARCH)
-    num_instructions: int | None = option(4, "use the first N prompts, or `all`", group=RESEARCH)
-    access_token: str | None = option(None, "Hugging Face token (or HF_TOKEN, or `hf auth login`)", group=RESEARCH)
     use_sample_cache: bool = option(False, "reuse the prepared samples of an earlier run", group=RESEARCH)
     use_matrix_cache: bool = option(False, "reuse the embeddings of an earlier run (and keep this run's on disk "
                                     "for the next)", group=RESEARCH)
@@ -65,10 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     """Flags generated from CommandOptions and AEPOConfig: a field there is a flag here."""
     p = argparse.ArgumentParser(
         prog="aepo", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Turn N responses per prompt into preference data, annotating only k of them (AEPO).")
-    p.add_argument("dataset", help="a .csv/.json/.jsonl/.parquet file (.csv/.json/.jsonl may be .gz/.bz2/.xz), "
-                   "a quoted glob of such files ('data/*.parquet'), a save_to_disk folder, or a Hub dataset id")
-    add_flags(p, CommandOptions, AEPOConfig)
+        description="Turn N responses per prompt into preference data, annotating only k of them (AEPO).\n\n"
+        + COMMANDS)
+    p.add_argument("dataset", nargs="?", help="a .csv/.json/.jsonl/.parquet file (.csv/.json/.jsonl may be "
+                   ".gz/.bz2/.xz), a quoted glob of such files ('data/*.parquet'), a save_to_disk folder, or a Hub "
+                   "dataset id (or `dataset:` in --config)")
+    add_config_flag(p)
+    add_flags(p, CommandOptions, AEPOConfig, defaults=RESEARCH_DEFAULTS)
     p.add_argument("--version", action="version", version=f"aepo_datasets {__version__}")
     return p
 
@@ -88,7 +95,7 @@ def run(args) -> int:
     from .preflight import check_before_embedding, check_run_paths
     from .prepare import group_if_long, take_instructions
     from .rewards.judge import with_cache_under
-    from .transforms.chain import split_configs
+    from .transforms.chain import baseline_splits, split_configs
 
     opts = options_from_args(args)
     config = with_cache_under(config_from_args(args), opts.cache_dir)  # validates flags before anything loads
@@ -115,7 +122,7 @@ def run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv, required=("dataset",))
     args.command = ["aepo", *argv]
     setup_logging(args.debug)
     return exit_code("aepo", lambda: run(args))

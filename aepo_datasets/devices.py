@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from .defaults import DTYPE_NAMES
 from .errors import AEPOInputError
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
 
 
 def resolve_device(requested: str | None = None, rank: int | None = None) -> torch.device:

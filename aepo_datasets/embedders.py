@@ -11,14 +11,11 @@ import torch
 from .batching import token_budget_batches
 from .devices import batch_budget, resolve_device, resolve_dtype
 from .encoding import GPU_WINDOW, Batch, BulkTokenizer, overlapped, planned_batches, progress_bar, run_batches
+from .defaults import DEFAULT_EMBEDDER, DEFAULT_MAX_SEQ_LENGTH
 from .errors import AEPOInputError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
-# The paper's code truncates at the tokenizer's maximum (512); sentence-transformers' default for
-# MiniLM is 256, which changes the selected subsets on long responses (see README, "Fidelity").
-DEFAULT_MAX_SEQ_LENGTH = 512
 PACKAGED_EMBEDDERS = {DEFAULT_EMBEDDER, "all-MiniLM-L6-v2"}
 
 

@@ -17,42 +17,39 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import yaml
 
 from .version import __version__
 from .errors import AEPOInputError, exit_code
 from .registry import unknown_choice_message
 from .prepare import instruction_count
 from .chunks import assemble, chunk_ranges, clean_stale, is_done, my_chunks, require_complete, save_chunk
-from .schema import coerce, field_types
+from .options import InputOptions
+from .schema import coerce, field_types, read_config
 from .select_stage import STAGES
 from .transforms.config import AEPOConfig
 
 logger = logging.getLogger(__name__)
 
-USAGE = f"""usage: accelerate launch aepo_datasets/run.py [--config FILE.yaml] [key=value ...]
+USAGE = f"""usage: accelerate launch aepo_datasets/run.py [--config FILE.yaml] [key=value | --key value ...]
        python aepo_datasets/run.py ...   |   aepo run ...
 
 {__doc__.strip()}
 
-Keys: the `aepo` flag names ({{aepo}}) and {{launch}}.
-Example: python aepo_datasets/run.py --config configs/offline_demo.yaml output_dir=out chunk_size=500"""
+Keys: the `aepo` flag names ({{aepo}}) and {{launch}}; `key=value`, `--key value` and `--key=value` override
+the config, and a lone `--key` means true. Defaults are the options' own: every prompt (`aepo` looks at 4).
+Example: python aepo_datasets/run.py --config configs/offline_demo.yaml output_dir=out --chunk_size 500"""
 
 
 
 @dataclass(frozen=True)
-class LaunchSettings:
-    """The launcher's own keys (beside AEPOConfig's)."""
+class LaunchSettings(InputOptions):
+    """The launcher's own keys (beside AEPOConfig's); split, subset, num_instructions, access_token: InputOptions."""
 
     dataset: str | None = None
-    split: str = "train"
-    subset: str | None = None  # configuration of a Hub dataset (load_dataset's `name`)
-    num_instructions: int | None = None  # None or "all": every prompt
     output_dir: str | None = None
     splits: dict | None = None
     push_to_hub: str | None = None
     private: bool = True
-    access_token: str | None = None
     chunk_size: int = 1000
     map_batch_size: int = 64
     cache_dir: str | None = None
@@ -70,33 +67,30 @@ OUTPUT_ONLY = {"output_dir", "push_to_hub", "private", "access_token", "device",
 
 
 def parse_settings(argv: list[str]) -> dict:
-    """`--config FILE` (optional) then `key=value` overrides; values are coerced to the keys' types."""
+    """`--config FILE` (optional) then overrides (`key=value`, `--key value`, `--key=value`, `--key` for true);
+    values are coerced to the keys' types."""
+    overrides = override_pairs(argv)
     settings: dict = {}
-    args = list(argv)
-    if "--config" in args:
-        at = args.index("--config")
-        if at + 1 >= len(args):
-            raise AEPOInputError("--config needs a YAML file path.")
-        settings.update(read_config(Path(args[at + 1])))
-        del args[at : at + 2]
-    for item in args:
+    if "config" in overrides:
+        settings.update(read_config(Path(overrides.pop("config"))))
+    return validate_settings({**settings, **overrides})
+
+
+def override_pairs(argv: list[str]) -> dict:
+    """The command line's overrides as key -> text, in order (a later one wins)."""
+    pairs, args = {}, list(argv)
+    while args:
+        item = args.pop(0)
         key, sep, value = item.partition("=")
-        if not sep:
-            raise AEPOInputError(f"Override {item!r} is not key=value (e.g. num_responses=8).")
-        settings[key.lstrip("-")] = value
-    return validate_settings(settings)
-
-
-def read_config(path: Path) -> dict:
-    if not path.is_file():
-        raise AEPOInputError(f"Config file {str(path)!r} does not exist.")
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise AEPOInputError(f"Config file {path} is not valid YAML: {err}") from None
-    if not isinstance(loaded, dict):
-        raise AEPOInputError(f"Config file {path} must hold a mapping of keys to values.")
-    return loaded
+        if not sep and item.startswith("--"):
+            value = args.pop(0) if args and not args[0].startswith("--") else None
+            if value is None and key == "--config":
+                raise AEPOInputError("--config needs a YAML file path.")
+            value = "true" if value is None else value
+        elif not sep:
+            raise AEPOInputError(f"Override {item!r} is not key=value or --key value (e.g. num_responses=8).")
+        pairs[key.lstrip("-")] = value
+    return pairs
 
 
 def validate_settings(settings: dict) -> dict:

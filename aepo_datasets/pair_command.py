@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import AEPOInputError, exit_code
 from .labels import prompt_key, read_labels
 from .logs import setup_logging
-from .schema import add_flags, coerce_fields, option, values_from_args
+from .schema import add_config_flag, add_flags, coerce_fields, option, parse_args, values_from_args
 from .transforms.pair_responses import TIE_RULES
 
 logger = logging.getLogger("aepo_datasets")
@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aepo pair", epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Build the preference outputs from a selection and its labels.")
-    p.add_argument("folder", help="a folder written by `aepo select` (or the launcher's stage: select)")
+    p.add_argument("folder", nargs="?", help="a folder written by `aepo select` (or the launcher's stage: select; "
+                   "or `folder:` in --config)")
+    add_config_flag(p)
     add_flags(p, PairOptions)
     return p
 
@@ -183,7 +185,7 @@ def _with_columns(data, rewards, reasons):
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv, required=("folder",))
     args.command = ["aepo", "pair", *argv]
     setup_logging(args.debug)
     return exit_code("aepo pair", lambda: run(args))

@@ -7,17 +7,19 @@ import logging
 
 from .errors import exit_code
 from .logs import setup_logging
+from .schema import add_config_flag, parse_args
 
 logger = logging.getLogger("aepo_datasets")
 
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="aepo push", description="Publish a saved aepo output folder to the Hub.")
-    p.add_argument("folder")
-    p.add_argument("repo_id")
+    p.add_argument("folder", nargs="?", help="a saved output folder (or `folder:` in --config)")
+    p.add_argument("repo_id", nargs="?", help="the dataset repository (or `repo_id:` in --config)")
+    add_config_flag(p)
     p.add_argument("--access_token", default=None)
     p.add_argument("--public", action="store_true", help="make the dataset public (default: private)")
-    args = p.parse_args(argv)
+    args = parse_args(p, argv, required=("folder", "repo_id"))
     setup_logging(False)
 
     def push_folder() -> int:

@@ -1,4 +1,4 @@
-"""Values from YAML files and `key=value` overrides, coerced to the types of a configuration dataclass.
+"""Flags, YAML files (`--config`) and `key=value` overrides, coerced to the types of a configuration dataclass.
 
 `key=value` overrides arrive as text and are converted by the field's type (so `1e-3` is a float and
 `prompt_column=yes` stays the string "yes"); YAML values are checked the same way. A value that does
@@ -7,13 +7,16 @@ not fit its field raises one line naming the key, the value and what was expecte
 
 from __future__ import annotations
 
+import argparse
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import AEPOInputError
+from .registry import unknown_choice_message
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -117,21 +120,23 @@ def _describe(kind) -> str:
 
 
 def option(default, help: str, *, group: str = "more options", choices=None, flag: str | None = None,
-           flag_values: dict | None = None, cli_default=None, metavar: str | None = None):
-    """A dataclass field that also describes its command-line flag and launcher key.
+           flag_values: dict | None = None, metavar: str | None = None):
+    """A dataclass field that also describes its command-line flag, YAML key and launcher key.
 
     `flag`: a flag name other than the field's; `flag_values`: the flag's words -> field values (e.g.
-    `--chat_template on` -> True); `cli_default`: the command's default where it differs from Python's
-    (the research CLI's `--num_responses 32`)."""
+    `--chat_template on` -> True). A command whose defaults differ passes them to `add_flags`
+    (`options.RESEARCH_DEFAULTS`)."""
     from dataclasses import field
 
     meta = {"help": help, "group": group, "choices": choices, "flag": flag, "flag_values": flag_values,
-            "cli_default": cli_default, "metavar": metavar}
+            "metavar": metavar}
     return field(default=default, metadata=meta)
 
 
-def add_flags(parser, *classes) -> None:
-    """One `--field` flag per `option(...)` field of `classes`, in argument groups named by the fields."""
+def add_flags(parser, *classes, defaults: dict | None = None) -> None:
+    """One `--field` flag per `option(...)` field of `classes`, in argument groups named by the fields.
+
+    `defaults`: this command's defaults where they differ from the fields' (shown by `--help` with both)."""
     from dataclasses import fields
 
     groups: dict[str, Any] = {}
@@ -142,19 +147,22 @@ def add_flags(parser, *classes) -> None:
             group = f.metadata["group"]
             if group not in groups:
                 groups[group] = parser.add_argument_group(group)
-            groups[group].add_argument(f.metadata["flag"] or f"--{f.name}", dest=f.name, **_flag_options(f))
+            groups[group].add_argument(f.metadata["flag"] or f"--{f.name}", dest=f.name,
+                                       **_flag_options(f, (defaults or {}).get(f.name, f.default)))
 
 
-def _flag_options(f) -> dict:
+def _flag_options(f, default) -> dict:
     meta = f.metadata
-    default = f.default if meta["cli_default"] is None else meta["cli_default"]
     text = meta["help"].replace("%", "%%")
     if meta["flag_values"]:
         word = next(w for w, v in meta["flag_values"].items() if v == default)
         return {"choices": list(meta["flag_values"]), "default": word, "help": f"{text} (default: {word})"}
     if default is False:
         return {"action": "store_true", "help": text}
-    shown = "" if default is None else f" (default: {default})"
+    shown = "" if default is None else f" (default: {default}"
+    if default != f.default:
+        shown += f", as in the research CLI; the launcher and Python: {'all' if f.default is None else f.default}"
+    shown += ")" if shown else ""
     # values stay text here and are coerced by the dataclass, so every bad value gets the same kind of message
     return {"default": default, "choices": meta["choices"], "metavar": meta["metavar"], "help": text + shown}
 
@@ -166,6 +174,63 @@ def values_from_args(cls, args) -> dict:
     values = {}
     for f in fields(cls):
         value = getattr(args, f.name)
-        translate = f.metadata.get("flag_values")
-        values[f.name] = translate[value] if translate else value
+        translate = f.metadata.get("flag_values") or {}
+        values[f.name] = translate.get(value, value) if isinstance(value, str) else value  # YAML may hold True
+    return values
+
+
+# `--config FILE.yaml` plus flags, the way TRL's TrlParser reads them ------------------------------------
+
+
+def read_config(path: Path) -> dict:
+    """The mapping in a YAML config file; one line naming the file when it is missing or not a mapping."""
+    if not path.is_file():
+        raise AEPOInputError(f"Config file {str(path)!r} does not exist.")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise AEPOInputError(f"Config file {path} is not valid YAML: {err}") from None
+    if not isinstance(loaded, dict):
+        raise AEPOInputError(f"Config file {path} must hold a mapping of keys to values.")
+    return loaded
+
+
+def add_config_flag(parser) -> None:
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of options: its keys are the option names "
+                        "(the flags without --); flags given on the command line override it")
+
+
+def parse_args(parser, argv: list[str], required: tuple[str, ...] = ()):
+    """Flags over `--config FILE.yaml` over the defaults. The YAML's values become the parser's defaults, so a
+    flag on the command line wins; an unknown key gets "did you mean"; positionals in `required` (declared
+    with nargs="?") may come from the YAML too. Mistakes exit 2 with the usage, as argparse's own do."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    if known.config:
+        try:
+            parser.set_defaults(**config_defaults(parser, Path(known.config)))
+        except AEPOInputError as err:
+            parser.error(str(err))
+    args = parser.parse_args(argv)
+    missing = [name for name in required if getattr(args, name) is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)} (on the command line or as "
+                     f"{missing[0]}: in --config)")
+    return args
+
+
+def config_defaults(parser, path: Path) -> dict:
+    """The YAML's keys as the parser's destinations (a flag's own name, e.g. chat_template, works too)."""
+    keys = {}
+    for action in parser._actions:
+        if action.dest in ("help", "version", "config"):
+            continue
+        keys[action.dest] = action.dest
+        keys.update({flag.lstrip("-"): action.dest for flag in action.option_strings if flag.startswith("--")})
+    values = {}
+    for key, value in read_config(path).items():
+        if key not in keys:
+            raise AEPOInputError(f"{path}: " + unknown_choice_message("option", key, sorted(set(keys.values()))))
+        values[keys[key]] = value
     return values

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from .errors import AEPOInputError, exit_code
 from .logs import setup_logging
+from .options import RESEARCH_DEFAULTS, InputOptions
 from .prepare import instruction_count
-from .schema import add_flags, coerce_fields, option, values_from_args
+from .schema import add_config_flag, add_flags, coerce_fields, option, parse_args, values_from_args
 from .transforms.config import AEPOConfig
 
 logger = logging.getLogger("aepo_datasets")
@@ -32,20 +33,15 @@ then hand output/selection/to_annotate.csv to people (or a judge), and:
 
 
 @dataclass(frozen=True)
-class SelectOptions:
+class SelectOptions(InputOptions):
     """The options of `aepo select` that are not options of the job (AEPOConfig)."""
 
     cache_dir: str = option(".", "outputs go to CACHE_DIR/output/, the datasets cache to CACHE_DIR/.aepo_cache/",
                             group=GROUP)
     output: str = option("selection", "the folder to write, under CACHE_DIR/output/", group=GROUP)
-    split: str = option("train", "split of a Hub dataset or saved DatasetDict", group=GROUP)
-    subset: str | None = option(None, "configuration (subset) of a Hub dataset: load_dataset's `name`", group=GROUP,
-                                metavar="NAME")
-    num_instructions: int | None = option(4, "use the first N prompts, or `all`", group=GROUP)
     id_column: str | None = option(None, "the prompt ids (unique); default: the input row number", group=GROUP)
     baselines: bool = option(False, "also select the random, mbr and west_of_n splits (their union is annotated)",
                              group=GROUP)
-    access_token: str | None = option(None, "Hugging Face token (or HF_TOKEN, or `hf auth login`)", group=GROUP)
     use_sample_cache: bool = option(False, "reuse the prepared samples of an earlier run", group=GROUP)
     use_matrix_cache: bool = option(False, "reuse the embeddings of an earlier run (and keep this run's on disk "
                                     "for the next)", group=GROUP)
@@ -61,8 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aepo select", epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Pick the k responses per prompt to annotate (AEPO) and write them out.")
-    p.add_argument("dataset", help="a .csv/.json/.jsonl/.parquet file, a save_to_disk folder, or a Hub dataset id")
-    add_flags(p, SelectOptions, AEPOConfig)
+    p.add_argument("dataset", nargs="?", help="a .csv/.json/.jsonl/.parquet file, a save_to_disk folder, or a Hub "
+                   "dataset id (or `dataset:` in --config)")
+    add_config_flag(p)
+    add_flags(p, SelectOptions, AEPOConfig, defaults=RESEARCH_DEFAULTS)
     return p
 
 
@@ -110,7 +108,7 @@ def run(args) -> int:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv, required=("dataset",))
     args.command = ["aepo", "select", *argv]
     setup_logging(args.debug)
     return exit_code("aepo select", lambda: run(args))

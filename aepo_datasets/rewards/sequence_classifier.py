@@ -19,13 +19,13 @@ import torch
 from ..batching import token_budget_batches
 from ..devices import batch_budget, resolve_device, resolve_dtype
 from ..encoding import GPU_WINDOW, Batch, overlapped, planned_batches, progress_bar, run_batches
+from ..defaults import DEFAULT_REWARD_MODEL
 from ..errors import AEPOInputError
 from .chat_encoding import ChatEncoder, PairEncoder
 from .heads import RewardOutput, float32_head
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_REWARD_MODEL = "OpenAssistant/reward-model-deberta-v3-large-v2"
 CPU_MAX_PADDING = 0.0
 GPU_MAX_PADDING = 0.30
 
@@ -45,7 +45,7 @@ def load_reward_model(name: str, device: torch.device, dtype: torch.dtype, revis
     except ValueError as err:
         hint = "" if trust_remote_code or "trust_remote_code" not in str(err) else " It needs --trust_remote_code."
         raise AEPOInputError(f"--reward_model {name!r} is not a sequence-classification model: {err}{hint}") from None
-    except OSError as err:
+    except (OSError, TypeError, ImportError) as err:  # transformers 4.x: a folder without tokenizer files -> TypeError
         hint = "" if local else " If the Hub is unreachable, download the model elsewhere and pass its local path."
         raise AEPOInputError(f"Could not load reward model {name!r}: {err}.{hint}") from None
     output.check_labels(model.config.num_labels, name)

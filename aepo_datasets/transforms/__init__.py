@@ -1,16 +1,33 @@
-"""One transform per step; each is a `Dataset.map(..., batched=True)` callable."""
+"""One transform per step; each is a `Dataset.map(..., batched=True)` callable.
 
-from .chain import AEPOTransform, build_steps
-from .config import AEPOConfig
-from .embed_responses import EmbedConfig, EmbedResponses
-from .pair_responses import PairConfig, PairResponses
-from .prescreen_responses import PrescreenConfig, PrescreenResponses
-from .score_responses import ScoreConfig, ScoreResponses
-from .select_responses import SelectConfig, SelectResponses
-from .to_response_lists import ResponseListsConfig, ToResponseLists, group_long_responses
+The names below are imported on first use (module `__getattr__`), so that importing one step module, or the
+configuration, does not load every step's model library."""
 
-__all__ = [
-    "AEPOConfig", "AEPOTransform", "EmbedConfig", "EmbedResponses", "PairConfig", "PairResponses",
-    "PrescreenConfig", "PrescreenResponses", "ResponseListsConfig", "ScoreConfig", "ScoreResponses", "SelectConfig",
-    "SelectResponses", "ToResponseLists", "build_steps", "group_long_responses",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "AEPOTransform": "chain", "build_steps": "chain", "AEPOConfig": "config",
+    "EmbedConfig": "embed_responses", "EmbedResponses": "embed_responses",
+    "PairConfig": "pair_responses", "PairResponses": "pair_responses",
+    "PrescreenConfig": "prescreen_responses", "PrescreenResponses": "prescreen_responses",
+    "ScoreConfig": "score_responses", "ScoreResponses": "score_responses",
+    "SelectConfig": "select_responses", "SelectResponses": "select_responses",
+    "ResponseListsConfig": "to_response_lists", "ToResponseLists": "to_response_lists",
+    "group_long_responses": "to_response_lists",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -10,30 +10,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..embedders import DEFAULT_EMBEDDER, DEFAULT_MAX_SEQ_LENGTH
+from ..defaults import DEFAULT_EMBEDDER, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_PRESCREEN_MODEL, DEFAULT_REWARD_MODEL, DTYPE_NAMES
 from ..errors import AEPOInputError
-from ..rewards import DEFAULT_REWARD_MODEL
+from ..options import RESEARCH
 from ..schema import coerce_fields, option
 from ..selection import PRESCREEN_RULES, STRATEGIES
-from ..devices import DTYPES
-from .embed_responses import EmbedConfig
 from .pair_responses import TIE_RULES, PairConfig
-from .prescreen_responses import DEFAULT_PRESCREEN_MODEL, PrescreenConfig, reusable_embeddings
-from .score_responses import ScoreConfig
-from .select_responses import SelectConfig
 from .to_response_lists import ResponseListsConfig, as_column_tuple
 
-RESEARCH = "research CLI flags (same names and defaults)"
-
+if TYPE_CHECKING:  # the steps' configs live beside their models: imported when a config is built, not to parse flags
+    from .embed_responses import EmbedConfig
+    from .prescreen_responses import PrescreenConfig
+    from .score_responses import ScoreConfig
+    from .select_responses import SelectConfig
 
 @dataclass(frozen=True)
 class AEPOConfig:
     """Keyword names match the `aepo` command's flags."""
 
     num_responses: int | None = option(None, "responses per prompt, N (the first N response columns)",
-                                       group=RESEARCH, cli_default=32)
+                                       group=RESEARCH)
     num_annotations: int = option(2, "responses annotated per prompt, k (2 <= k <= N)", group=RESEARCH)
     diversity_penalty: float = option(1.0, "lambda, finite and >= 0", group=RESEARCH)
     similarity_measure: str = option("sentbert", "sentbert (cosine of sentence embeddings), unigram_f1, sacrebleu",
@@ -57,7 +55,7 @@ class AEPOConfig:
     reward_batch_size: int | None = option(None, "pairs per reward batch (default: 8 on CPU, unlimited on CUDA)")
     max_length: int = option(1024, "reward model truncation in tokens, capped at the model's limit")
     max_tokens: int | None = option(None, "padded tokens per reward batch (default: 8192 on CPU, 32768 on CUDA)")
-    dtype: str = option("auto", "auto: bf16 on CUDA, fp32 on CPU", choices=["auto", *DTYPES])
+    dtype: str = option("auto", "auto: bf16 on CUDA, fp32 on CPU", choices=["auto", *DTYPE_NAMES])
     device: str | None = option(None, "cpu, cuda, cuda:1 ... (default: CUDA when available)")
     seed: int = option(0, "seeds the local search and random selection (per prompt)")
     conversational: bool = option(False, "saved dataset in TRL's conversational format (message lists; automatic "
@@ -124,11 +122,15 @@ class AEPOConfig:
                                    self.reward_column, min_responses or self.min_usable, self.oracle_column)
 
     def embed_config(self) -> EmbedConfig:
+        from .embed_responses import EmbedConfig
+
         return EmbedConfig(self.embedding_model, self.embedding_revision, self.embedding_batch_size,
                            self.max_seq_length, self.dtype, self.device, self.embedding_max_tokens)
 
     def prescreen_config(self) -> PrescreenConfig:
         """The cheap judge of `selection="prescreen"`; aepo-mini reuses the embeddings when they are its own."""
+        from .prescreen_responses import PrescreenConfig, reusable_embeddings
+
         mini = self.prescreen_model == "aepo-mini"
         reuse = mini and self.similarity_measure == "sentbert" and reusable_embeddings(
             self.embedding_model, self.max_seq_length, self.embedding_revision)
@@ -136,10 +138,14 @@ class AEPOConfig:
                                self.max_length, self.max_tokens, self.dtype, self.device, reuse)
 
     def select_config(self, output_column: str = "selected") -> SelectConfig:
+        from .select_responses import SelectConfig
+
         return SelectConfig(self.selection, self.num_annotations, self.diversity_penalty, self.similarity_measure,
                             self.seed, output_column, self.prescreen_rule, self.prescreen_length_weight)
 
     def score_config(self, selection_columns: tuple[str, ...] = ("selected",)) -> ScoreConfig:
+        from .score_responses import ScoreConfig
+
         return ScoreConfig("column" if self.reward_column else self.reward_model, self.reward_revision,
                            self.reward_batch_size, self.max_length, self.max_tokens, self.dtype, self.device,
                            self.use_chat_template, selection_columns, self.api_base, self.judge_template,

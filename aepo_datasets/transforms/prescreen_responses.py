@@ -15,13 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from ..defaults import DEFAULT_PRESCREEN_MODEL
 from ..devices import rank_device
 from ..errors import AEPOInputError
 from ..rewards import scorer_for
 from .base import Transform, kept_rows, require_columns
 from .select_responses import PRESCREEN_SCORES
-
-DEFAULT_PRESCREEN_MODEL = "aepo-mini"
 
 
 @dataclass(frozen=True)
