@@ -2,10 +2,10 @@
 
 from .version import __version__  # noqa: E402
 from .errors import AEPOInputError  # noqa: E402
-from .forking import install as _install_fork_hook  # noqa: E402
+from .models.forking import install as _install_fork_hook  # noqa: E402
+from .config import AEPOConfig  # noqa: E402
+from .pipeline.chain import AEPOTransform  # noqa: E402
 from .transforms import (  # noqa: E402
-    AEPOConfig,
-    AEPOTransform,
     EmbedResponses,
     PairResponses,
     PrescreenResponses,
@@ -15,7 +15,7 @@ from .transforms import (  # noqa: E402
     group_long_responses,
 )
 
-_install_fork_hook()  # map(num_proc=n) after torch ran here must not hang: see forking.py
+_install_fork_hook()  # map(num_proc=n) after torch ran here must not hang: see models/forking.py
 
 __all__ = [
     "AEPOConfig", "AEPOInputError", "AEPOTransform", "EmbedResponses", "PairResponses", "PrescreenResponses", "ScoreResponses",

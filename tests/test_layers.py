@@ -69,11 +69,11 @@ def test_no_module_imports_the_package_init():
 
 def test_entry_points_sit_on_top():
     graph = import_graph()
-    entry_points = {"aepo_datasets.cli", "aepo_datasets.launcher", "aepo_datasets.commands",
-                    "aepo_datasets.push_command", "aepo_datasets.run", "aepo_datasets.select_command",
-                    "aepo_datasets.pair_command"}
+    entry_points = {"aepo_datasets.cli.job", "aepo_datasets.launch.launcher", "aepo_datasets.cli.main",
+                    "aepo_datasets.cli.push", "aepo_datasets.run", "aepo_datasets.cli.select",
+                    "aepo_datasets.cli.pair"}
     for name, deps in graph.items():
-        if name not in {"aepo_datasets.commands", "aepo_datasets.run", "aepo_datasets"}:
+        if name not in {"aepo_datasets.cli.main", "aepo_datasets.run", "aepo_datasets"}:
             assert not deps & entry_points, f"{name} imports an entry point: {deps & entry_points}"
 
 

@@ -1,7 +1,5 @@
 """One transform per step; each is a `Dataset.map(..., batched=True)` callable."""
 
-from .chain import AEPOTransform, build_steps
-from .config import AEPOConfig
 from .embed_responses import EmbedConfig, EmbedResponses
 from .pair_responses import PairConfig, PairResponses
 from .prescreen_responses import PrescreenConfig, PrescreenResponses
@@ -10,7 +8,7 @@ from .select_responses import SelectConfig, SelectResponses
 from .to_response_lists import ResponseListsConfig, ToResponseLists, group_long_responses
 
 __all__ = [
-    "AEPOConfig", "AEPOTransform", "EmbedConfig", "EmbedResponses", "PairConfig", "PairResponses",
+    "EmbedConfig", "EmbedResponses", "PairConfig", "PairResponses",
     "PrescreenConfig", "PrescreenResponses", "ResponseListsConfig", "ScoreConfig", "ScoreResponses", "SelectConfig",
-    "SelectResponses", "ToResponseLists", "build_steps", "group_long_responses",
+    "SelectResponses", "ToResponseLists", "group_long_responses",
 ]
