@@ -1,28 +1,29 @@
 """AEPO as Hugging Face `datasets` transforms: N responses per prompt -> preference pairs with k annotations.
 
 The transforms are imported on first use (module `__getattr__`): `from aepo_datasets import AEPOTransform` works
-as before, while `import aepo_datasets.labels` or `aepo --help` do not load torch."""
+as before, while `import aepo_datasets.io.labels` or `aepo --help` do not load torch."""
 
 from .version import __version__  # noqa: E402
 from .errors import AEPOInputError  # noqa: E402
-from .forking import install as _install_fork_hook  # noqa: E402
+from .models.forking import install as _install_fork_hook  # noqa: E402
 
-_install_fork_hook()  # map(num_proc=n) after torch ran here must not hang: see forking.py
+_install_fork_hook()  # map(num_proc=n) after torch ran here must not hang: see models/forking.py
 
-_TRANSFORMS = (
-    "AEPOConfig", "AEPOTransform", "EmbedResponses", "PairResponses", "PrescreenResponses", "ScoreResponses",
-    "SelectResponses", "ToResponseLists", "group_long_responses",
-)
+_EXPORTS = {
+    "AEPOConfig": "config", "AEPOTransform": "pipeline.chain", "EmbedResponses": "transforms",
+    "PairResponses": "transforms", "PrescreenResponses": "transforms", "ScoreResponses": "transforms",
+    "SelectResponses": "transforms", "ToResponseLists": "transforms", "group_long_responses": "transforms",
+}
 
-__all__ = [*_TRANSFORMS, "AEPOInputError", "__version__"]
+__all__ = [*_EXPORTS, "AEPOInputError", "__version__"]
 
 
 def __getattr__(name: str):
-    if name not in _TRANSFORMS:
+    if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import transforms
+    import importlib
 
-    value = getattr(transforms, name)
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     globals()[name] = value  # once
     return value
 

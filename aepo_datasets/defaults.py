@@ -1,5 +1,5 @@
 """The default models and the dtype names, torch-free: the configuration and the parsers read them without
-loading a model library (`aepo --help` and `import aepo_datasets.labels` stay fast)."""
+loading a model library (`aepo --help` and `import aepo_datasets.io.labels` stay fast)."""
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 # The paper's code truncates at the tokenizer's maximum (512); sentence-transformers' default for

@@ -6,7 +6,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the package importable from a source checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aepo_datasets.launcher import main  # noqa: E402
+from aepo_datasets.launch.launcher import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

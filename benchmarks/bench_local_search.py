@@ -67,7 +67,7 @@ def timed(fn, *args, **kwargs) -> float:
 
 
 def main() -> None:
-    from aepo_datasets import selection as new
+    from aepo_datasets.selection import strategies as new
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--baseline", default="3ebc12a", help="git revision holding the old selection.py")

@@ -81,7 +81,7 @@ FULL = Mode("full", prompts=16, sizes=(8, 32, 128), ks=(2, 4, 8), pairwise_promp
 
 
 def minilm_path() -> str:
-    from aepo_datasets.embedders import resolve_embedder_path
+    from aepo_datasets.models.embedders import resolve_embedder_path
 
     return resolve_embedder_path("all-MiniLM-L6-v2")
 
@@ -142,7 +142,7 @@ def response_lists(dataset, n: int) -> list[dict]:
 
 
 def pipeline_config(reward_path: str, n: int, k: int, west_of_n=False, max_seq_length=512):
-    from aepo_datasets.transforms import AEPOConfig
+    from aepo_datasets import AEPOConfig
 
     return AEPOConfig(num_responses=n, num_annotations=k, reward_model=reward_path, prompt_column="prompt",
                       response_columns="response_*", west_of_n=west_of_n, device="cpu",
@@ -153,8 +153,8 @@ def pipeline_config(reward_path: str, n: int, k: int, west_of_n=False, max_seq_l
 
 def write_output(split, config, folder: Path) -> float:
     """What `aepo` does after the pipeline: the research CSV and the saved dataset, atomically."""
-    from aepo_datasets.outputs import research_rows
-    from aepo_datasets.io import atomic_save_to_disk, atomic_write_table
+    from aepo_datasets.io.outputs import research_rows
+    from aepo_datasets.io.files import atomic_save_to_disk, atomic_write_table
     from datasets import DatasetDict
 
     start = time.perf_counter()
@@ -166,7 +166,7 @@ def write_output(split, config, folder: Path) -> float:
 
 def run_cell(dataset, reward_path: str, n: int, k: int, workdir: Path, west_of_n=False) -> dict:
     """One run of the library's pipeline, per-stage seconds per prompt, and its counts."""
-    from aepo_datasets.pipeline import run_pipeline
+    from aepo_datasets.pipeline.runner import run_pipeline
 
     config = pipeline_config(reward_path, n, k, west_of_n)
     with recorded_reward_batches() as batches:
@@ -241,7 +241,7 @@ def encode_lists(model, lists: list[dict]) -> list:
 
 def effective_max_seq_length() -> int:
     """The truncation the library's embedder really applies when asked for its default (512)."""
-    from aepo_datasets.embedders import SentenceEmbedder
+    from aepo_datasets.models.embedders import SentenceEmbedder
 
     return SentenceEmbedder(device="cpu").model.max_seq_length
 
@@ -378,8 +378,8 @@ def reward_batching(reward_path: str, pairs: list[tuple[str, str]], rounds: int)
 
 def selection_alone(embeddings: list, prompts: list[str], k=8, repeats=20) -> dict:
     """select_diverse on real N = 128 matrices: median ms per prompt, with and without the restarts."""
-    from aepo_datasets.selection import select_diverse
-    from aepo_datasets.similarity import cosine_matrix
+    from aepo_datasets.selection.strategies import select_diverse
+    from aepo_datasets.selection.similarity import cosine_matrix
     from aepo_datasets.transforms.select_responses import prompt_seed
 
     out = {}
@@ -398,8 +398,8 @@ def selection_alone(embeddings: list, prompts: list[str], k=8, repeats=20) -> di
 
 def truncation_effect(embeddings: dict[int, list], lists: list[dict], cell: dict, k=2) -> dict:
     """Selected subsets at max_seq_length 256 vs 512, and which of the two the pipeline's selection equals."""
-    from aepo_datasets.selection import select
-    from aepo_datasets.similarity import cosine_matrix
+    from aepo_datasets.selection.strategies import select
+    from aepo_datasets.selection.similarity import cosine_matrix
     from aepo_datasets.transforms.select_responses import prompt_seed
 
     pipeline_ids = dict(zip(cell["prompt_order"], cell["selected_ids"]))
@@ -450,8 +450,8 @@ def build_tiny_models(folder: Path) -> dict:
 def host_stage_seconds(dataset, models: dict) -> dict:
     """The embed and annotate stages of `run_pipeline` (model loading included): AEPO k = 2 for the
     embeddings, plus a West-of-N split so that every response is scored."""
-    from aepo_datasets.pipeline import run_pipeline
-    from aepo_datasets.transforms import AEPOConfig
+    from aepo_datasets.pipeline.runner import run_pipeline
+    from aepo_datasets import AEPOConfig
 
     config = AEPOConfig(num_responses=HOST_N, num_annotations=2, reward_model=models["reward"],
                         embedding_model=models["embedder"], prompt_column="prompt", response_columns="response_*",
@@ -476,7 +476,7 @@ def bare_forward_loop(model, ids: list[list[int]], batches: list[list[int]]) -> 
 def host_floor_seconds(lists: list[dict], models: dict) -> dict:
     """One bare fast-tokenizer call over the same texts (pairs) plus a bare length-sorted forward loop of
     the same model, in the library's CPU batches (64 texts; 8 equal-length pairs), models already loaded."""
-    from aepo_datasets.batching import token_budget_batches
+    from aepo_datasets.models.batching import token_budget_batches
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(models["embedder"])
@@ -556,7 +556,7 @@ def peak_rss_mib() -> float:
 
 def memory_child(prompts: int, n: int, k: int, reward_path: str, cache_dir: str) -> None:
     """Run in a fresh process: the pipeline and the output on `prompts` prompts; print peak RSS as JSON."""
-    import aepo_datasets.pipeline  # noqa: F401  (imports counted in the baseline)
+    import aepo_datasets.pipeline.runner  # noqa: F401  (imports counted in the baseline)
     import datasets  # noqa: F401
     import sentence_transformers  # noqa: F401
     import transformers  # noqa: F401

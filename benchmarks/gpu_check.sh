@@ -186,8 +186,8 @@ STATE = {}
 
 
 def pipeline():
-    from aepo_datasets.pipeline import run_pipeline
-    from aepo_datasets.transforms import AEPOConfig
+    from aepo_datasets.pipeline.runner import run_pipeline
+    from aepo_datasets import AEPOConfig
 
     m = results["models"]
     config = AEPOConfig(num_responses=N, num_annotations=K, reward_model=m["reward"]["path"],
@@ -204,7 +204,7 @@ def pipeline():
 
 
 def embedder():
-    from aepo_datasets.embedders import SentenceEmbedder
+    from aepo_datasets.models.embedders import SentenceEmbedder
 
     from bench_pipeline import response_lists
 
@@ -245,9 +245,9 @@ def reward():
 
 def selections():
     """How many selections differ between bf16 and fp32 embeddings of the same prompts (same device)."""
-    from aepo_datasets.embedders import SentenceEmbedder
-    from aepo_datasets.selection import select
-    from aepo_datasets.similarity import cosine_matrix
+    from aepo_datasets.models.embedders import SentenceEmbedder
+    from aepo_datasets.selection.strategies import select
+    from aepo_datasets.selection.similarity import cosine_matrix
     from aepo_datasets.transforms.select_responses import prompt_seed
 
     from bench_pipeline import response_lists

@@ -27,7 +27,7 @@ from selection_quality import held_out  # noqa: E402
 
 def main() -> None:
     from aepo_datasets import AEPOConfig
-    from aepo_datasets.pipeline import PreferencePipeline
+    from aepo_datasets.pipeline.runner import PreferencePipeline
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cache_dir", default=str(Path.home() / ".cache" / "aepo_datasets" / "selection_quality"))

@@ -2,7 +2,7 @@
 
 Reads the per-prompt arrays that `benchmarks/prescreen_cache.py` saved (MiniLM embeddings at 256 tokens, which
 aepo-mini reuses; aepo-mini's score of every response; the judge's `score_*`; lengths in characters), applies
-every rule of `aepo_datasets.selection.PRESCREEN_RULES` (and the options tried), and reports, for each, the
+every rule of `aepo_datasets.selection.strategies.PRESCREEN_RULES` (and the options tried), and reports, for each, the
 judge's margin of the pair the 2 judge calls buy, averaged over **every** prompt given (a skipped prompt counts
 as zero margin), × West-of-N, the longer-wins share, and the annotations spent.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aepo_datasets.selection import select_prescreen
+from aepo_datasets.selection.strategies import select_prescreen
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / "results" / "prescreen_cache.npz"

@@ -62,7 +62,7 @@ def held_out(cache_dir: str, limit: int | None):
 
 def run(dataset, prescreen_model: str, splits: dict, cache: bool, max_seq_length: int = 512):
     from aepo_datasets import AEPOConfig
-    from aepo_datasets.pipeline import run_pipeline
+    from aepo_datasets.pipeline.runner import run_pipeline
 
     config = AEPOConfig(num_responses=48, response_columns="response_*", reward_column="score_*",
                         oracle_column="score_*", prescreen_model=prescreen_model,
@@ -73,7 +73,7 @@ def run(dataset, prescreen_model: str, splits: dict, cache: bool, max_seq_length
 
 
 def rows(out, report) -> dict[str, dict]:
-    from aepo_datasets.quality import quality_reports
+    from aepo_datasets.report.quality import quality_reports
 
     reports = quality_reports(report.quality, out)
     for name, entry in reports.items():

@@ -1,4 +1,4 @@
-"""Token-budget batching, bulk tokenization, prefetching and out-of-memory halving (aepo_datasets.encoding),
+"""Token-budget batching, bulk tokenization, prefetching and out-of-memory halving (aepo_datasets.models.encoding),
 and the reward scorer built on them, against the simple one-pair-at-a-time path."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import threading
 import pytest
 import torch
 
-from aepo_datasets import encoding
-from aepo_datasets.batching import token_budget_batches
-from aepo_datasets.devices import batch_budget, rank_device
-from aepo_datasets.encoding import Batch, BulkTokenizer, forward_halving, pad, prefetched, run_batches
+from aepo_datasets.models import encoding
+from aepo_datasets.models.batching import token_budget_batches
+from aepo_datasets.models.devices import batch_budget, rank_device
+from aepo_datasets.models.encoding import Batch, BulkTokenizer, forward_halving, pad, prefetched, run_batches
 from aepo_datasets.rewards import REWARD_MODELS, SequenceClassifierScorer
 from aepo_datasets.transforms.score_responses import ScoreConfig, ScoreResponses
 from conftest import minilm_path

@@ -9,10 +9,10 @@ import shutil
 
 from datasets.fingerprint import Hasher
 
-from aepo_datasets.identity import config_identity, resolved_dtype
-from aepo_datasets.launcher import run_key
+from aepo_datasets.models.identity import config_identity, resolved_dtype
+from aepo_datasets.launch.launcher import run_key
 from aepo_datasets.transforms import AEPOTransform, EmbedResponses, ScoreResponses
-from aepo_datasets.transforms.config import AEPOConfig
+from aepo_datasets.config import AEPOConfig
 
 from conftest import build_tiny_classifier
 
@@ -71,7 +71,7 @@ def test_batch_sizes_and_cache_folders_stay_out_of_the_run_key(tmp_path):
 
 
 def test_summary_labels_process_seconds_and_wall_time_apart():
-    from aepo_datasets.summary import time_lines
+    from aepo_datasets.report.summary import time_lines
 
     lines = time_lines({"embed": 213.6, "annotate": 40.0, "total": 82.0})
     assert lines[0].endswith("embed 213.6s, annotate 40.0s (process-seconds, summed over ranks and chunks)")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aepo_datasets.cli import main
+from aepo_datasets.cli.job import main
 from conftest import scored_example
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "dataset" / "alpaca_samples.csv"
@@ -208,7 +208,7 @@ def test_failed_run_keeps_the_previous_output(tmp_path, tiny_reward_model, capsy
 
 
 def test_user_error_exit_code_and_no_traceback_in_a_real_process(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "aepo_datasets.cli", str(tmp_path / "missing.csv")],
+    proc = subprocess.run([sys.executable, "-m", "aepo_datasets.cli.job", str(tmp_path / "missing.csv")],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"aepo: error: Input file {str(tmp_path / 'missing.csv')!r} does not exist."]

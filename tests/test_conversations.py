@@ -12,7 +12,7 @@ import pytest
 from datasets import Dataset, load_from_disk
 
 from aepo_datasets import AEPOTransform
-from aepo_datasets.commands import main as aepo
+from aepo_datasets.cli.main import main as aepo
 from aepo_datasets.conversation import is_conversation
 from conftest import SHARED_DATA, shared_file
 

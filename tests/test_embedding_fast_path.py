@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from aepo_datasets.embedders import SentenceEmbedder
-from aepo_datasets.selection import select
-from aepo_datasets.similarity import cosine_matrix
+from aepo_datasets.models.embedders import SentenceEmbedder
+from aepo_datasets.selection.strategies import select
+from aepo_datasets.selection.similarity import cosine_matrix
 from aepo_datasets.transforms.select_responses import prompt_seed
 from conftest import minilm_path, shared_file
 

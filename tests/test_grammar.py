@@ -10,14 +10,14 @@ import datasets
 import pytest
 import yaml
 
-from aepo_datasets.cli import CommandOptions, build_parser, config_from_args, main as job_main
-from aepo_datasets.commands import main as aepo
+from aepo_datasets.cli.job import CommandOptions, build_parser, config_from_args, main as job_main
+from aepo_datasets.cli.main import main as aepo
 from aepo_datasets.errors import AEPOInputError
-from aepo_datasets.launcher import parse_settings
+from aepo_datasets.launch.launcher import parse_settings
 from aepo_datasets.options import RESEARCH_DEFAULTS, InputOptions
 from aepo_datasets.schema import parse_args, values_from_args
-from aepo_datasets.select_command import SelectOptions, build_parser as select_parser
-from aepo_datasets.transforms.config import AEPOConfig
+from aepo_datasets.cli.select import SelectOptions, build_parser as select_parser
+from aepo_datasets.config import AEPOConfig
 from conftest import scored_example
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +108,7 @@ def test_research_defaults_are_declared_once_and_shown_by_help():
 
 
 def test_help_lists_the_subcommands():
-    out = subprocess.run([sys.executable, "-m", "aepo_datasets.commands", "--help"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "aepo_datasets.cli.main", "--help"], capture_output=True, text=True,
                          cwd=ROOT).stdout
     for command in ("aepo select", "aepo pair", "aepo push", "aepo run", "--config FILE.yaml"):
         assert command in out
@@ -120,12 +120,12 @@ HEAVY = ("torch", "transformers", "datasets", "sentence_transformers", "accelera
 
 
 @pytest.mark.parametrize("code", [
-    "import aepo_datasets.labels",
-    "import aepo_datasets.schema, aepo_datasets.options, aepo_datasets.transforms.config",
-    "from aepo_datasets.cli import build_parser; build_parser().format_help()",
-    "from aepo_datasets.select_command import build_parser; build_parser().format_help()",
-    "from aepo_datasets.pair_command import build_parser; build_parser().format_help()",
-    "from aepo_datasets.commands import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
+    "import aepo_datasets.io.labels",
+    "import aepo_datasets.schema, aepo_datasets.options, aepo_datasets.config",
+    "from aepo_datasets.cli.job import build_parser; build_parser().format_help()",
+    "from aepo_datasets.cli.select import build_parser; build_parser().format_help()",
+    "from aepo_datasets.cli.pair import build_parser; build_parser().format_help()",
+    "from aepo_datasets.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
 ])
 def test_parsers_and_config_do_not_import_torch(code):
     check = f"import sys\n{code}\nprint(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"

@@ -1,4 +1,4 @@
-"""aepo_datasets.hub against a fake Hub on 127.0.0.1 (tests/fake_hub.py): what lands, the card, retries, secrets."""
+"""aepo_datasets.hub.push against a fake Hub on 127.0.0.1 (tests/fake_hub.py): what lands, the card, retries, secrets."""
 
 import dataclasses
 import io
@@ -12,13 +12,13 @@ import pytest
 from huggingface_hub import DatasetCard, HfApi, constants
 
 from aepo_datasets.errors import AEPOInputError, HubPushError
-from aepo_datasets.hub import push_preference_dataset, push_saved_folder
-from aepo_datasets.hub_card import CARD_END, CARD_START, CITATION, build_dataset_card
-from aepo_datasets.pipeline import RunReport
+from aepo_datasets.hub.push import push_preference_dataset, push_saved_folder
+from aepo_datasets.hub.card import CARD_END, CARD_START, CITATION, build_dataset_card
+from aepo_datasets.pipeline.runner import RunReport
 from aepo_datasets.redaction import redact_command
-from aepo_datasets.run_info import RunInfo, build_run_info
-from aepo_datasets.stats import reward_stats
-from aepo_datasets.transforms.config import AEPOConfig
+from aepo_datasets.report.run_info import RunInfo, build_run_info
+from aepo_datasets.report.stats import reward_stats
+from aepo_datasets.config import AEPOConfig
 from aepo_datasets.version import __version__
 
 try:  # tests/ on sys.path (rootdir-relative imports) or tests as a package

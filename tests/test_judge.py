@@ -8,7 +8,7 @@ from email.utils import formatdate
 import pytest
 from fake_judge import fake_judge  # noqa: F401
 
-from aepo_datasets.cli import main
+from aepo_datasets.cli.job import main
 from aepo_datasets.errors import AEPOInputError, JudgeError
 from aepo_datasets.rewards import build_scorer
 from aepo_datasets.rewards.judge import (DEFAULT_TEMPLATE, fill_template, load_template, parse_score,
@@ -156,7 +156,7 @@ def test_main_job_end_to_end_with_the_judge(fake_judge, small_wide_dataset, tmp_
 def test_select_then_pair_with_the_judge(fake_judge, small_wide_dataset, tmp_path):
     import datasets
 
-    from aepo_datasets.commands import main as aepo
+    from aepo_datasets.cli.main import main as aepo
 
     data = tmp_path / "d.csv"
     small_wide_dataset.to_csv(str(data))
@@ -171,7 +171,7 @@ def test_select_then_pair_with_the_judge(fake_judge, small_wide_dataset, tmp_pat
 
 
 def test_run_reports_merge_judge_and_label_counts():
-    from aepo_datasets.pipeline import RunReport
+    from aepo_datasets.pipeline.runner import RunReport
 
     a = RunReport(judge={"judge_requests": 3, "judge_cached": 1}, labels={"expected": 4, "received": 3})
     b = RunReport(judge={"judge_requests": 2, "judge_retries": 1}, labels={"expected": 2, "received": 2})

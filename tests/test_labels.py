@@ -5,7 +5,7 @@ import json
 import pytest
 
 from aepo_datasets.errors import AEPOInputError
-from aepo_datasets.labels import prompt_key, read_labels
+from aepo_datasets.io.labels import prompt_key, read_labels
 
 SELECTED = {"0": {1, 4}, "1": {0, 2, 3}, "q7": {5, 6}}
 

@@ -11,7 +11,7 @@ import pytest
 from datasets import load_from_disk
 
 from aepo_datasets.errors import AEPOInputError
-from aepo_datasets.launcher import chunk_ranges, my_chunks, parse_settings
+from aepo_datasets.launch.launcher import chunk_ranges, my_chunks, parse_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = str(ROOT / "aepo_datasets" / "run.py")
@@ -24,8 +24,8 @@ COMMON = [f"dataset={EXAMPLE}", "num_responses=8", "num_annotations=2", "reward_
 def test_every_shipped_config_builds_the_pipeline_it_would_run(config):
     import yaml
 
-    from aepo_datasets.launcher import aepo_config, split_options
-    from aepo_datasets.pipeline import PreferencePipeline
+    from aepo_datasets.launch.launcher import aepo_config, split_options
+    from aepo_datasets.pipeline.runner import PreferencePipeline
 
     raw = yaml.safe_load(config.read_text())
     settings = parse_settings(["--config", str(config)])
@@ -155,7 +155,7 @@ def test_a_failing_rank_means_nothing_is_assembled(tmp_path):
 
 
 def test_help(capsys):
-    from aepo_datasets.launcher import main
+    from aepo_datasets.launch.launcher import main
 
     assert main(["--help"]) == 0
     out = capsys.readouterr().out

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from fake_hub import fake_hub  # noqa: F401 - fixture
 
-from aepo_datasets.distributed import requested_processes
-from aepo_datasets.launcher import launch, main, parse_settings
-from aepo_datasets.run_info import read_run_info
+from aepo_datasets.launch.distributed import requested_processes
+from aepo_datasets.launch.launcher import launch, main, parse_settings
+from aepo_datasets.report.run_info import read_run_info
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = str(ROOT / "aepo_datasets" / "run.py")

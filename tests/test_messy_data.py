@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from aepo_datasets import AEPOTransform, EmbedResponses, SelectResponses, ToResponseLists
-from aepo_datasets.cli import main
+from aepo_datasets.cli.job import main
 from aepo_datasets.errors import AEPOInputError
-from aepo_datasets.launcher import main as launcher_main
-from aepo_datasets.launcher import parse_settings
-from aepo_datasets.transforms.chain import AEPOConfig
+from aepo_datasets.launch.launcher import main as launcher_main
+from aepo_datasets.launch.launcher import parse_settings
+from aepo_datasets.pipeline.chain import AEPOConfig
 from test_cli import read_csv
 
 MESSY_CSV = (
@@ -67,7 +67,7 @@ def test_step_by_step_map_with_a_fully_skipped_first_batch(messy_csv):
 
 
 def test_reward_model_path_missing_fails_before_embedding(tmp_path, capsys, monkeypatch):
-    from aepo_datasets.embedders import SentenceEmbedder
+    from aepo_datasets.models.embedders import SentenceEmbedder
 
     monkeypatch.setattr(SentenceEmbedder, "encode", lambda *a, **k: pytest.fail("embedded before the model check"))
     start = time.time()
@@ -158,7 +158,7 @@ def test_list_layout_scores_shorter_than_responses(tmp_path, capsys):
 
 
 def test_aepo_mini_counts_a_200000_character_response_as_truncated(tmp_path, caplog):
-    from aepo_datasets.pipeline import run_pipeline
+    from aepo_datasets.pipeline.runner import run_pipeline
 
     ds = datasets.Dataset.from_dict({"prompt": ["Tell me a story."],
                                      "responses": [["Once upon a time. " * 11_000, "A short one."]]})
@@ -181,8 +181,8 @@ def tied_dataset():
 
 
 def test_selected_rewards_tie_drops_the_prompt_and_counts_it(caplog):
-    from aepo_datasets.pipeline import run_pipeline
-    from aepo_datasets.summary import format_summary
+    from aepo_datasets.pipeline.runner import run_pipeline
+    from aepo_datasets.report.summary import format_summary
 
     config = AEPOConfig(response_columns="responses", selection="west_of_n", reward_model="length")
     splits, report = run_pipeline(tied_dataset(), config)
@@ -192,7 +192,7 @@ def test_selected_rewards_tie_drops_the_prompt_and_counts_it(caplog):
 
 
 def test_selected_rewards_tie_kept_by_position_rule_when_asked():
-    from aepo_datasets.pipeline import run_pipeline
+    from aepo_datasets.pipeline.runner import run_pipeline
 
     config = AEPOConfig(response_columns="responses", selection="west_of_n", reward_model="length", ties="position")
     splits, report = run_pipeline(tied_dataset(), config)
@@ -211,8 +211,8 @@ def test_all_prompts_tied_still_writes_a_loadable_empty_dataset(tmp_path):
 
 
 def test_embedder_counts_texts_cut_at_max_seq_length():
-    from aepo_datasets.pipeline import run_pipeline
-    from aepo_datasets.summary import format_summary
+    from aepo_datasets.pipeline.runner import run_pipeline
+    from aepo_datasets.report.summary import format_summary
 
     ds = datasets.Dataset.from_dict({"prompt": ["Tell me a story."],
                                      "responses": [["Once upon a time. " * 400, "A short one.", "Another."]]})

@@ -9,13 +9,13 @@ import pytest
 from datasets import load_dataset, load_from_disk
 from fake_hub import FAKE_TOKEN, fake_hub  # noqa: F401 - fixture
 
-from aepo_datasets.cli import main
+from aepo_datasets.cli.job import main
 from conftest import scored_example
-from aepo_datasets.pipeline import RunReport
-from aepo_datasets.run_info import RunInfo, build_run_info, describe_annotator, read_run_info
-from aepo_datasets.summary import format_summary
-from aepo_datasets.transforms.config import AEPOConfig
-from aepo_datasets.io import atomic_save_to_disk
+from aepo_datasets.pipeline.runner import RunReport
+from aepo_datasets.report.run_info import RunInfo, build_run_info, describe_annotator, read_run_info
+from aepo_datasets.report.summary import format_summary
+from aepo_datasets.config import AEPOConfig
+from aepo_datasets.io.files import atomic_save_to_disk
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "dataset" / "alpaca_samples.csv"
 FAST = ["--num_responses", "8", "--num_instructions", "3", "--selection", "random", "--reward_model", "length"]

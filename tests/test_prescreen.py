@@ -7,9 +7,9 @@ import pytest
 from datasets import Dataset
 
 from aepo_datasets import AEPOConfig, AEPOInputError, AEPOTransform, PrescreenResponses, ToResponseLists
-from aepo_datasets.pipeline import RunReport, run_pipeline
+from aepo_datasets.pipeline.runner import RunReport, run_pipeline
 from aepo_datasets.transforms.prescreen_responses import PrescreenConfig
-from aepo_datasets.selection import extremes_objective, halves, select, select_extremes
+from aepo_datasets.selection.strategies import extremes_objective, halves, select, select_extremes
 
 
 def random_case(rng, n, dim=5):
@@ -138,7 +138,7 @@ def test_aepo_mini_reuses_the_embeddings_when_they_are_its_own():
 
 # --- prescreen rules (issue 20) ---------------------------------------------------------------------------------
 
-from aepo_datasets.selection import PRESCREEN_RULES, prescreen_values, select_prescreen  # noqa: E402
+from aepo_datasets.selection.strategies import PRESCREEN_RULES, prescreen_values, select_prescreen  # noqa: E402
 
 
 def test_mu_minus_2sigma_takes_the_best_and_the_response_nearest_mean_minus_two_std():

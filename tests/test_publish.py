@@ -7,9 +7,9 @@ import pandas as pd
 from fake_hub import FAKE_TOKEN, fake_hub  # noqa: F401
 from huggingface_hub import DatasetCard
 
-from aepo_datasets.cli import main
-from aepo_datasets.launcher import launch, parse_settings
-from aepo_datasets.run_info import read_run_info
+from aepo_datasets.cli.job import main
+from aepo_datasets.launch.launcher import launch, parse_settings
+from aepo_datasets.report.run_info import read_run_info
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = str(ROOT / "dataset" / "alpaca_samples.csv")
@@ -47,7 +47,7 @@ def test_launcher_pushes_every_split_and_a_failed_push_says_how_to_retry(fake_hu
     assert FAKE_TOKEN not in all_files_text(tmp_path / "out")
 
     fake_hub.fail_next("commit", status=500, times=50)
-    from aepo_datasets.launcher import main as launcher_main
+    from aepo_datasets.launch.launcher import main as launcher_main
 
     code = launcher_main([f"dataset={EXAMPLE}", f"output_dir={tmp_path / 'out'}", "num_responses=8",
                           "reward_model=length", "num_instructions=4", "push_to_hub=fake-user/run2",

@@ -8,9 +8,9 @@ import pytest
 from datasets import Dataset
 
 from aepo_datasets import AEPOConfig, AEPOInputError, ToResponseLists
-from aepo_datasets.pipeline import RunReport, run_pipeline
-from aepo_datasets.selection import zero_diagonal
-from aepo_datasets.quality import (add_sums, agreement, prompt_quality, quality_report, quality_reports,
+from aepo_datasets.pipeline.runner import RunReport, run_pipeline
+from aepo_datasets.selection.strategies import zero_diagonal
+from aepo_datasets.report.quality import (add_sums, agreement, prompt_quality, quality_report, quality_reports,
                                    selection_similarity)
 
 
@@ -97,7 +97,7 @@ def test_pipeline_report_matches_the_rows_and_shards_merge(tmp_path):
 
 def test_plot_writes_a_png_and_plot_setting(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    from aepo_datasets import quality_plot
+    from aepo_datasets.report import quality_plot
 
     reports = {"train": quality_report({"prompts": 2, "rows": 2, "margin_sum": 1.0, "longer_wins": 1.0}),
                "random": quality_report({"prompts": 2, "rows": 1, "tied": 1, "margin_sum": 0.2})}

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 from datasets import load_from_disk
 
-from aepo_datasets.cli import main
-from aepo_datasets.hub_card import build_dataset_card
-from aepo_datasets.launcher import main as launcher_main
-from aepo_datasets.run_info import read_run_info
+from aepo_datasets.cli.job import main
+from aepo_datasets.hub.card import build_dataset_card
+from aepo_datasets.launch.launcher import main as launcher_main
+from aepo_datasets.report.run_info import read_run_info
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "dataset" / "alpaca_samples.csv"
 

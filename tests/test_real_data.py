@@ -5,8 +5,8 @@ import pytest
 from datasets import Dataset
 
 from aepo_datasets import AEPOTransform
-from aepo_datasets.pipeline import run_pipeline
-from aepo_datasets.transforms.chain import AEPOConfig
+from aepo_datasets.pipeline.runner import run_pipeline
+from aepo_datasets.pipeline.chain import AEPOConfig
 
 from conftest import shared_file
 

@@ -13,12 +13,13 @@ import pytest
 import torch
 
 from aepo_datasets.conversation import conversation
-from aepo_datasets.encoding import pad
+from aepo_datasets.models.encoding import pad
 from aepo_datasets.errors import AEPOInputError
-from aepo_datasets.preflight import check_model
+from aepo_datasets.pipeline.preflight import check_model
 from aepo_datasets.rewards import SequenceClassifierScorer, build_scorer
 from aepo_datasets.rewards.chat_encoding import ChatEncoder
-from aepo_datasets.transforms import AEPOTransform, ScoreConfig
+from aepo_datasets import AEPOTransform
+from aepo_datasets.transforms import ScoreConfig
 from conftest import build_tiny_decoder_rm
 
 PROMPTS = ["Why is the sky blue?"] * 5 + ["Say hello in French.", "Name a primary colour."] * 2
@@ -268,8 +269,8 @@ def test_options_reach_the_scorer():
 @pytest.mark.parametrize("typo, meant", [("aepo_mini", "aepo-mini"), ("lenght", "length")])
 def test_registered_name_typos_are_not_hub_ids(typo, meant):
     """Before: 'needs the Hugging Face Hub, which is unreachable'."""
-    from aepo_datasets.preflight import check_models
-    from aepo_datasets.transforms import AEPOConfig
+    from aepo_datasets.pipeline.preflight import check_models
+    from aepo_datasets import AEPOConfig
 
     with pytest.raises(AEPOInputError, match=f"Did you mean '{meant}'"):
         check_models(AEPOConfig(reward_model=typo), needs_embeddings=False)

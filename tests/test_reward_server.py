@@ -135,7 +135,7 @@ def test_aepo_end_to_end_through_the_server_equals_in_process(llama_server, tiny
                                                                small_wide_dataset, tmp_path):
     import datasets
 
-    from aepo_datasets.cli import main
+    from aepo_datasets.cli.job import main
 
     data = tmp_path / "d.csv"
     small_wide_dataset.to_csv(str(data))

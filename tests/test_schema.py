@@ -10,11 +10,11 @@ from datasets.fingerprint import Hasher
 
 import aepo_datasets.transforms.base as base
 from aepo_datasets import AEPOTransform, EmbedResponses, SelectResponses
-from aepo_datasets.cli import CommandOptions, build_parser, config_from_args, main
+from aepo_datasets.cli.job import CommandOptions, build_parser, config_from_args, main
 from aepo_datasets.errors import AEPOInputError
-from aepo_datasets.launcher import AEPO_KEYS, LAUNCH_DEFAULTS, parse_settings
+from aepo_datasets.launch.launcher import AEPO_KEYS, LAUNCH_DEFAULTS, parse_settings
 from aepo_datasets.schema import add_flags, option, values_from_args
-from aepo_datasets.transforms.config import AEPOConfig
+from aepo_datasets.config import AEPOConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

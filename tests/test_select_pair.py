@@ -9,7 +9,7 @@ import datasets
 import pytest
 from fake_hub import FAKE_TOKEN, fake_hub  # noqa: F401
 
-from aepo_datasets.commands import main as aepo
+from aepo_datasets.cli.main import main as aepo
 from conftest import shared_file
 
 FAST = ["--similarity_measure", "unigram_f1"]
@@ -217,7 +217,7 @@ def test_launcher_select_stage_then_pair_equals_the_launcher_run(tmp_path):
 
 def test_launcher_select_stage_with_a_judge_and_no_api_base_validates():
     from aepo_datasets.errors import AEPOInputError
-    from aepo_datasets.launcher import parse_settings
+    from aepo_datasets.launch.launcher import parse_settings
 
     settings = parse_settings(["dataset=d.csv", "output_dir=o", "stage=select", "reward_model=judge:some-model"])
     assert settings["stage"] == "select"

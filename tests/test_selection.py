@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from aepo_datasets.selection import objective, select, select_diverse, select_random, zero_diagonal
+from aepo_datasets.selection.strategies import objective, select, select_diverse, select_random, zero_diagonal
 
 
 def random_similarity(rng, n, dim=5):

@@ -226,7 +226,7 @@ def test_hash_unchanged_after_model_loads_and_second_map_is_cached(small_wide_da
 
 
 def test_token_budget_batches_limit_padding():
-    from aepo_datasets.batching import padded_tokens, token_budget_batches
+    from aepo_datasets.models.batching import padded_tokens, token_budget_batches
 
     lengths = [300, 290, 280, 100, 95, 50, 49, 10]
     batches = token_budget_batches(lengths, 8, 8192, max_padding=0.1)

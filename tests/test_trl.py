@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from datasets import Dataset, load_from_disk
 
-from aepo_datasets.commands import main as aepo
+from aepo_datasets.cli.main import main as aepo
 from conftest import minilm_path
 
 trl = pytest.importorskip("trl")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from aepo_datasets.cli import main
+from aepo_datasets.cli.job import main
 from aepo_datasets.errors import AEPOInputError
 from conftest import scored_example
 
@@ -36,13 +36,13 @@ def test_user_runs_west_of_n_with_baselines_and_the_baselines_stay_random_and_mb
 def test_user_forgets_batched_true_and_gets_one_line_saying_so(step):
     import datasets
 
-    from aepo_datasets import transforms
+    import aepo_datasets
 
     ds = datasets.Dataset.from_dict({"prompt": ["p1", "p2"], "r0": ["a", "b"], "r1": ["bb", "cc"], "r2": ["c", "d"]})
     options = dict(num_responses=3, num_annotations=2, reward_model="length", selection="random")
-    transform = transforms.AEPOTransform(**options)
+    transform = aepo_datasets.AEPOTransform(**options)
     if step != "AEPOTransform":
-        transform = getattr(transforms, step)(transform.config.reshape_config())
+        transform = getattr(aepo_datasets, step)(transform.config.reshape_config())
     with pytest.raises(AEPOInputError, match=rf"^{step} got one row, not a batch: call "
                                              r"ds.map\(transform, batched=True\)"):
         ds.map(transform)
@@ -59,7 +59,7 @@ def bad(tmp_path, capsys, *args, dataset=None):
 
 @pytest.mark.parametrize("source", ["imdb", "teknium/OpenHermes-2.5", "HuggingFaceH4/ultrafeedback_binarized"])
 def test_user_names_a_hub_dataset_with_a_dot_or_without_an_owner_and_it_goes_to_the_hub(tmp_path, capsys, source):
-    from aepo_datasets.io import input_kind
+    from aepo_datasets.io.files import input_kind
 
     assert input_kind(source) == "hub"
     err = bad(tmp_path, capsys, "--num_responses", "2", "--subset", "plain_text", dataset=source)  # HF_HUB_OFFLINE
@@ -71,7 +71,7 @@ def test_user_names_a_hub_dataset_with_a_dot_or_without_an_owner_and_it_goes_to_
     ("data/*.parquet", "matches no files"), ("my data", "Cannot read"),
 ])
 def test_user_names_a_path_that_does_not_exist_and_is_not_sent_to_the_hub(source, message):
-    from aepo_datasets.io import input_kind
+    from aepo_datasets.io.files import input_kind
 
     with pytest.raises(AEPOInputError, match=message):
         input_kind(source)
@@ -93,7 +93,7 @@ def test_user_picks_a_hub_dataset_subset_with_subset(tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     from fake_hub import FAKE_TOKEN, FakeHub, point_clients_at
 
-    from aepo_datasets.io import load_input
+    from aepo_datasets.io.files import load_input
 
     monkeypatch = pytest.MonkeyPatch()
     hub = FakeHub(token=FAKE_TOKEN).start()
@@ -125,7 +125,7 @@ def shards(folder, rows_per_shard, write):
 def test_user_passes_a_glob_of_shards_and_they_load_as_one_dataset_in_order(tmp_path):
     import pandas as pd
 
-    from aepo_datasets.io import load_input
+    from aepo_datasets.io.files import load_input
 
     def parquet(folder, i, rows):
         pd.DataFrame(rows).to_parquet(folder / f"train-{i:05d}-of-00003.parquet")
@@ -148,7 +148,7 @@ def test_user_passes_a_compressed_file(tmp_path, suffix):
     import gzip
     import lzma
 
-    from aepo_datasets.io import load_input
+    from aepo_datasets.io.files import load_input
 
     rows = [{"prompt": f"p{i}", "a": "x", "b": "yy"} for i in range(3)]
     text = "prompt,a,b\n" + "".join(f"{r['prompt']},x,yy\n" for r in rows) if ".csv" in suffix else \
@@ -203,7 +203,7 @@ def test_user_cannot_read_the_input_file(tmp_path):
     import shutil
     import tempfile
 
-    from aepo_datasets.io import load_input
+    from aepo_datasets.io.files import load_input
 
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to another user")

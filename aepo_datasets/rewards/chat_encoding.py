@@ -17,7 +17,7 @@ import copy
 from typing import Callable
 
 from ..conversation import conversation, prompt_text
-from ..encoding import BulkTokenizer
+from ..models.encoding import BulkTokenizer
 
 MAX_REFITS = 4  # re-renders of one cut turn: tokens can merge differently at the new edge
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from ..batching import token_budget_batches
-from ..devices import batch_budget, resolve_device, resolve_dtype
-from ..encoding import GPU_WINDOW, Batch, overlapped, planned_batches, progress_bar, run_batches
+from ..models.batching import token_budget_batches
+from ..models.devices import batch_budget, resolve_device, resolve_dtype
+from ..models.encoding import GPU_WINDOW, Batch, overlapped, planned_batches, progress_bar, run_batches
 from ..defaults import DEFAULT_REWARD_MODEL
 from ..errors import AEPOInputError
 from .chat_encoding import ChatEncoder, PairEncoder

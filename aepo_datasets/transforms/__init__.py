@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "AEPOTransform": "chain", "build_steps": "chain", "AEPOConfig": "config",
     "EmbedConfig": "embed_responses", "EmbedResponses": "embed_responses",
     "PairConfig": "pair_responses", "PairResponses": "pair_responses",
     "PrescreenConfig": "prescreen_responses", "PrescreenResponses": "prescreen_responses",

@@ -41,7 +41,7 @@ class Transform:
         # unpickled from this state picks its device from its rank). Batch sizes stay in: a worker rebuilds its
         # config from this state (the launcher's run key leaves them out). What the device changes (the dtype `auto` resolves to), the contents of files and model folders the
         # config names are in `identity` (ignored on unpickling)
-        from ..identity import config_identity
+        from ..models.identity import config_identity
 
         config = replace(self.config, device=None) if hasattr(self.config, "device") else self.config
         return {"config": config, "version": self.VERSION, "package": __version__,

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..embedders import DEFAULT_EMBEDDER, DEFAULT_MAX_SEQ_LENGTH, SentenceEmbedder
-from ..devices import rank_device
+from ..models.embedders import DEFAULT_EMBEDDER, DEFAULT_MAX_SEQ_LENGTH, SentenceEmbedder
+from ..models.devices import rank_device
 from ..errors import AEPOInputError
 from .base import Transform, kept_rows, require_columns
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..defaults import DEFAULT_PRESCREEN_MODEL
-from ..devices import rank_device
+from ..models.devices import rank_device
 from ..errors import AEPOInputError
 from ..rewards import scorer_for
 from .base import Transform, kept_rows, require_columns
@@ -49,7 +49,7 @@ class PrescreenConfig:
 
 def reusable_embeddings(embedding_model: str, max_seq_length: int, revision: str | None) -> bool:
     """Whether the embed stage's output equals aepo-mini's response embeddings (same MiniLM, same truncation)."""
-    from ..embedders import PACKAGED_EMBEDDERS
+    from ..models.embedders import PACKAGED_EMBEDDERS
     from ..rewards.aepo_mini import encoder_max_seq_length
 
     return embedding_model in PACKAGED_EMBEDDERS and revision is None and max_seq_length == encoder_max_seq_length()

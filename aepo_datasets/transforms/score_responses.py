@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..devices import rank_device
+from ..models.devices import rank_device
 from ..conversation import prompt_label
 from ..errors import AEPOInputError
 from ..rewards import DEFAULT_REWARD_MODEL, is_judge, is_server, scorer_for

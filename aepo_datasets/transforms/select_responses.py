@@ -12,8 +12,8 @@ import numpy as np
 from ..conversation import is_conversation, prompt_label, prompt_messages
 from ..errors import AEPOInputError
 from ..registry import unknown_choice_message
-from ..selection import PRESCREEN_RULES, STRATEGIES, select
-from ..similarity import LEXICAL, check_measure, cosine_matrix
+from ..selection.strategies import PRESCREEN_RULES, STRATEGIES, select
+from ..selection.similarity import LEXICAL, check_measure, cosine_matrix
 from .base import Transform, kept_rows, require_columns
 
 PRESCREEN_SCORES = "prescreen_scores"

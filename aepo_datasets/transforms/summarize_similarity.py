@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..similarity import cosine_matrix
+from ..selection.similarity import cosine_matrix
 from .base import Transform, kept_rows, require_columns
 
 SIMILARITY_SUMS, SIMILARITY_INDEX, SIMILARITY_BLOCK = "similarity_sums", "similarity_index", "similarity_block"

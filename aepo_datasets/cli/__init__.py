@@ -1,0 +1,1 @@
+"""Entry points of the `aepo` command: the dispatcher (`main`) and one module per subcommand."""

@@ -1,0 +1,156 @@
+"""AEPOConfig: every option of the job, defined once.
+
+The `aepo` flags, the launcher's YAML keys and `key=value` overrides and `AEPOTransform(**kwargs)` are all
+generated from these fields (`schema.add_flags`, `schema.coerce`); each step's config is derived here and
+checks its own options, so there is one set of rules. To add an option: add a field with `option(...)`,
+pass it on in the `*_config` method of the step that uses it, and use it in that step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .defaults import DEFAULT_EMBEDDER, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_PRESCREEN_MODEL, DEFAULT_REWARD_MODEL, DTYPE_NAMES
+from .errors import AEPOInputError
+from .options import RESEARCH
+from .schema import coerce_fields, option
+from .selection.strategies import PRESCREEN_RULES, STRATEGIES
+from .transforms.pair_responses import TIE_RULES, PairConfig
+from .transforms.to_response_lists import ResponseListsConfig, as_column_tuple
+
+if TYPE_CHECKING:  # the steps' configs live beside their models: imported when a config is built, not to parse flags
+    from .transforms.embed_responses import EmbedConfig
+    from .transforms.prescreen_responses import PrescreenConfig
+    from .transforms.score_responses import ScoreConfig
+    from .transforms.select_responses import SelectConfig
+
+@dataclass(frozen=True)
+class AEPOConfig:
+    """Keyword names match the `aepo` command's flags."""
+
+    num_responses: int | None = option(None, "responses per prompt, N (the first N response columns)",
+                                       group=RESEARCH)
+    num_annotations: int = option(2, "responses annotated per prompt, k (2 <= k <= N)", group=RESEARCH)
+    diversity_penalty: float = option(1.0, "lambda, finite and >= 0", group=RESEARCH)
+    similarity_measure: str = option("sentbert", "sentbert (cosine of sentence embeddings), unigram_f1, sacrebleu",
+                                     group=RESEARCH)
+    reward_model: Any = option(DEFAULT_REWARD_MODEL, "Hub id, local path, aepo-mini (shipped, offline), length, "
+                               "judge:MODEL (with --api_base) or server:[vllm:|sglang:]URL (a served reward model)",
+                               group=RESEARCH)
+    west_of_n: bool = option(False, "annotate all N, keep best and worst", group=RESEARCH)
+    selection: str = option("aepo", "which responses to annotate", choices=list(STRATEGIES))
+    embedding_model: str = option(DEFAULT_EMBEDDER, "any sentence-transformers name or path")
+    prompt_column: str | None = option(None, "default: 'prompt' or 'instruction'")
+    response_columns: tuple[str, ...] | None = option(
+        None, "names or a glob, e.g. 'response_*' (default: detected from the columns' names and values)")
+    reward_column: tuple[str, ...] | None = option(
+        None, "existing scores as the annotator, e.g. 'score_*' (one per response)")
+    embedding_batch_size: int | None = option(None, "texts per embedding batch (default: 64 on CPU, unlimited on "
+                                              "CUDA, where the token budget decides)")
+    embedding_max_tokens: int | None = option(None, "padded tokens per embedding batch (default: 32768 on CPU, "
+                                              "131072 on CUDA)")
+    max_seq_length: int = option(DEFAULT_MAX_SEQ_LENGTH, "embedder truncation in tokens (paper: 512)")
+    reward_batch_size: int | None = option(None, "pairs per reward batch (default: 8 on CPU, unlimited on CUDA)")
+    max_length: int = option(1024, "reward model truncation in tokens, capped at the model's limit")
+    max_tokens: int | None = option(None, "padded tokens per reward batch (default: 8192 on CPU, 32768 on CUDA)")
+    dtype: str = option("auto", "auto: bf16 on CUDA, fp32 on CPU", choices=["auto", *DTYPE_NAMES])
+    device: str | None = option(None, "cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    seed: int = option(0, "seeds the local search and random selection (per prompt)")
+    conversational: bool = option(False, "saved dataset in TRL's conversational format (message lists; automatic "
+                                  "when the input's prompts or responses are messages)")
+    use_chat_template: bool | None = option(
+        None, "score reward inputs through the tokenizer's chat template (auto: when it has one)",
+        flag="--chat_template", flag_values={"auto": None, "on": True, "off": False})
+    embedding_revision: str | None = option(None, "Hub revision of the embedding model")
+    reward_revision: str | None = option(None, "Hub revision of the reward model")
+    trust_remote_code: bool = option(False, "let the reward model run its own code from its folder or Hub repo "
+                                     "(e.g. ArmoRM); off by default")
+    reward_output: str | None = option(
+        None, "where the reward model's score is read: logits (default, one label), logits:I (column I of a "
+        "multi-label head) or an output field such as ArmoRM's score", metavar="FIELD[:I]")
+    ties: str = option("drop", "a prompt whose selected responses all tie in reward carries no preference: drop "
+                       "it (counted), or keep it with the earlier response chosen", choices=list(TIE_RULES))
+    prescreen_model: Any = option(
+        DEFAULT_PRESCREEN_MODEL, "cheap judge of --selection prescreen, scoring all N: aepo-mini, length, or a "
+        "reward model path or Hub id")
+    prescreen_rule: str = option("extremes", "how --selection prescreen picks from the cheap scores: extremes, "
+                                 "mu_minus_2sigma, debiased (length), ensemble (with length)",
+                                 choices=list(PRESCREEN_RULES))
+    prescreen_length_weight: float = option(0.5, "weight of z(log length) in --prescreen_rule ensemble")
+    oracle_column: tuple[str, ...] | None = option(
+        None, "oracle scores for the pair-quality report only, e.g. 'score_*' (one per response; never used to "
+        "select or pair)")
+    plot: bool | None = option(None, "PNG of the pair-quality report beside the outputs (auto: when matplotlib "
+                               "is importable)", flag_values={"auto": None, "on": True, "off": False})
+    api_base: str | None = option(None, "OpenAI-compatible endpoint of --reward_model judge:MODEL, e.g. "
+                                  "https://api.openai.com/v1 (key from AEPO_JUDGE_API_KEY or OPENAI_API_KEY)")
+    judge_template: str | None = option(None, "text file with {prompt} and {response}: the judge's prompt "
+                                        "(default: a pointwise 1-10 rating answered as [[rating]])")
+    judge_concurrency: int = option(8, "requests in flight at once to judge:MODEL or server:URL")
+    judge_cache_dir: str | None = option(None, "cache of the answers of judge:MODEL and server:URL (default: "
+                                         "CACHE_DIR/.aepo_cache/judge)")
+
+    def __post_init__(self):
+        coerce_fields(self)  # flags, YAML values and keywords all get the field's type
+        object.__setattr__(self, "response_columns", as_column_tuple(self.response_columns))
+        object.__setattr__(self, "reward_column", as_column_tuple(self.reward_column))
+        object.__setattr__(self, "oracle_column", as_column_tuple(self.oracle_column))
+        if self.west_of_n:
+            object.__setattr__(self, "selection", "west_of_n")
+        k, n = self.num_annotations, self.num_responses
+        if k < 2 or (n is not None and k > n):
+            raise AEPOInputError(f"--num_annotations must be between 2 and --num_responses ({n}), got {k!r}.")
+        if not math.isfinite(self.diversity_penalty):
+            raise AEPOInputError(f"--diversity_penalty must be a finite number >= 0, got {self.diversity_penalty!r}")
+        for build in (self.reshape_config, self.embed_config, self.select_config, self.score_config,
+                      self.pair_config, self.prescreen_config):
+            build()  # every option is checked by the rules of the step that uses it
+
+    @property
+    def output_format(self) -> str:
+        return "pair" if self.num_annotations == 2 or self.selection == "west_of_n" else "ranked"
+
+    @property
+    def min_usable(self) -> int:
+        """Usable responses a prompt needs (fewer: skipped and counted)."""
+        return 2 if self.selection == "west_of_n" else self.num_annotations
+
+    def reshape_config(self, min_responses: int | None = None) -> ResponseListsConfig:
+        return ResponseListsConfig(self.prompt_column, self.response_columns, self.num_responses,
+                                   self.reward_column, min_responses or self.min_usable, self.oracle_column)
+
+    def embed_config(self) -> EmbedConfig:
+        from .transforms.embed_responses import EmbedConfig
+
+        return EmbedConfig(self.embedding_model, self.embedding_revision, self.embedding_batch_size,
+                           self.max_seq_length, self.dtype, self.device, self.embedding_max_tokens)
+
+    def prescreen_config(self) -> PrescreenConfig:
+        """The cheap judge of `selection="prescreen"`; aepo-mini reuses the embeddings when they are its own."""
+        from .transforms.prescreen_responses import PrescreenConfig, reusable_embeddings
+
+        mini = self.prescreen_model == "aepo-mini"
+        reuse = mini and self.similarity_measure == "sentbert" and reusable_embeddings(
+            self.embedding_model, self.max_seq_length, self.embedding_revision)
+        return PrescreenConfig(self.prescreen_model, self.embedding_batch_size if mini else self.reward_batch_size,
+                               self.max_length, self.max_tokens, self.dtype, self.device, reuse)
+
+    def select_config(self, output_column: str = "selected") -> SelectConfig:
+        from .transforms.select_responses import SelectConfig
+
+        return SelectConfig(self.selection, self.num_annotations, self.diversity_penalty, self.similarity_measure,
+                            self.seed, output_column, self.prescreen_rule, self.prescreen_length_weight)
+
+    def score_config(self, selection_columns: tuple[str, ...] = ("selected",)) -> ScoreConfig:
+        from .transforms.score_responses import ScoreConfig
+
+        return ScoreConfig("column" if self.reward_column else self.reward_model, self.reward_revision,
+                           self.reward_batch_size, self.max_length, self.max_tokens, self.dtype, self.device,
+                           self.use_chat_template, selection_columns, self.api_base, self.judge_template,
+                           self.judge_cache_dir, self.judge_concurrency, self.trust_remote_code,
+                           self.reward_output)
+
+    def pair_config(self, selection_column: str = "selected") -> PairConfig:
+        return PairConfig(self.output_format, self.num_annotations, selection_column, self.conversational, self.ties)

@@ -1,0 +1,92 @@
+"""The launcher's chunk store: prompts cut into fixed chunks, each saved atomically under a run key.
+
+A chunk is finished once its folder has been renamed into place with report.json inside; a rerun reuses
+finished chunks and cleans what killed or failed runs left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+
+def chunk_ranges(rows: int, chunk_size: int) -> list[tuple[int, int]]:
+    return [(start, min(start + chunk_size, rows)) for start in range(0, rows, chunk_size)]
+
+
+def my_chunks(count: int, rank: int, world: int) -> range:
+    """Contiguous share of `count` chunks for `rank`; the first `count % world` ranks get one more."""
+    base, extra = divmod(count, world)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (1 if rank < extra else 0))
+
+
+def chunk_dir(work: Path, index: int) -> Path:
+    return work / f"chunk-{index:06d}"
+
+
+def is_done(work: Path, index: int) -> bool:
+    """A chunk is finished only once its folder has been renamed into place with report.json inside."""
+    return (chunk_dir(work, index) / "report.json").is_file()
+
+
+def clean_stale(work: Path, indices: range, rank: int, world: int) -> None:
+    """Remove what killed or failed earlier runs of this run key left: the temporary folders of this rank's chunks
+    (never another rank's: it may be writing them now), this rank's failure marker, and, on the main process, the
+    markers of ranks this run does not have. Finished chunks are kept (they are reused)."""
+    for index in indices:
+        for tmp in work.glob(f".tmp-chunk-{index:06d}-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+    (work / f"failed-rank{rank}.txt").unlink(missing_ok=True)
+    if rank == 0:
+        ours = {f"failed-rank{r}.txt" for r in range(world)}
+        for marker in work.glob("failed-rank*.txt"):
+            if marker.name not in ours:
+                marker.unlink(missing_ok=True)
+
+
+def save_chunk(work: Path, index: int, splits: dict, report) -> None:
+    from datasets import DatasetDict
+
+    from ..io.files import save_dataset_dict
+
+    tmp = work / f".tmp-chunk-{index:06d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_dataset_dict(DatasetDict(splits), tmp)
+    (tmp / "report.json").write_text(json.dumps(asdict(report)))
+    os.replace(tmp, chunk_dir(work, index))
+
+
+def assemble(work: Path, count: int):
+    """Concatenate finished chunks in prompt order into one DatasetDict, plus the merged report."""
+    from datasets import DatasetDict, concatenate_datasets, load_from_disk
+
+    from ..pipeline.runner import RunReport
+
+    parts = [load_from_disk(str(chunk_dir(work, i))) for i in range(count)]
+    merged = DatasetDict({name: concatenate_datasets(_non_empty([p[name] for p in parts])) for name in parts[0]})
+    report = RunReport()
+    for i in range(count):
+        loaded = json.loads((chunk_dir(work, i) / "report.json").read_text())
+        report = report.merge(RunReport(**loaded))
+    return merged, report
+
+
+def _non_empty(parts: list) -> list:
+    """A chunk whose prompts were all skipped or tied saves a table without batches, which Arrow cannot
+    concatenate; leave such chunks out (but keep one, so the split keeps its columns)."""
+    return [p for p in parts if len(p)] or parts[:1]
+
+
+def require_complete(work: Path, count: int, nothing_done: str) -> None:
+    """Raise IncompleteRunError naming the failed ranks' errors unless all `count` chunks finished."""
+    from ..errors import IncompleteRunError
+
+    missing = [i for i in range(count) if not is_done(work, i)]
+    if missing:
+        reasons = "; ".join(p.read_text() for p in sorted(work.glob("failed-rank*.txt")))
+        raise IncompleteRunError(f"{len(missing)} of {count} chunks did not finish ({reasons or 'no error recorded'}). "
+                                 f"{nothing_done}; rerun the same command to resume.")

@@ -1,0 +1,313 @@
+"""`accelerate launch aepo_datasets/run.py --config configs/NAME.yaml [key=value ...]`.
+
+Prompts are cut into fixed chunks (independent of the number of processes); each process takes a
+contiguous range of chunks, runs the chain with its models on its own device, and saves every chunk
+atomically (temporary folder, then rename) under OUTPUT_DIR/chunks/RUN_KEY/. A rerun of the same
+command reuses every finished chunk. When all processes are done, the main process assembles the
+chunks in prompt order into one DatasetDict (one split per selection strategy) and pushes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+
+from ..version import __version__
+from ..errors import AEPOInputError, exit_code
+from ..registry import unknown_choice_message
+from ..pipeline.prepare import instruction_count
+from .chunks import assemble, chunk_ranges, clean_stale, is_done, my_chunks, require_complete, save_chunk
+from ..options import InputOptions
+from ..schema import coerce, field_types, read_config
+from .select_stage import STAGES
+from ..config import AEPOConfig
+
+logger = logging.getLogger(__name__)
+
+USAGE = f"""usage: accelerate launch aepo_datasets/run.py [--config FILE.yaml] [key=value | --key value ...]
+       python aepo_datasets/run.py ...   |   aepo run ...
+
+{__doc__.strip()}
+
+Keys: the `aepo` flag names ({{aepo}}) and {{launch}}; `key=value`, `--key value` and `--key=value` override
+the config, and a lone `--key` means true. Defaults are the options' own: every prompt (`aepo` looks at 4).
+Example: python aepo_datasets/run.py --config configs/offline_demo.yaml output_dir=out --chunk_size 500"""
+
+
+
+@dataclass(frozen=True)
+class LaunchSettings(InputOptions):
+    """The launcher's own keys (beside AEPOConfig's); split, subset, num_instructions, access_token: InputOptions."""
+
+    dataset: str | None = None
+    output_dir: str | None = None
+    splits: dict | None = None
+    push_to_hub: str | None = None
+    private: bool = True
+    chunk_size: int = 1000
+    map_batch_size: int = 64
+    cache_dir: str | None = None
+    stage: str = "all"  # or "select": only select, and write the folder of `aepo select` (select_stage.py)
+    id_column: str | None = None  # stage select: the prompt ids (default: the row number)
+
+
+LAUNCH_DEFAULTS = asdict(LaunchSettings())
+SETTING_TYPES = field_types(LaunchSettings, AEPOConfig)
+AEPO_KEYS = [f.name for f in fields(AEPOConfig)]
+# keys that do not change the rows produced; they are left out of the run key
+OUTPUT_ONLY = {"output_dir", "push_to_hub", "private", "access_token", "device", "cache_dir", "map_batch_size",
+               "embedding_batch_size", "embedding_max_tokens", "plot", "reward_batch_size", "max_tokens",
+               "stage", "id_column", "judge_cache_dir", "judge_concurrency"}  # a select stage keeps its chunks apart (chunks/select-<key>); ids come after
+
+
+def parse_settings(argv: list[str]) -> dict:
+    """`--config FILE` (optional) then overrides (`key=value`, `--key value`, `--key=value`, `--key` for true);
+    values are coerced to the keys' types."""
+    overrides = override_pairs(argv)
+    settings: dict = {}
+    if "config" in overrides:
+        settings.update(read_config(Path(overrides.pop("config"))))
+    return validate_settings({**settings, **overrides})
+
+
+def override_pairs(argv: list[str]) -> dict:
+    """The command line's overrides as key -> text, in order (a later one wins)."""
+    pairs, args = {}, list(argv)
+    while args:
+        item = args.pop(0)
+        key, sep, value = item.partition("=")
+        if not sep and item.startswith("--"):
+            value = args.pop(0) if args and not args[0].startswith("--") else None
+            if value is None and key == "--config":
+                raise AEPOInputError("--config needs a YAML file path.")
+            value = "true" if value is None else value
+        elif not sep:
+            raise AEPOInputError(f"Override {item!r} is not key=value or --key value (e.g. num_responses=8).")
+        pairs[key.lstrip("-")] = value
+    return pairs
+
+
+def validate_settings(settings: dict) -> dict:
+    """Fill defaults, reject unknown keys, and check the AEPO options by building their config."""
+    known = list(LAUNCH_DEFAULTS) + AEPO_KEYS
+    for key in settings:
+        if key not in known:
+            raise AEPOInputError(unknown_choice_message("setting", key, sorted(known)))
+    settings = {**settings, **({"num_instructions": instruction_count(settings["num_instructions"])}
+                               if "num_instructions" in settings else {})}
+    merged = {**LAUNCH_DEFAULTS, **{key: coerce(key, value, SETTING_TYPES[key]) for key, value in settings.items()}}
+    for key in ("dataset", "output_dir"):
+        if not merged[key]:
+            raise AEPOInputError(f"Setting {key!r} is required (in the config or as {key}=...).")
+    if merged["stage"] not in STAGES:
+        raise AEPOInputError(unknown_choice_message("stage", merged["stage"], list(STAGES)))
+    for key in ("chunk_size", "map_batch_size", "num_instructions"):
+        if merged[key] is not None and merged[key] < 1:
+            raise AEPOInputError(f"{key} must be a positive whole number, got {merged[key]!r}")
+    for name, overrides in (merged["splits"] or {}).items():
+        bad = [k for k in (overrides or {}) if k not in AEPO_KEYS]
+        if bad:
+            raise AEPOInputError(f"Split {name!r}: unknown option(s) {bad}. Options: {', '.join(AEPO_KEYS)}.")
+        merged["splits"][name] = {k: coerce(f"splits.{name}.{k}", v, SETTING_TYPES[k])
+                                  for k, v in (overrides or {}).items()}
+    checked = annotated_settings(merged)
+    aepo_config(checked)
+    for name, split in split_options(checked).items():
+        aepo_config({**checked, **split})
+    return merged
+
+
+def annotated_settings(settings: dict) -> dict:
+    """The settings the job's config is built from: the select stage annotates nothing, so its reward model
+    options (a `judge:` model without --api_base, say) are not checked until `aepo pair`."""
+    return {**settings, "reward_model": None} if settings.get("stage") == "select" else settings
+
+
+def split_options(settings: dict) -> dict[str, dict]:
+    return {name: dict(overrides or {}) for name, overrides in (settings["splits"] or {}).items()}
+
+
+def aepo_config(settings: dict) -> AEPOConfig:
+    return AEPOConfig(**{k: settings[k] for k in AEPO_KEYS if k in settings and settings[k] is not None})
+
+
+def run_key(settings: dict, fingerprint: str, identity: dict | None = None) -> str:
+    """Identifies the rows a run produces: same key, same chunks, safe to reuse. `identity`: the contents of the
+    files and model folders the settings name and the resolved dtype (`identity.config_identity`)."""
+    relevant = {k: v for k, v in sorted(settings.items()) if k not in OUTPUT_ONLY}
+    text = json.dumps({"settings": relevant, "input": fingerprint, "version": __version__, "identity": identity or {}},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def process_chunks(dataset, chunks, indices, work: Path, pipeline) -> tuple[int, int]:
+    """Run every unfinished chunk of this process; returns (computed, reused)."""
+    from tqdm.auto import tqdm
+
+    computed, reused = 0, []
+    for index in tqdm(indices, desc="Chunks", unit="chunk", disable=len(indices) < 2):
+        if is_done(work, index):
+            reused.append(index)
+            continue
+        start, end = chunks[index]
+        splits, report = pipeline.run(dataset.select(range(start, end)))
+        save_chunk(work, index, splits, report)
+        computed += 1
+    if reused:
+        logger.info("reused finished chunk(s) %s of run key %s: an earlier run with the same settings, input, model "
+                    "files, judge template and resolved dtype saved them", _ranges(reused), work.name)
+    return computed, len(reused)
+
+
+def _ranges(indices: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    spans: list[list[int]] = []
+    for i in indices:
+        if spans and i == spans[-1][1] + 1:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def launch(settings: dict, command: list[str]) -> int:
+    from accelerate import PartialState
+
+    from ..pipeline.prepare import group_if_long, take_instructions
+    from .distributed import check_process_count, main_process_first
+    from ..io.files import load_input
+    from ..pipeline.runner import PreferencePipeline
+    from ..pipeline.chain import split_configs
+    from ..pipeline.preflight import check_before_embedding, check_writable_dir
+    from ..rewards.judge import with_cache_under
+    from .select_stage import SelectRunner, finish_select, prepare_select, select_config
+
+    check_writable_dir(settings["output_dir"], "output_dir")
+    if settings["cache_dir"]:
+        check_writable_dir(settings["cache_dir"], "cache_dir")
+    state = PartialState(cpu=use_cpu())
+    check_process_count(state, command)
+    device = settings.get("device") or (str(state.device) if state.device.type != "mps" else "cpu")
+    config = aepo_config({**annotated_settings(settings), "device": device})
+    selecting = settings["stage"] == "select"
+    config = select_config(config) if selecting else with_cache_under(config, settings["cache_dir"] or
+                                                                       settings["output_dir"])
+    dataset = main_process_first(state, lambda: load_input(settings["dataset"], settings["split"],
+                                                           settings["cache_dir"], settings["access_token"],
+                                                           settings["subset"]))
+    dataset = group_if_long(dataset, config)
+    check_before_embedding(dataset, config, split_configs(config, split_options(settings)), settings["access_token"])
+    dataset = take_instructions(dataset, settings["num_instructions"])
+    if selecting:
+        dataset, ids = prepare_select(config, dataset, settings["id_column"])
+    from ..models.identity import config_identity
+
+    key = run_key(settings, dataset._fingerprint, config_identity(config))
+    work = Path(settings["output_dir"]) / "chunks" / (("select-" if selecting else "") + key)
+    work.mkdir(parents=True, exist_ok=True)
+    chunks = chunk_ranges(len(dataset), settings["chunk_size"])
+    mine = my_chunks(len(chunks), state.process_index, state.num_processes)
+    clean_stale(work, mine, state.process_index, state.num_processes)
+    pipeline = PreferencePipeline(config, split_options(settings), batch_size=settings["map_batch_size"],
+                                  release_models=False, in_memory=True)  # one chunk at a time: no cache files
+    runner = SelectRunner(pipeline) if selecting else pipeline
+    start = time.time()
+
+    def assemble_all() -> int:
+        seconds = time.time() - start
+        return finish_select(settings, config, command, work, len(chunks), seconds, ids) if selecting \
+            else finish(settings, command, work, len(chunks), seconds)
+
+    return run_ranks(state, lambda: process_chunks(dataset, chunks, mine, work, runner), assemble_all,
+                     work / f"failed-rank{state.process_index}.txt", len(mine))
+
+
+def run_ranks(state, work_share, assemble_all, failure: Path, share: int) -> int:
+    """Every rank runs its share; after a barrier the main process assembles. A rank's error is recorded for
+    the main process and raised only after every rank has reached the last barrier (no rank waits forever)."""
+    if share > 1:  # one bar over chunks instead of a bar per stage per chunk
+        import datasets
+
+        datasets.disable_progress_bars()
+    error = final_error = None
+    code = 0
+    try:
+        computed, reused = work_share()
+        logger.info("rank %d: %d chunks computed, %d reused from an earlier run", state.process_index, computed, reused)
+    except Exception as err:  # recorded for the main process; re-raised below
+        failure.write_text(f"{type(err).__name__}: {err}")
+        error = err
+    state.wait_for_everyone()
+    if state.is_main_process:
+        try:
+            code = assemble_all()
+        except Exception as err:  # every rank must reach the barrier below before anyone raises
+            final_error = err
+    state.wait_for_everyone()
+    if error is not None or final_error is not None:
+        raise error or final_error
+    return code
+
+
+def use_cpu() -> bool:
+    """PartialState only forms a multi-process CPU group when told `cpu=True`."""
+    import torch
+    from accelerate.utils import parse_flag_from_env
+
+    return parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+
+
+def finish(settings, command, work: Path, count: int, seconds: float) -> int:
+    from ..io.files import atomic_save_to_disk, input_source
+    from ..report.quality import quality_reports
+    from ..report.run_info import build_run_info
+    from ..report.stats import reward_stats
+    from ..report.summary import push_and_summarize, quality_plot
+
+    require_complete(work, count, "Nothing was assembled or pushed")
+    merged, report = assemble(work, count)
+    report.reward_stats = {name: reward_stats(split) for name, split in merged.items()}
+    report.pair_quality = quality_reports(report.quality, merged)  # from the shards' sums, medians from the rows
+    report.seconds["total"] = seconds
+    target = Path(settings["output_dir"]) / "dataset"
+    info = build_run_info(aepo_config(settings), report, command, settings,
+                          input_source(settings["dataset"], settings["split"], settings["subset"]))
+    atomic_save_to_disk(merged, target, info.to_dict())
+    _mention_other_runs(work)
+    outputs = {"output dataset": str(target), **quality_plot(report, aepo_config(settings).plot,
+                                                             Path(settings["output_dir"]) / "quality.png")}
+    push_and_summarize(report, outputs, (lambda: _push(merged, settings, info, target))
+                       if settings["push_to_hub"] else None)  # a failed push still shows the summary
+    return 0
+
+
+def _push(merged, settings: dict, info, target: Path) -> str:
+    from ..hub.push import push_preference_dataset
+
+    return push_preference_dataset(merged, settings["push_to_hub"], run_info=info, token=settings["access_token"],
+                                   private=settings["private"], local_folder=str(target))
+
+
+def _mention_other_runs(work: Path) -> None:
+    """Chunks of earlier run keys are kept (a rerun of those settings reuses them); say so, once."""
+    others = [p for p in work.parent.iterdir() if p.is_dir() and p != work]
+    if others:
+        logger.info("%s also holds the chunks of %d run(s) with other settings or input; delete them when you no "
+                    "longer need to resume those runs", work.parent, len(others))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..logs import setup_logging
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if {"-h", "--help"} & set(argv):
+        print(USAGE.format(aepo=", ".join(AEPO_KEYS), launch=", ".join(LAUNCH_DEFAULTS)))
+        return 0
+    setup_logging(False)
+    return exit_code("aepo run", lambda: launch(parse_settings(argv), ["aepo_datasets/run.py", *argv]))

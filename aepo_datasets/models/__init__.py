@@ -1,0 +1,1 @@
+"""Model plumbing: sentence embedders, tokenizing and batching, device and dtype choice, the fork hook."""

@@ -1,0 +1,137 @@
+"""The chain of steps for a configuration and its output splits, built in one place.
+
+`build_steps` is used both by `AEPOTransform` (all steps on each map batch, one split) and by the
+pipeline (one `map` per stage, several splits sharing the embeddings and the reward calls).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..errors import AEPOInputError
+from ..transforms.base import Transform
+from ..config import AEPOConfig
+from ..transforms.embed_responses import EmbedResponses
+from ..transforms.pair_responses import PairResponses
+from ..transforms.prescreen_responses import PrescreenResponses
+from ..transforms.score_responses import ScoreResponses
+from ..transforms.select_responses import SelectResponses
+from ..transforms.to_response_lists import ToResponseLists
+
+
+def split_configs(config: AEPOConfig, splits: dict[str, dict] | None = None) -> dict[str, AEPOConfig]:
+    """One AEPOConfig per output split; `splits` maps a name to overrides (selection, num_annotations...)."""
+    if not splits:
+        return {"train": config}
+    return {name: replace(config, **_own_selection(overrides)) for name, overrides in splits.items()}
+
+
+def _own_selection(overrides: dict) -> dict:
+    """A split that names its selection gets it: `west_of_n` (which forces the selection) follows it, so a
+    `--west_of_n` run's random and mbr baselines stay random and mbr."""
+    if "selection" in overrides and "west_of_n" not in overrides:
+        return {**overrides, "west_of_n": overrides["selection"] == "west_of_n"}
+    return overrides
+
+
+def baseline_splits(config: AEPOConfig) -> dict[str, dict]:
+    """'train' is the requested selection; the baselines use the same k (West-of-N annotates all)."""
+    splits = {"train": {}}
+    for name in ("random", "mbr", "west_of_n"):
+        if name != config.selection:
+            splits[name] = {"west_of_n": True} if name == "west_of_n" else {"selection": name}
+    return splits
+
+
+@dataclass
+class Steps:
+    """The step transforms of one run: selection, selection column and pairing per split."""
+
+    configs: dict[str, AEPOConfig]
+    reshape: ToResponseLists
+    embed: EmbedResponses | None
+    selects: dict[str, SelectResponses]
+    score: ScoreResponses
+    pairs: dict[str, PairResponses]
+    prescreen: PrescreenResponses | None = None  # the cheap judge, when a split selects with prescreen
+
+    def all(self) -> list[Transform]:
+        return [self.reshape, *([self.embed] if self.embed else []), *([self.prescreen] if self.prescreen else []),
+                *self.selects.values(), self.score, *self.pairs.values()]
+
+
+def build_steps(config: AEPOConfig, splits: dict[str, dict] | None = None) -> Steps:
+    """Prompts must be usable by every split, so that all splits hold the same prompts; embeddings are
+    computed when any split needs them; the scorer annotates the union of the splits' selections."""
+    configs = split_configs(config, splits)
+    columns = {name: f"selected__{name}" for name in configs}
+    embeds = any(c.select_config().needs_embeddings for c in configs.values())
+    prescreens = [c.prescreen_config() for c in configs.values() if c.select_config().needs_prescreen]
+    if len(set(map(repr, prescreens))) > 1:
+        raise AEPOInputError("Splits that select with prescreen must share one --prescreen_model (and its "
+                             "options): the cheap judge scores every response once.")
+    return Steps(
+        configs=configs,
+        reshape=ToResponseLists(config.reshape_config(max(c.min_usable for c in configs.values()))),
+        embed=EmbedResponses(config.embed_config()) if embeds else None,
+        selects={name: SelectResponses(c.select_config(columns[name])) for name, c in configs.items()},
+        score=ScoreResponses(config.score_config(tuple(columns.values()))),
+        pairs={name: PairResponses(c.pair_config(columns[name])) for name, c in configs.items()},
+        prescreen=PrescreenResponses(prescreens[0]) if prescreens else None,
+    )
+
+
+class AEPOTransform(Transform):
+    """`ds.map(AEPOTransform(num_responses=8, num_annotations=2), batched=True, remove_columns=ds.column_names)`."""
+
+    Config = AEPOConfig
+
+    def _reset(self) -> None:
+        self.steps = build_steps(self.config)
+
+    def __getstate__(self) -> dict:
+        # the steps are rebuilt from the config, but a change in any step's behaviour must change the hash
+        return {**super().__getstate__(), "steps": {type(s).__name__: s.VERSION for s in self.steps.all()}}
+
+    def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
+        *prepare, pair = self.steps.all()
+        for step in prepare:
+            batch = {**batch, **step(batch, rank)}
+        return pair(batch, rank)
+
+
+class StepGroup:
+    """Several steps in one `map`: each batch flows through them in order and only the columns they add come out,
+    except `drop`: a column the group both makes and spends (the embeddings) never reaches the disk.
+
+    `seconds` counts each step's time by its stage name (the pipeline reports them as if they were maps of their
+    own). The pickled state is the steps' own (tiny) states, so the fingerprint changes exactly when one of theirs
+    does."""
+
+    def __init__(self, steps: list[tuple[str, Transform]], drop: tuple[str, ...] = ()):
+        self.steps, self.drop = list(steps), tuple(drop)
+        self.seconds: dict[str, float] = {}
+
+    def __getstate__(self) -> dict:
+        return {"steps": self.steps, "drop": self.drop}
+
+    def __setstate__(self, state: dict) -> None:
+        self.steps, self.drop, self.seconds = state["steps"], state["drop"], {}
+
+    def new_features(self) -> dict:
+        features = {}
+        for _, step in self.steps:
+            features.update(step.new_features())
+        return {name: feature for name, feature in features.items() if name not in self.drop}
+
+    def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
+        import time
+
+        added: dict[str, list] = {}
+        for stage, step in self.steps:
+            start = time.time()
+            out = step({**batch, **added}, rank)
+            added.update(out)
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.time() - start
+        return {name: values for name, values in added.items() if name not in self.drop}
+

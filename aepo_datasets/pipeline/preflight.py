@@ -1,0 +1,196 @@
+"""Checks that run before the first expensive stage, so a mistake ends a run in seconds, not hours.
+
+Models (a local folder must exist and hold a config; a Hub id must be cached or answer one request,
+never a retry loop), and folders the run will write to (they must be creatable and writable).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ..errors import AEPOInputError
+
+HUB_TIMEOUT_S = 10
+PREFLIGHT_FORWARD_MAX_BYTES = 2 * 1024**3  # local reward models up to this size are run once
+
+
+def looks_like_path(name: str) -> bool:
+    """A Hub id is `name` or `owner/name`; anything else is meant as a local path."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def check_writable_dir(folder: Path | str, flag: str) -> None:
+    """Create `folder` if needed and prove a file can be written there."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".aepo-write-check-"):
+            pass
+    except OSError as err:
+        raise AEPOInputError(f"{flag} {str(folder)!r} is not a writable folder ({err.strerror or err}). "
+                             "Choose a folder you can write to.") from None
+
+
+def check_model(name: str, flag: str, *, revision: str | None = None, token: str | None = None,
+                classifier: bool = False, reward_output: str | None = None, trust_remote_code: bool = False) -> None:
+    """A local model folder or a Hub model id that can be loaded without waiting on a dead network; a
+    classifier's `--reward_output` is checked against the labels it has and, when it or `--trust_remote_code`
+    is given for a local folder of at most 2 GiB, against one real forward pass (the scorer repeats that
+    forward pass whenever it loads a model, before scoring)."""
+    path = Path(name).expanduser()
+    if path.exists():
+        _check_local_model(path, flag, classifier, reward_output, trust_remote_code)
+    elif looks_like_path(name):
+        raise AEPOInputError(f"{flag} {name!r}: no such folder. Pass an existing local path or a Hub id.")
+    else:
+        if classifier:
+            from ..rewards import check_not_a_typo
+
+            check_not_a_typo(name, flag)
+        check_hub_repo(name, flag, "model", revision=revision, token=token)
+
+
+def _check_local_model(path: Path, flag: str, classifier: bool, reward_output: str | None = None,
+                       trust_remote_code: bool = False) -> None:
+    if not (path / "config.json").is_file():
+        raise AEPOInputError(f"{flag} {str(path)!r} has no config.json: it is not a saved model folder "
+                             "(save one with save_pretrained).")
+    if not classifier:
+        return
+    from transformers import AutoConfig
+
+    from ..rewards.heads import RewardOutput
+
+    output = RewardOutput.parse(reward_output)
+    config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    architectures = getattr(config, "architectures", None) or []
+    if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise AEPOInputError(f"{flag} {str(path)!r} is a {architectures[0]}, not a sequence-classification "
+                             "reward model.")
+    output.check_labels(getattr(config, "num_labels", 1), str(path))
+    custom = reward_output is not None or trust_remote_code
+    if custom and weights_bytes(path) <= PREFLIGHT_FORWARD_MAX_BYTES:
+        check_output_by_forward(path, output, trust_remote_code)
+
+
+def weights_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.iterdir() if f.suffix in (".safetensors", ".bin", ".pt"))
+
+
+def check_output_by_forward(path: Path, output, trust_remote_code: bool) -> None:
+    """Load the model on the CPU and read `output` from one forward pass on a tiny input (the scorer does the
+    same on its device when it loads a larger model)."""
+    import torch
+
+    from ..rewards.sequence_classifier import check_reward_output, load_reward_model
+
+    tokenizer, model = load_reward_model(str(path), torch.device("cpu"), torch.float32,
+                                         trust_remote_code=trust_remote_code, output=output)
+    check_reward_output(tokenizer, model, output, str(path))
+
+
+def check_hub_repo(repo_id: str, flag: str, repo_type: str = "model", *, revision: str | None = None,
+                   token: str | None = None) -> None:
+    """Cached locally, or one request to the Hub answers; offline mode (HF_HUB_OFFLINE) is respected."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    filename = "config.json" if repo_type == "model" else "README.md"
+    if isinstance(try_to_load_from_cache(repo_id, filename, revision=revision, repo_type=repo_type), str):
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise AEPOInputError(f"{flag} {repo_id!r} needs the Hugging Face Hub, but HF_HUB_OFFLINE is set and it is "
+                             "not in the local cache: pass a local path, or download it first.")
+    ask_hub_once(repo_id, flag, repo_type, revision, token)
+
+
+def ask_hub_once(repo_id: str, flag: str, repo_type: str = "model", revision: str | None = None,
+                 token: str | None = None) -> None:
+    """One request, a short timeout, no retries: a dead network is reported in seconds."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, token=token, timeout=HUB_TIMEOUT_S)
+    except GatedRepoError:
+        raise AEPOInputError(f"{flag} {repo_id!r} is gated: accept its terms on the Hub and pass a token "
+                             "(--access_token, HF_TOKEN or `hf auth login`).") from None
+    except RepositoryNotFoundError:
+        raise AEPOInputError(f"{flag} {repo_id!r}: no such {repo_type} on the Hub (or it is private: pass a "
+                             "token). Check the name, or pass a local path.") from None
+    except RevisionNotFoundError:
+        raise AEPOInputError(f"{flag} {repo_id!r}: revision {revision!r} does not exist.") from None
+    except Exception as err:  # connection errors come from the HTTP client of the installed hub version
+        if not _is_connection_error(err):
+            raise
+        raise AEPOInputError(f"{flag} {repo_id!r} needs the Hugging Face Hub, which is unreachable "
+                             f"({type(err).__name__}). Pass a local path, or set HF_HUB_OFFLINE=1 to use "
+                             "only the local cache.") from None
+
+
+def _is_connection_error(err: Exception) -> bool:
+    names = {cls.__name__ for cls in type(err).__mro__}
+    return bool(names & {"ConnectError", "ConnectionError", "TimeoutException", "Timeout", "NetworkError",
+                         "TransportError", "OfflineModeIsEnabled"}) or isinstance(err, OSError)
+
+
+
+def check_models(config, *, needs_embeddings: bool = True, token: str | None = None) -> None:
+    """The embedder (when a split embeds) and the reward model of `config` (an AEPOConfig) can be loaded."""
+    from ..models.embedders import PACKAGED_EMBEDDERS
+    from ..rewards import REWARD_MODELS, is_judge, is_server
+
+    if needs_embeddings and config.embedding_model not in PACKAGED_EMBEDDERS:
+        check_model(config.embedding_model, "--embedding_model", revision=config.embedding_revision, token=token)
+    reward = config.reward_model
+    if is_judge(reward) and not config.reward_column:
+        check_judge(config)
+    if is_server(reward) and not config.reward_column:
+        from ..rewards.server import parse_server
+
+        parse_server(reward)  # a URL with a scheme and a path the engine serves rewards at
+    if (config.reward_column or reward is None or callable(reward) or is_judge(reward) or is_server(reward)
+            or reward in REWARD_MODELS):
+        return
+    check_model(reward, "--reward_model", revision=config.reward_revision, token=token, classifier=True,
+                reward_output=config.reward_output, trust_remote_code=config.trust_remote_code)
+
+
+def check_judge(config) -> None:
+    """`judge:MODEL` names a model, has an endpoint (--api_base) and a readable template with its placeholders."""
+    from ..rewards.judge import check_judge_options, load_template
+
+    check_judge_options(config.reward_model, config.api_base)
+    load_template(config.judge_template)
+
+
+def check_before_embedding(dataset, config, configs: dict, token: str | None = None) -> None:
+    """The data's columns fit the options and every model loads, before the first expensive stage.
+
+    `configs`: the AEPOConfig of each output split (the embedder is checked when any split embeds)."""
+    from ..transforms.to_response_lists import resolve_layout, sample_rows
+
+    resolve_layout(sample_rows(dataset), config.reshape_config())
+    check_models(config, token=token, needs_embeddings=any(c.select_config().needs_embeddings
+                                                           for c in configs.values()))
+    for prescreen in {c.prescreen_model for c in configs.values() if c.select_config().needs_prescreen
+                      and isinstance(c.prescreen_model, str)}:
+        from ..rewards import REWARD_MODELS
+
+        if prescreen not in REWARD_MODELS:
+            check_model(prescreen, "--prescreen_model", token=token, classifier=True)
+
+
+def check_run_paths(source: str, cache_dir: str, output_folder: Path, token: str | None = None) -> None:
+    """Before reading anything: the input exists (a Hub dataset answers once), the run can write its outputs,
+    and the output folder is not the input it reads (`aepo`, `aepo select`, `aepo pair`)."""
+    from huggingface_hub import constants
+
+    from ..io.files import input_kind
+
+    if Path(output_folder).resolve() == Path(source).resolve():
+        raise AEPOInputError(f"The output folder {output_folder} is the input: choose another --output.")
+    if input_kind(source) == "hub" and not constants.HF_HUB_OFFLINE:
+        ask_hub_once(source, "DATASET", "dataset", token=token)
+    check_writable_dir(cache_dir, "--cache_dir")
+    check_writable_dir(Path(output_folder).parent, "--output")

@@ -1,0 +1,1 @@
+"""Selection algorithms on a similarity matrix: strategies (AEPO, West-of-N, ...) and similarity measures."""
