@@ -91,6 +91,8 @@ class AEPOConfig:
     judge_concurrency: int = option(8, "requests in flight at once to judge:MODEL or server:URL")
     judge_cache_dir: str | None = option(None, "cache of the answers of judge:MODEL and server:URL (default: "
                                          "CACHE_DIR/.aepo_cache/judge)")
+    judge_max_chars: int | None = option(None, "the judge's context in characters (default: no limit); a longer "
+                                         "request loses the oldest part of the prompt first, never the response")
 
     def __post_init__(self):
         coerce_fields(self)  # flags, YAML values and keywords all get the field's type
@@ -150,7 +152,7 @@ class AEPOConfig:
                            self.reward_batch_size, self.max_length, self.max_tokens, self.dtype, self.device,
                            self.use_chat_template, selection_columns, self.api_base, self.judge_template,
                            self.judge_cache_dir, self.judge_concurrency, self.trust_remote_code,
-                           self.reward_output)
+                           self.reward_output, self.judge_max_chars)
 
     def pair_config(self, selection_column: str = "selected") -> PairConfig:
         return PairConfig(self.output_format, self.num_annotations, selection_column, self.conversational, self.ties)

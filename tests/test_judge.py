@@ -224,3 +224,18 @@ def test_a_chat_prompt_gives_the_judge_the_whole_conversation_and_is_cached(fake
     again = scorer(fake_judge, tmp_path)
     assert again.score([chat], ["HI!"]) == [3.0] and again.stats["judge_cached"] == 1
     assert len(fake_judge.requests) == 2
+
+
+def test_judge_context_limit_drops_the_oldest_turns_never_the_response(fake_judge, tmp_path):
+    history = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "old question " * 40},
+               {"role": "assistant", "content": "old answer " * 40}, {"role": "user", "content": "Capital of Peru?"}]
+    response = "Lima, on the Pacific coast."
+    full = fill_template(DEFAULT_TEMPLATE, "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in history),
+                         response)
+    limit = len(full) - 200
+    judge = scorer(fake_judge, tmp_path, max_chars=limit)
+    judge.score([history], [response])
+    sent = fake_judge.requests[-1]["json"]["messages"][0]["content"]
+    assert len(sent) <= limit and sent.endswith(DEFAULT_TEMPLATE[DEFAULT_TEMPLATE.index("{response}") + 10:])
+    assert response in sent and "Capital of Peru?" in sent and "old question" not in sent
+    assert judge.stats["judge_truncated"] == 1

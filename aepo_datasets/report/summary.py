@@ -125,10 +125,11 @@ def annotator_lines(report: RunReport) -> list[str]:
                      "enough labels skipped")
     if report.judge:
         j = {name: report.judge.get(f"judge_{name}", 0) for name in
-             ("requests", "retries", "cached", "prompt_tokens", "completion_tokens")}
+             ("requests", "retries", "cached", "prompt_tokens", "completion_tokens", "truncated")}
         if any(k.startswith("judge_") for k in report.judge):
+            cut = f"; {j['truncated']} cut to --judge_max_chars" if j["truncated"] else ""
             lines.append(f"  judge:                 {j['requests']} requests ({j['retries']} retries), {j['cached']} "
-                         f"answers from the cache, tokens {j['prompt_tokens']} in + {j['completion_tokens']} out")
+                         f"answers from the cache, tokens {j['prompt_tokens']} in + {j['completion_tokens']} out{cut}")
         s = {name: report.judge.get(f"server_{name}", 0) for name in ("requests", "retries", "cached")}
         if any(k.startswith("server_") for k in report.judge):
             lines.append(f"  reward server:         {s['requests']} requests ({s['retries']} retries), {s['cached']} "

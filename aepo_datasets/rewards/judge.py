@@ -30,7 +30,8 @@ import re
 import urllib.error
 from pathlib import Path
 
-from ..conversation import prompt_label, prompt_text
+from .chat_encoding import fit_conversation
+from ..conversation import conversation, prompt_label, prompt_text
 from ..errors import AEPOInputError, JudgeError
 from .endpoint import AnswerCache, EndpointClient, check_url, retry_after  # noqa: F401 (retry_after: re-exported)
 
@@ -134,13 +135,15 @@ class JudgeScorer:
     """`RewardScorer` for `judge:MODEL` (see the module docstring)."""
 
     def __init__(self, model: str, *, api_base: str | None = None, template_file: str | None = None,
-                 cache_dir: str | os.PathLike | None = None, concurrency: int = 8, **_ignored):
+                 cache_dir: str | os.PathLike | None = None, concurrency: int = 8, max_chars: int | None = None,
+                 **_ignored):
         check_judge_options(JUDGE_PREFIX + model, api_base)
         self.model, self.url = model, api_base.rstrip("/") + "/chat/completions"
         self.template = load_template(template_file)
+        self.max_chars = max_chars
         self.cache = AnswerCache(cache_dir or DEFAULT_CACHE_DIR)
         self.client = EndpointClient(self.url, f"judge:{model}", "judge", concurrency, api_key(),
-                                     self._http_error, counters=("prompt_tokens", "completion_tokens"))
+                                     self._http_error, counters=("prompt_tokens", "completion_tokens", "truncated"))
         self.concurrency = self.client.concurrency
 
     @property
@@ -160,7 +163,7 @@ class JudgeScorer:
         if cached is not None and parse_score(cached.get("answer", "")) is not None:
             self.client.count(cached=1)
             return parse_score(cached["answer"])
-        message = fill_template(self.template, prompt_text(prompt), response)
+        message = self._message(prompt, response)
         for attempt in range(MALFORMED_RETRIES + 1):
             try:
                 answer, usage = self._read_answer(self.client.post_json(self._body(message)))
@@ -179,6 +182,20 @@ class JudgeScorer:
             self.cache.put(key, {"model": self.model, "answer": answer, "usage": usage})
             return score
         raise AssertionError("unreachable")
+
+    def _message(self, prompt, response: str) -> str:
+        """The filled template; past `max_chars`, cut by the reward models' rule: the oldest turns of the prompt
+        first, then the start of the first remaining turn, the response (cut at its end) only when it alone does
+        not fit. Counted as judge_truncated."""
+        message = fill_template(self.template, prompt_text(prompt), response)
+        if self.max_chars is None or len(message) <= self.max_chars:
+            return message
+        self.client.count(truncated=1)
+        fill = lambda messages: fill_template(self.template, prompt_text(messages[:-1] or ""),  # noqa: E731
+                                              messages[-1]["content"])
+        kept = fit_conversation(conversation(prompt, response), lambda m: list(fill(m)), self.max_chars,
+                                lambda text: [(i, i + 1) for i in range(len(text))])
+        return "".join(kept)
 
     def _body(self, message: str) -> dict:
         return {"model": self.model, "messages": [{"role": "user", "content": message}], "temperature": 0}

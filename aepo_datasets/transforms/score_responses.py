@@ -38,10 +38,11 @@ class ScoreConfig:
     judge_concurrency: int = 8
     trust_remote_code: bool = False  # sequence-classification models only
     reward_output: str | None = None  # logits, logits:I or an output field (heads.RewardOutput)
+    judge_max_chars: int | None = None  # judge:MODEL only: its context, in characters
 
     def __post_init__(self):
         object.__setattr__(self, "selection_columns", tuple(self.selection_columns))
-        for name in ("batch_size", "max_length", "max_tokens"):
+        for name in ("batch_size", "max_length", "max_tokens", "judge_max_chars"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise AEPOInputError(f"reward {name} must be >= 1, got {getattr(self, name)}")
         if is_judge(self.reward_model):
@@ -79,7 +80,7 @@ class ScoreResponses(Transform):
         if self._scorer is None:
             c = self.config
             judge = dict(api_base=c.api_base, template_file=c.judge_template, cache_dir=c.judge_cache_dir,
-                         concurrency=c.judge_concurrency)
+                         concurrency=c.judge_concurrency, max_chars=c.judge_max_chars)
             self._scorer = scorer_for(c.reward_model, device=c.device or rank_device(rank), dtype=c.dtype,
                                       batch_size=c.batch_size, max_length=c.max_length, max_tokens=c.max_tokens,
                                       use_chat_template=c.use_chat_template, revision=c.reward_revision,
