@@ -11,7 +11,7 @@ from datasets.fingerprint import Hasher
 
 from aepo_datasets.models.identity import config_identity, resolved_dtype
 from aepo_datasets.launch.launcher import run_key
-from aepo_datasets.transforms import AEPOTransform, EmbedResponses, ScoreResponses
+from aepo_datasets import AEPOTransform, EmbedResponses, ScoreResponses
 from aepo_datasets.config import AEPOConfig
 
 from conftest import build_tiny_classifier
