@@ -38,6 +38,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny problems: one BLAS thread is fastest on shared cores
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -85,6 +87,17 @@ def pool_ids(n_rows: int, data_hash: str, max_prompts: int | None) -> tuple[np.n
     return (ids[:max_prompts] if max_prompts else ids), note
 
 
+def usable(responses: list[list[str]]) -> np.ndarray:
+    """(P, N) mask of the responses the package keeps (`ToResponseLists`): non-empty, first of exact duplicates."""
+    out = np.zeros((len(responses), len(responses[0])), dtype=bool)
+    for i, texts in enumerate(responses):
+        seen = set()
+        for j, text in enumerate(texts):
+            out[i, j] = bool(text.strip()) and text not in seen
+            seen.add(text)
+    return out
+
+
 def load_rows(path: Path, ids: np.ndarray) -> tuple[list, list[list[str]], np.ndarray]:
     import pandas as pd
 
@@ -95,21 +108,25 @@ def load_rows(path: Path, ids: np.ndarray) -> tuple[list, list[list[str]], np.nd
     if n < 2 or any(f"score_{j}" not in df.columns for j in range(n)):
         raise SystemExit(f"--data {path}: needs response_0..response_{n - 1} and score_0..score_{n - 1}")
     prompts = [p if isinstance(p, str) else prompt_text(list(p)) for p in df["prompt"]]
-    responses = [[str(df[f"response_{j}"].iloc[i]) for j in range(n)] for i in range(len(df))]
+    responses = [[str(df[f"response_{j}"].iloc[i] or "") for j in range(n)] for i in range(len(df))]
     return prompts, responses, df[[f"score_{j}" for j in range(n)]].to_numpy(dtype=np.float64)
 
 
-def reused_embeddings(path: Path | None, n_prompts: int, lengths: np.ndarray) -> np.ndarray | None:
-    """Response embeddings from `benchmarks/prescreen_cache.py`'s npz (p{i}_emb for held-out position i), checked
-    against the responses' lengths; None without a path."""
+def reused_embeddings(path: Path | None, lengths: np.ndarray, keep: np.ndarray) -> np.ndarray | None:
+    """Response embeddings from `benchmarks/prescreen_cache.py`'s npz (p{i}_emb: the kept responses of held-out
+    position i, in order), checked against the responses' lengths; zeros where not kept; None without a path."""
     if path is None:
         return None
     z = np.load(path)
-    if any(f"p{i}_emb" not in z.files for i in range(n_prompts)):
-        raise SystemExit(f"--reuse_embeddings {path}: lacks some of p0..p{n_prompts - 1}_emb")
-    if any(not np.array_equal(z[f"p{i}_len"], lengths[i]) for i in range(n_prompts)):
+    P, N = lengths.shape
+    if any(f"p{i}_emb" not in z.files for i in range(P)):
+        raise SystemExit(f"--reuse_embeddings {path}: lacks some of p0..p{P - 1}_emb")
+    if any(not np.array_equal(z[f"p{i}_len"], lengths[i][keep[i]]) for i in range(P)):
         raise SystemExit(f"--reuse_embeddings {path}: response lengths differ from --data's; not the same prompts")
-    return np.stack([z[f"p{i}_emb"] for i in range(n_prompts)]).astype(np.float32)
+    out = np.zeros((P, N, z["p0_emb"].shape[1]), dtype=np.float32)
+    for i in range(P):
+        out[i, keep[i]] = z[f"p{i}_emb"]
+    return out
 
 
 def embed(prompts, responses, reuse: np.ndarray | None, batch_size: int) -> dict[str, np.ndarray]:
@@ -120,7 +137,12 @@ def embed(prompts, responses, reuse: np.ndarray | None, batch_size: int) -> dict
     P, N = len(responses), len(responses[0])
     t0 = time.time()
     prompt_emb = am.encode_texts(encoder, prompts, batch_size).numpy()
-    response_emb = reuse if reuse is not None else am.encode_texts(encoder, flat, batch_size).numpy().reshape(P, N, -1)
+    response_emb = reuse
+    if response_emb is None:  # only the responses the package keeps; zeros elsewhere (never read)
+        keep = usable(responses).reshape(-1)
+        response_emb = np.zeros((P * N, prompt_emb.shape[1]), dtype=np.float32)
+        response_emb[keep] = am.encode_texts(encoder, [t for t, k in zip(flat, keep) if k], batch_size).numpy()
+        response_emb = response_emb.reshape(P, N, -1)
     n_tokens = np.asarray(am.count_tokens(encoder.tokenizer, flat), dtype=np.int64)
     surface = am.surface_features(flat, n_tokens.tolist(), SURFACE).reshape(P, N, -1)
     cheap = aepo_mini_scores(config, prompt_emb, response_emb, surface)
@@ -154,35 +176,51 @@ def cached_arrays(args, ids: np.ndarray, data_hash: str) -> dict[str, np.ndarray
         arrays["embed_seconds"] = np.asarray(0.0)
     else:
         lengths = np.asarray([[len(r) for r in rs] for rs in responses])
-        arrays = embed(prompts, responses, reused_embeddings(args.reuse_embeddings, len(ids), lengths),
+        arrays = embed(prompts, responses, reused_embeddings(args.reuse_embeddings, lengths, usable(responses)),
                        args.encode_batch_size)
         RESULTS.mkdir(exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
-    arrays["scores"] = scores
+    arrays["scores"], arrays["usable"] = scores, usable(responses)
     return arrays
 
 
 # --- building each strategy's training pairs -----------------------------------------------------------------
 
 
-def draw(arrays, rows: np.ndarray, strategy: str, seed: int, n: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(P, m) response indices and (P, m) judge scores of what `strategy` annotates on `rows`: the chosen
-    and rejected of k = 2 or West-of-N (best, worst among a seeded N of the responses), or all N ("all N")."""
-    picks = []
-    for row in rows:
-        scores = arrays["scores"][row]
-        if strategy in K2:
-            emb = arrays["response_emb"][row].astype(np.float64)
-            picked = select(strategy, emb @ emb.T, len(scores), 2, 1.0, seed * 1_000_003 + int(row),
-                            scores=arrays["cheap"][row], rule="extremes", lengths=arrays["lengths"][row])
-        else:
-            pool = np.random.default_rng([seed, int(row)]).permutation(len(scores))[:n]
-            picked = pool if strategy == "all" else pool[[np.argmax(scores[pool]), np.argmin(scores[pool])]]
-        picks.append(sorted(picked, key=lambda j: -scores[j]))  # best first
-    idx = np.asarray(picks, dtype=np.int64)
-    return idx, np.take_along_axis(arrays["scores"][rows], idx, axis=1)
+def annotate(arrays, row: int, strategy: str, seed: int, n: int | None) -> np.ndarray:
+    """Response indices `strategy` sends to the judge for prompt `row`, among the responses the package keeps:
+    k = 2 by the package's own selection, or a seeded N of them (West-of-N, all N)."""
+    kept = np.nonzero(arrays["usable"][row])[0]
+    if strategy not in K2:
+        return np.random.default_rng([seed, int(row)]).permutation(kept)[:n]
+    emb = arrays["response_emb"][row, kept].astype(np.float64)
+    picked = select(strategy, emb @ emb.T, len(kept), 2, 1.0, seed * 1_000_003 + int(row),
+                    scores=arrays["cheap"][row, kept], rule="extremes", lengths=arrays["lengths"][row, kept])
+    return kept[np.asarray(picked)]
+
+
+def draw(arrays, order: np.ndarray, strategy: str, seed: int, n: int | None, budget: int):
+    """Prompts (from `order`, in order) and (P, m) indices, judge scores and validity of the training data that
+    `budget` judge calls buy: k = 2 pairs, West-of-N's best and worst, or every annotated response ("all").
+    A prompt costs as many calls as responses annotated (fewer than N when it has fewer distinct responses)."""
+    rows, picks, spent = [], [], 0
+    for row in order:
+        picked = annotate(arrays, row, strategy, seed, n)
+        if spent + len(picked) > budget:
+            break
+        spent += len(picked)
+        scores = arrays["scores"][row, picked]
+        if strategy == "west":
+            picked = picked[[np.argmax(scores), np.argmin(scores)]]
+        rows.append(row)
+        picks.append(picked)
+    m = max((len(p) for p in picks), default=0)
+    idx = np.asarray([np.pad(p, (0, m - len(p)), mode="edge") for p in picks], dtype=np.int64).reshape(len(rows), m)
+    valid = np.asarray([[j < len(p) for j in range(m)] for p in picks], dtype=bool).reshape(len(rows), m)
+    rows = np.asarray(rows, dtype=np.int64)
+    return rows, idx, np.take_along_axis(arrays["scores"][rows], idx, axis=1), valid
 
 
 def features(arrays, rows: np.ndarray, idx: np.ndarray, recipe: dict) -> torch.Tensor:
@@ -198,26 +236,51 @@ def features(arrays, rows: np.ndarray, idx: np.ndarray, recipe: dict) -> torch.T
 # --- the reward model ------------------------------------------------------------------------------------------
 
 
-def bt_loss(pred: torch.Tensor, target: torch.Tensor, gap_weighted: bool) -> torch.Tensor:
-    """Bradley-Terry over the within-prompt pairs with a strictly higher judge score (ties teach nothing);
-    each pair weighted 1, or by its score gap (aepo-mini's loss)."""
+def bt_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, gap_weighted: bool) -> torch.Tensor:
+    """Bradley-Terry over the within-prompt pairs of valid responses with a strictly higher judge score (ties
+    teach nothing); each pair weighted 1, or by its score gap (aepo-mini's loss)."""
     gap = target[:, :, None] - target[:, None, :]
     weight = gap.clamp(min=0) if gap_weighted else (gap > 0).to(pred.dtype)
+    weight = weight * (valid[:, :, None] & valid[:, None, :])
     margin = pred[:, :, None] - pred[:, None, :]
     return (weight * torch.nn.functional.softplus(-margin)).sum() / weight.sum().clamp(min=1e-8)
 
 
-def train(X: torch.Tensor, y: torch.Tensor, recipe: dict, seed: int, steps: int, gap_weighted: bool) -> am.MiniHead:
+def train_linear(X: np.ndarray, y: np.ndarray, valid: np.ndarray, gap_weighted: bool):
+    """The linear head, fitted to convergence: weighted Bradley-Terry log-loss (mean over pairs) + l2 / 2 ||w||^2
+    on standardised features, l2 = 1 / pairs (scikit-learn's default C = 1), by L-BFGS. Returns a scorer."""
+    from scipy.optimize import minimize
+
+    mean, std = X[valid].mean(0), X[valid].std(0) + 1e-6
+    Z = (X - mean) / std
+    gap = y[:, :, None] - y[:, None, :]
+    mask = (gap > 0) & valid[:, :, None] & valid[:, None, :]
+    p, a, b = np.nonzero(mask)
+    diff, weight = Z[p, a] - Z[p, b], (gap[mask] if gap_weighted else np.ones(len(p)))
+    weight = weight / weight.sum()
+    l2 = 1.0 / max(len(p), 1)
+
+    def loss(w):
+        m = diff @ w
+        value = weight @ np.logaddexp(0.0, -m) + 0.5 * l2 * w @ w
+        return value, -(weight * (1.0 / (1.0 + np.exp(m)))) @ diff + l2 * w
+
+    w = minimize(loss, np.zeros(X.shape[-1]), jac=True, method="L-BFGS-B", options={"maxiter": 500}).x
+    return lambda F: ((F - mean) / std) @ w
+
+
+def train(X: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, recipe: dict, seed: int, steps: int,
+          gap_weighted: bool) -> am.MiniHead:
     """Full-batch AdamW for a fixed number of steps, whatever the budget (more data is not more steps)."""
     torch.manual_seed(seed)
-    flat = X.reshape(-1, X.shape[-1])
+    flat = X[valid]
     head = am.MiniHead(X.shape[-1], hidden=recipe["hidden"], dropout=recipe["dropout"])
     head.feature_mean.copy_(flat.mean(0))
     head.feature_std.copy_(flat.std(0).clamp(min=1e-6) if len(flat) > 1 else torch.ones(flat.shape[1]))
     opt = torch.optim.AdamW(head.parameters(), lr=recipe.get("lr", 3e-3), weight_decay=recipe.get("weight_decay", 1e-2))
     head.train()
     for _ in range(steps):
-        loss = bt_loss(head(X), y, gap_weighted)
+        loss = bt_loss(head(X), y, valid, gap_weighted)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -234,7 +297,8 @@ def eval_pairs(arrays, rows: np.ndarray) -> dict[str, np.ndarray]:
     gap = arrays["scores"][rows][:, i] - arrays["scores"][rows][:, j]
     length = arrays["lengths"][rows].astype(np.float64)
     lo, hi = np.minimum(length[:, i], length[:, j]), np.maximum(length[:, i], length[:, j])
-    keep = np.abs(gap) >= MIN_GAP
+    kept = arrays["usable"][rows]
+    keep = (np.abs(gap) >= MIN_GAP) & kept[:, i] & kept[:, j]
     pos, pair = np.nonzero(keep)
     return {"pos": pos, "i": i[pair], "j": j[pair], "sign": np.sign(gap[keep]),
             "matched": (hi <= LENGTH_MATCH * lo)[keep], "n_prompts": len(rows)}
@@ -284,14 +348,21 @@ def split(n_pool: int, n_eval: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[:n_eval]), perm[n_eval:]
 
 
-def run_cell(arrays, rows, kind, n, seed, recipe, args, X_eval, pairs) -> tuple[np.ndarray, float]:
-    """Per-prompt evaluation counts of one trained model, and the mean judge margin of its training data."""
-    idx, y = draw(arrays, rows, kind, seed, n)
-    head = train(features(arrays, rows, idx, recipe), torch.from_numpy(y).float(), recipe, seed, args.steps,
-                 args.gap_weighted)
-    with torch.inference_mode():
-        pred = head(X_eval).numpy().astype(np.float64)
-    return per_prompt(pred, pairs), float((y.max(1) - y.min(1)).mean())
+def run_cell(arrays, order, kind, n, budget, seed, recipe, args, X_eval, pairs) -> tuple[np.ndarray, float, int]:
+    """Per-prompt evaluation counts of one trained model, the mean judge margin of its training data (best minus
+    worst annotated, per prompt) and the number of prompts annotated."""
+    rows, idx, y, valid = draw(arrays, order, kind, seed, n, budget)
+    if len(rows) == 0:
+        return None
+    X = features(arrays, rows, idx, recipe)
+    if recipe["hidden"] == 0:
+        pred = train_linear(X.numpy().astype(np.float64), y, valid, args.gap_weighted)(X_eval.numpy().astype(np.float64))
+    else:
+        head = train(X, torch.from_numpy(y).float(), torch.from_numpy(valid), recipe, seed, args.steps, args.gap_weighted)
+        with torch.inference_mode():
+            pred = head(X_eval).numpy().astype(np.float64)
+    ymask = np.where(valid, y, np.nan)
+    return per_prompt(pred, pairs), float(np.mean(np.nanmax(ymask, 1) - np.nanmin(ymask, 1))), len(rows)
 
 
 def experiment(arrays, args, recipe) -> dict:
@@ -303,23 +374,24 @@ def experiment(arrays, args, recipe) -> dict:
     cells, specs = {}, strategies(args.west_n, args.all_n)
     for budget in args.budgets:
         for label, (kind, size) in specs.items():
-            n_rows = budget // 2 if kind in K2 else budget // size
-            if n_rows == 0 or n_rows > len(train_pool):
-                continue
-            runs = [run_cell(arrays, np.random.default_rng([seed, 7]).permutation(train_pool)[:n_rows], kind, size,
+            if kind in K2 and budget // 2 > len(train_pool):
+                raise SystemExit(f"--budgets {budget}: k = 2 needs {budget // 2} prompts; the pool has {len(train_pool)}")
+            runs = [run_cell(arrays, np.random.default_rng([seed, 7]).permutation(train_pool), kind, size, budget,
                              seed, recipe, args, X_eval, pairs) for seed in range(args.seeds)]
-            cells[(label, budget)] = summarise(runs, n_rows, resamples)
+            if all(r is not None for r in runs):
+                cells[(label, budget)] = summarise(runs, resamples)
     add_differences(cells, resamples)
     refs = references(arrays, eval_rows, train_pool, pairs, resamples, recipe, args, X_eval)
     return {"cells": cells, "references": refs, "n_eval": len(eval_rows), "n_train_pool": len(train_pool),
             "n_pairs": int(len(pairs["pos"])), "n_matched": int(pairs["matched"].sum())}
 
 
-def summarise(runs, n_rows, resamples) -> dict:
-    counts = np.mean([c for c, _ in runs], axis=0)
-    seed_acc = [c[:, 0].sum() / c[:, 1].sum() for c, _ in runs]
-    seed_matched = [c[:, 2].sum() / c[:, 3].sum() for c, _ in runs]
-    return {**bootstrap(counts, resamples), "prompts": n_rows, "train_margin": float(np.mean([m for _, m in runs])),
+def summarise(runs, resamples) -> dict:
+    counts = np.mean([c for c, _, _ in runs], axis=0)
+    seed_acc = [c[:, 0].sum() / c[:, 1].sum() for c, _, _ in runs]
+    seed_matched = [c[:, 2].sum() / c[:, 3].sum() for c, _, _ in runs]
+    return {**bootstrap(counts, resamples), "prompts": float(np.mean([p for _, _, p in runs])),
+            "train_margin": float(np.mean([m for _, m, _ in runs])),
             "seed_sd": float(np.std(seed_acc)), "seed_sd_matched": float(np.std(seed_matched)), "_counts": counts}
 
 
@@ -340,9 +412,11 @@ def references(arrays, eval_rows, train_pool, pairs, resamples, recipe, args, X_
            "aepo-mini itself (trained on 484 other prompts × 48 judged)":
                bootstrap(per_prompt(arrays["cheap"][eval_rows], pairs), resamples)}
     n = arrays["scores"].shape[1]
-    runs = [run_cell(arrays, train_pool, "all", n, seed, recipe, args, X_eval, pairs) for seed in range(args.seeds)]
-    out[f"all {len(train_pool)} pool prompts × all {n} annotated ({len(train_pool) * n} annotations)"] = \
-        summarise(runs, len(train_pool), resamples)
+    runs = [run_cell(arrays, train_pool, "all", n, 10 ** 9, seed, recipe, args, X_eval, pairs)
+            for seed in range(args.seeds)]
+    spent = int(arrays["usable"][train_pool].sum())
+    out[f"all {len(train_pool)} pool prompts, every distinct response annotated ({spent} annotations)"] = \
+        summarise(runs, resamples)
     return out
 
 
@@ -368,7 +442,7 @@ def table(result: dict, budgets: list[int]) -> str:
     for budget in budgets:
         for (label, b), cell in result["cells"].items():
             if b == budget:
-                lines.append(f"| {b} | {label} | {cell['prompts']} | {cell['train_margin']:.3f} | {_ci(cell, 'acc')} | "
+                lines.append(f"| {b} | {label} | {cell['prompts']:.1f} | {cell['train_margin']:.3f} | {_ci(cell, 'acc')} | "
                              f"{_ci(cell, 'acc_matched')} | {_d(cell, 'minus_random_ci')} | "
                              f"{_d(cell, 'minus_random_matched_ci')} | {cell['seed_sd']:.3f} |")
     lines += ["", "| reference (not at a budget) | accuracy [95 % CI] | length-matched [95 % CI] |", "|---|---|---|"]
@@ -387,12 +461,14 @@ def plot(result: dict, path: Path) -> None:
     for ax, key, title in ((axes[0], "acc", "pairs with judge gap ≥ 0.2"), (axes[1], "acc_matched", "length-matched")):
         for s, label in enumerate(labels):
             pts = sorted((b, c) for (lab, b), c in result["cells"].items() if lab == label)
-            x = np.asarray([b for b, _ in pts]) * (1 + 0.015 * (s - len(labels) / 2))  # spread the bars
+            x = np.asarray([b for b, _ in pts]) * (1 + 0.02 * (s - len(labels) / 2))  # spread the bars
             y = np.asarray([c[key] for _, c in pts])
             err = np.abs(np.asarray([c[key + "_ci"] for _, c in pts]).T - y)
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
         ax.axhline(result["references"]["longer wins"][key], color="grey", ls="--", lw=1, label="longer wins")
         ax.set_xscale("log")
+        ax.set_xticks(sorted({b for _, b in result["cells"]}), [str(b) for b in sorted({b for _, b in result["cells"]})])
+        ax.minorticks_off()
         ax.set_xlabel("annotation budget B (judge calls)")
         ax.set_title(title)
     axes[0].set_ylabel("pairwise accuracy on other prompts")
@@ -411,14 +487,15 @@ def main() -> None:
     parser.add_argument("--west_n", type=lambda s: [int(b) for b in s.split(",")], default=[48, 16])
     parser.add_argument("--all_n", type=lambda s: [int(b) for b in s.split(",") if b], default=[16])
     parser.add_argument("--head", choices=sorted(HEADS), default="linear")
-    parser.add_argument("--steps", type=int, default=200, help="full-batch optimizer steps, the same at every budget")
+    parser.add_argument("--steps", type=int, default=200,
+                        help="--head mlp: full-batch AdamW steps, the same at every budget (linear: L-BFGS to convergence)")
     parser.add_argument("--gap_weighted", action="store_true", help="weight pairs by the judge gap (aepo-mini's loss)")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--split_seed", type=int, default=0)
     parser.add_argument("--encode_batch_size", type=int, default=16)
     parser.add_argument("--reuse_embeddings", type=Path, default=None,
                         help="response embeddings from benchmarks/prescreen_cache.py's npz (same held-out prompts)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (tiny models: 1 is fastest)")
     parser.add_argument("--out", default="downstream", help="basename under benchmarks/results/")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -432,8 +509,9 @@ def main() -> None:
     text = "\n".join([
         f"data {args.data.name}: {len(ids)} prompts ({note}) × {arrays['scores'].shape[1]} responses; "
         f"{result['n_eval']} evaluation prompts ({result['n_pairs']} pairs with judge gap ≥ {MIN_GAP}, "
-        f"{result['n_matched']} length-matched), training pool {result['n_train_pool']} prompts; head {args.head}, "
-        f"{args.steps} full-batch steps, {'gap-weighted' if args.gap_weighted else 'unweighted'} Bradley-Terry; "
+        f"{result['n_matched']} length-matched), training pool {result['n_train_pool']} prompts; head {args.head} "
+        f"({'L-BFGS, l2 = 1/pairs' if args.head == 'linear' else f'{args.steps} full-batch AdamW steps'}), "
+        f"{'gap-weighted' if args.gap_weighted else 'unweighted'} Bradley-Terry; "
         f"{args.seeds} seeds; {args.resamples} bootstrap resamples over evaluation prompts", "",
         table(result, args.budgets), "",
         f"time: {time.time() - start:.0f} s (embedding {embed_s:.0f} s"
