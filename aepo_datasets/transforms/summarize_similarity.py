@@ -47,7 +47,8 @@ class SummarizeSimilarity(Transform):
             s = cosine_matrix(np.asarray(batch["embeddings"][row], dtype=np.float32))
             np.fill_diagonal(s, 0.0)
             union = sorted({i for column in columns for i in batch[column][row]})
-            out[SIMILARITY_SUMS][row] = s.sum(axis=0)
+            # lists, not arrays: a batch mixing skipped rows ([]) with 2-D arrays would not convert to one type
+            out[SIMILARITY_SUMS][row] = s.sum(axis=0).tolist()
             out[SIMILARITY_INDEX][row] = union
-            out[SIMILARITY_BLOCK][row] = s[np.ix_(union, union)]
+            out[SIMILARITY_BLOCK][row] = s[np.ix_(union, union)].tolist()
         return out
