@@ -30,6 +30,8 @@ COMMANDS = """commands:
   aepo push FOLDER REPO_ID      publish a saved output folder to the Hub
   aepo run [--config F] [...]   the launcher (accelerate launch aepo_datasets/run.py), for whole datasets
   each takes --config FILE.yaml (keys: the option names) plus flags that override it; `aepo COMMAND --help`
+  --plugin MODULE (or a .py file; also AEPO_PLUGINS=a,b) imports it first: a selection strategy it registers
+  becomes a --selection choice (README, "Extending")
 """
 
 EXAMPLES = """examples:

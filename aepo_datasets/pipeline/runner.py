@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 def strategy(config: AEPOConfig) -> dict:
     """How a split picks the responses to annotate, as RunReport.strategies records it."""
-    k = None if config.selection == "west_of_n" else config.num_annotations
+    k = None if config.select_config().strategy.annotates_all else config.num_annotations
     return {"selection": config.selection, "num_annotations": k, "diversity_penalty": config.diversity_penalty}
 
 
