@@ -40,7 +40,7 @@ class AEPOConfig:
                                "judge:MODEL (with --api_base) or server:[vllm:|sglang:]URL (a served reward model)",
                                group=RESEARCH)
     west_of_n: bool = option(False, "annotate all N, keep best and worst", group=RESEARCH)
-    selection: str = option("aepo", "which responses to annotate", choices=list(STRATEGIES))
+    selection: str = option("aepo", "which responses to annotate", choices=STRATEGIES.names)
     embedding_model: str = option(DEFAULT_EMBEDDER, "any sentence-transformers name or path")
     prompt_column: str | None = option(None, "default: 'prompt' or 'instruction'")
     response_columns: tuple[str, ...] | None = option(

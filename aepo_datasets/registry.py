@@ -13,9 +13,10 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """A named set of factories; duplicates are rejected, unknown names get suggestions."""
 
-    def __init__(self, kind: str, extra_names: tuple[str, ...] = ()):
+    def __init__(self, kind: str, extra_names: tuple[str, ...] = (), *, sort: bool = True):
         self.kind = kind
         self.extra_names = extra_names  # valid names handled outside the registry
+        self.sort = sort  # names() sorted, else in the order of registration
         self._entries: dict[str, T] = {}
 
     def register(self, name: str, entry: T | None = None, *, overwrite: bool = False):
@@ -35,8 +36,11 @@ class Registry(Generic[T]):
     def __contains__(self, name: str) -> bool:
         return name in self._entries
 
+    def __iter__(self):
+        return iter(self.names())
+
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted(self._entries) if self.sort else list(self._entries)
 
     def get(self, name: str) -> T:
         if name in self._entries:

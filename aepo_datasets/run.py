@@ -9,4 +9,7 @@ if __package__ in (None, ""):  # run as a script: make the package importable fr
 from aepo_datasets.launch.launcher import main  # noqa: E402
 
 if __name__ == "__main__":
+    from aepo_datasets.cli.plugins import load_plugins
+
+    load_plugins()  # AEPO_PLUGINS, as `aepo run --plugin ...` left it: the processes select with the same strategies
     sys.exit(main())

@@ -164,6 +164,10 @@ def _flag_options(f, default) -> dict:
         shown += f", as in the research CLI; the launcher and Python: {'all' if f.default is None else f.default}"
     shown += ")" if shown else ""
     # values stay text here and are coerced by the dataclass, so every bad value gets the same kind of message
+    if callable(meta["choices"]):  # a registry's names, read when the parser is built (after the plugins loaded);
+        # checked by the dataclass, whose message says "did you mean"
+        names = meta["choices"]()
+        return {"default": default, "metavar": meta["metavar"] or "{" + ",".join(names) + "}", "help": text + shown}
     return {"default": default, "choices": meta["choices"], "metavar": meta["metavar"], "help": text + shown}
 
 

@@ -30,6 +30,8 @@ COMMANDS = """commands:
   aepo push FOLDER REPO_ID      publish a saved output folder to the Hub
   aepo run [--config F] [...]   the launcher (accelerate launch aepo_datasets/run.py), for whole datasets
   each takes --config FILE.yaml (keys: the option names) plus flags that override it; `aepo COMMAND --help`
+  --plugin MODULE (or a .py file; also AEPO_PLUGINS=a,b) imports it first: a selection strategy it registers
+  becomes a --selection choice (README, "Extending")
 """
 
 EXAMPLES = """examples:
@@ -92,10 +94,10 @@ def run(args) -> int:
     from ..io.files import input_source, load_input, output_paths
     from ..io.outputs import OutputTarget, write_outputs
     from ..pipeline.runner import run_pipeline
-    from ..pipeline.preflight import check_before_embedding, check_run_paths
-    from ..pipeline.prepare import group_if_long, take_instructions
+    from ..pipeline.preflight import check_run_paths
+    from ..pipeline.sequence import load_prompts
     from ..rewards.judge import with_cache_under
-    from ..pipeline.chain import baseline_splits, split_configs
+    from ..pipeline.chain import baseline_splits
 
     opts = options_from_args(args)
     config = with_cache_under(config_from_args(args), opts.cache_dir)  # validates flags before anything loads
@@ -104,15 +106,12 @@ def run(args) -> int:
     splits_wanted = baseline_splits(config) if opts.baselines else None
     check_run_paths(args.dataset, opts.cache_dir, data_dir, opts.access_token)
     start = time.time()
-    dataset = load_input(args.dataset, opts.split, str(Path(opts.cache_dir) / ".aepo_cache"), opts.access_token,
-                         opts.subset)
-    dataset = group_if_long(dataset, config)
-    available = len(dataset)
-    dataset = take_instructions(dataset, opts.num_instructions)
-    check_before_embedding(dataset, config, split_configs(config, splits_wanted), opts.access_token)
-    splits, report = run_pipeline(dataset, config, splits_wanted, use_sample_cache=opts.use_sample_cache,
+    prompts = load_prompts(lambda: load_input(args.dataset, opts.split, str(Path(opts.cache_dir) / ".aepo_cache"),
+                                              opts.access_token, opts.subset),
+                           config, splits_wanted, opts.num_instructions, opts.access_token)
+    splits, report = run_pipeline(prompts.dataset, config, splits_wanted, use_sample_cache=opts.use_sample_cache,
                                   use_matrix_cache=opts.use_matrix_cache, keep_cache=opts.keep_cache)
-    report.prompts_available = available
+    report.prompts_available = prompts.available
     target = OutputTarget(table_path, data_dir, getattr(args, "command", ["aepo", *sys.argv[1:]]),
                           push_to_hub=opts.push_to_hub, access_token=opts.access_token,
                           source=input_source(args.dataset, opts.split, opts.subset))

@@ -75,12 +75,12 @@ def output_folder(cache_dir: str, output: str) -> Path:
 def run(args) -> int:
     from ..io.files import input_source, load_input
     from ..pipeline.runner import PreferencePipeline
-    from ..pipeline.preflight import check_before_embedding, check_run_paths
+    from ..pipeline.preflight import check_run_paths
     from ..launch.select_stage import prepare_select
-    from ..pipeline.prepare import group_if_long, take_instructions
+    from ..pipeline.sequence import load_prompts
     from ..report.run_info import build_run_info
     from ..io.selection_folder import select_summary, write_selection
-    from ..pipeline.chain import baseline_splits, split_configs
+    from ..pipeline.chain import baseline_splits
 
     opts = SelectOptions(**values_from_args(SelectOptions, args))
     config = AEPOConfig(**{**values_from_args(AEPOConfig, args), "reward_model": None})  # nothing annotated here
@@ -88,15 +88,14 @@ def run(args) -> int:
     splits_wanted = baseline_splits(config) if opts.baselines else None
     check_run_paths(args.dataset, opts.cache_dir, folder, opts.access_token)
     start = time.time()
-    dataset = load_input(args.dataset, opts.split, str(Path(opts.cache_dir) / ".aepo_cache"), opts.access_token,
-                         opts.subset)
-    dataset = take_instructions(group_if_long(dataset, config), opts.num_instructions)
-    dataset, ids = prepare_select(config, dataset, opts.id_column)
-    check_before_embedding(dataset, config, split_configs(config, splits_wanted), opts.access_token)
+    prompts = load_prompts(lambda: load_input(args.dataset, opts.split, str(Path(opts.cache_dir) / ".aepo_cache"),
+                                              opts.access_token, opts.subset),
+                           config, splits_wanted, opts.num_instructions, opts.access_token,
+                           prepare=lambda dataset: prepare_select(config, dataset, opts.id_column))
     pipeline = PreferencePipeline(config, splits_wanted, keep_cache=opts.keep_cache)
-    data, report = pipeline.select_only(dataset, use_sample_cache=opts.use_sample_cache,
+    data, report = pipeline.select_only(prompts.dataset, use_sample_cache=opts.use_sample_cache,
                                         use_matrix_cache=opts.use_matrix_cache)
-    data = data.add_column("prompt_id", ids)
+    data = data.add_column("prompt_id", prompts.ids)
     report.seconds["total"] = time.time() - start
     settings = {"stage": "select", "splits": splits_wanted, "id_column": opts.id_column}
     info = build_run_info(config, report, getattr(args, "command", ["aepo", "select", *sys.argv[1:]]), settings,

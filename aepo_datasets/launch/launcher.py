@@ -179,12 +179,11 @@ def _ranges(indices: list[int]) -> str:
 def launch(settings: dict, command: list[str]) -> int:
     from accelerate import PartialState
 
-    from ..pipeline.prepare import group_if_long, take_instructions
+    from ..pipeline.sequence import load_prompts
     from .distributed import check_process_count, main_process_first
     from ..io.files import load_input
     from ..pipeline.runner import PreferencePipeline
-    from ..pipeline.chain import split_configs
-    from ..pipeline.preflight import check_before_embedding, check_writable_dir
+    from ..pipeline.preflight import check_writable_dir
     from ..rewards.judge import with_cache_under
     from .select_stage import SelectRunner, finish_select, prepare_select, select_config
 
@@ -198,14 +197,11 @@ def launch(settings: dict, command: list[str]) -> int:
     selecting = settings["stage"] == "select"
     config = select_config(config) if selecting else with_cache_under(config, settings["cache_dir"] or
                                                                        settings["output_dir"])
-    dataset = main_process_first(state, lambda: load_input(settings["dataset"], settings["split"],
-                                                           settings["cache_dir"], settings["access_token"],
-                                                           settings["subset"]))
-    dataset = group_if_long(dataset, config)
-    check_before_embedding(dataset, config, split_configs(config, split_options(settings)), settings["access_token"])
-    dataset = take_instructions(dataset, settings["num_instructions"])
-    if selecting:
-        dataset, ids = prepare_select(config, dataset, settings["id_column"])
+    prompts = load_prompts(lambda: main_process_first(state, lambda: load_input(
+        settings["dataset"], settings["split"], settings["cache_dir"], settings["access_token"], settings["subset"])),
+        config, split_options(settings), settings["num_instructions"], settings["access_token"], check_all=True,
+        prepare=(lambda data: prepare_select(config, data, settings["id_column"])) if selecting else None)
+    dataset, ids = prompts.dataset, prompts.ids
     from ..models.identity import config_identity
 
     key = run_key(settings, dataset._fingerprint, config_identity(config))

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
 
-from ..report.quality import add_sums, quality_reports, quality_sums
-from ..report.stats import SplitSummary, reward_stats
+from ..report.quality import quality_reports, quality_sums
+from ..report.run_report import RunReport  # noqa: F401  (also importable from here, where it used to live)
+from ..report.stats import reward_stats
 from .chain import StepGroup, build_steps
 from ..config import AEPOConfig
 from ..transforms.pair_responses import replace_config
@@ -24,75 +25,9 @@ from ..transforms.to_response_lists import ToResponseLists, explicit_columns, re
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class RunReport:
-    prompts_in: int = 0
-    prompts_available: int = 0  # prompts the input holds (before --num_instructions); 0 when not counted
-    prompts_kept: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    dropped_empty: int = 0
-    dropped_duplicate: int = 0
-    texts_embedded: int = 0
-    texts_truncated: int = 0
-    annotations: int = 0
-    west_of_n_annotations: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
-    cache_hits: list[str] = field(default_factory=list)
-    reward_stats: dict[str, dict] = field(default_factory=dict)  # per split: stats.reward_stats of its rows
-    reward_padding: float | None = None
-    reward_truncated: int = 0
-    tied: dict[str, int] = field(default_factory=dict)
-    strategies: dict[str, dict] = field(default_factory=dict)  # per split: selection, num_annotations, λ
-    split_annotations: dict[str, int] = field(default_factory=dict)  # per split: responses its selection annotates
-    prescreen_scored: int = 0  # responses the cheap judge of --selection prescreen scored (not annotations)
-    quality: dict[str, dict] = field(default_factory=dict)  # per split: quality.quality_sums (sums, they add up)
-    pair_quality: dict[str, dict] = field(default_factory=dict)  # per split: quality.quality_report (not merged)
-    judge: dict[str, int] = field(default_factory=dict)  # judge:MODEL annotator: requests, tokens, cached, retries
-    labels: dict[str, int] = field(default_factory=dict)  # `aepo pair`: labels expected, received, used
-    columns: dict = field(default_factory=dict)  # the prompt, response and score columns read (Layout.describe)
-    conversational: bool = False  # the input's prompts or responses were messages: the output is conversational
-
-    def merge(self, other: "RunReport") -> "RunReport":
-        """Sum of two shards' reports (timings add up: they are process-seconds)."""
-        out = RunReport()
-        for name in ("prompts_in", "prompts_kept", "dropped_empty", "dropped_duplicate", "texts_embedded",
-                     "texts_truncated", "annotations", "west_of_n_annotations", "reward_truncated", "prescreen_scored"):
-            setattr(out, name, getattr(self, name) + getattr(other, name))
-        out.prompts_available = max(self.prompts_available, other.prompts_available)  # the same input
-        out.skipped = dict(Counter(self.skipped) + Counter(other.skipped))
-        out.seconds = dict(Counter(self.seconds) + Counter(other.seconds))
-        out.tied = _add(self.tied, other.tied)
-        out.split_annotations = _add(self.split_annotations, other.split_annotations)
-        out.judge = _add(self.judge, other.judge)
-        out.labels = _add(self.labels, other.labels)
-        out.quality = {name: add_sums(self.quality.get(name, {}), other.quality.get(name, {}))
-                       for name in dict.fromkeys([*self.quality, *other.quality])}
-        out.strategies = {**self.strategies, **other.strategies}  # the same for every shard
-        out.columns = self.columns or other.columns
-        out.conversational = self.conversational or other.conversational
-        out.cache_hits = sorted(set(self.cache_hits) | set(other.cache_hits))
-        return out
-
-    def per_split(self) -> list[SplitSummary]:
-        """What each output split got: its strategy, the annotations its selection spent and saved vs West-of-N,
-        its tied prompts and reward statistics (None where unknown: run info written by an earlier version)."""
-        names = dict.fromkeys([*self.strategies, *self.tied, *self.reward_stats])
-        summaries = []
-        for name in names:
-            spent = self.split_annotations.get(name)
-            saved = None if spent is None else self.west_of_n_annotations - spent
-            summaries.append(SplitSummary(name, **self.strategies.get(name, {}), annotations=spent, saved=saved,
-                                          tied=self.tied.get(name), rewards=self.reward_stats.get(name) or {}))
-        return summaries
-
-
-def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-    return {name: a.get(name, 0) + b.get(name, 0) for name in {**a, **b}}
-
-
 def strategy(config: AEPOConfig) -> dict:
     """How a split picks the responses to annotate, as RunReport.strategies records it."""
-    k = None if config.selection == "west_of_n" else config.num_annotations
+    k = None if config.select_config().strategy.annotates_all else config.num_annotations
     return {"selection": config.selection, "num_annotations": k, "diversity_penalty": config.diversity_penalty}
 
 
@@ -179,31 +114,7 @@ class PreferencePipeline:
         `selected__<split>` column per split, RunReport)."""
         report = RunReport()
         data = self.prepare(dataset, report, use_sample_cache)
-        stages = []
-        before, cut_before = self.embed_counts()
-        if self.embed is not None and (use_matrix_cache or self.keep_cache):  # on disk, for a later run
-            data = self._map(data, self.embed, "Embedding responses", report, "embed", use_matrix_cache, keep=True)
-        elif self.embed is not None:
-            stages.append(("embed", self.embed))
-        if self.prescreen is not None:
-            stages.append(("prescreen", self.prescreen))
-        before_prescreen = self.prescreen.scored if self.prescreen is not None else 0
-        stages += [("select", step) for step in self.selects.values()]
-        if self.embed is not None:  # what the quality report reads of the similarities, so the embeddings can go
-            columns = tuple(step.config.output_column for step in self.selects.values())
-            stages.append(("quality", SummarizeSimilarity(selection_columns=columns)))
-        group = StepGroup(stages, drop=("embeddings",))
-        names = dict.fromkeys(stage for stage, _ in stages)
-        data = self._map(data, group, f"{' + '.join(names).capitalize()} ({', '.join(self.selects)})", report, None)
-        for stage, seconds in group.seconds.items():
-            report.seconds[stage] = report.seconds.get(stage, 0.0) + seconds
-        if "embeddings" in data.column_names:
-            data = data.remove_columns("embeddings")  # spent: no later stage reads them
-        after, cut_after = self.embed_counts()
-        report.texts_embedded += after - before
-        report.texts_truncated += cut_after - cut_before
-        if self.prescreen is not None:
-            report.prescreen_scored += self.prescreen.scored - before_prescreen
+        data = self._select(data, report, use_matrix_cache)
         for name, step in self.selects.items():
             report.split_annotations[name] = selected_count(data, step.config.output_column)
         if self.release_models:
@@ -213,9 +124,46 @@ class PreferencePipeline:
         report.strategies = {name: strategy(c) for name, c in self.configs.items()}
         return data, report
 
-    def embed_counts(self) -> tuple[int, int]:
-        """(texts encoded, texts truncated) by the embedder so far."""
-        return (self.embed.encoded_texts, self.embed.truncated_texts) if self.embed is not None else (0, 0)
+    def _select(self, data, report: RunReport, use_matrix_cache: bool):
+        """Embed, pre-screen, select and summarize the similarities, in one `map` (the embeddings never reach the
+        disk) unless the embeddings are to be kept."""
+        stages = []
+        if self.embed is not None and (use_matrix_cache or self.keep_cache):  # on disk, for a later run
+            with self.counting(report):
+                data = self._map(data, self.embed, "Embedding responses", report, "embed", use_matrix_cache,
+                                 keep=True)
+        elif self.embed is not None:
+            stages.append(("embed", self.embed))
+        if self.prescreen is not None:
+            stages.append(("prescreen", self.prescreen))
+        stages += [("select", step) for step in self.selects.values()]
+        if self.embed is not None:  # what the quality report reads of the similarities, so the embeddings can go
+            columns = tuple(step.config.output_column for step in self.selects.values())
+            stages.append(("quality", SummarizeSimilarity(selection_columns=columns)))
+        group = StepGroup(stages, drop=("embeddings",))
+        names = dict.fromkeys(stage for stage, _ in stages)
+        with self.counting(report, *[step for _, step in stages]):
+            data = self._map(data, group, f"{' + '.join(names).capitalize()} ({', '.join(self.selects)})", report,
+                             None)
+        for stage, seconds in group.seconds.items():
+            report.seconds[stage] = report.seconds.get(stage, 0.0) + seconds
+        return data.remove_columns("embeddings") if "embeddings" in data.column_names else data  # spent
+
+    def all_steps(self) -> list:
+        """Every step this pipeline runs now (the reshape and pairing steps are replaced as the run learns its
+        input)."""
+        optional = [step for step in (self.embed, self.prescreen) if step is not None]
+        return [self.reshape, *optional, *self.selects.values(), self.score, *self.pairs.values()]
+
+    @contextmanager
+    def counting(self, report: RunReport, *extra):
+        """Add to `report` what every step (and `extra` ones) counted in `Transform.stats` while the block ran."""
+        before = {id(step): Counter(step.stats) for step in [*self.all_steps(), *extra]}
+        try:
+            yield
+        finally:
+            for step in {id(step): step for step in [*self.all_steps(), *extra]}.values():
+                report.add_counts(counted_since(step.stats, before.get(id(step), Counter())))
 
     def pair_all(self, data, report: RunReport):
         """Quality report and pairing of annotated rows (`rewards` filled): returns ({split: Dataset}, report)."""
@@ -227,9 +175,10 @@ class PreferencePipeline:
         if report.conversational:
             self.pairs = {name: replace_config(step, conversational=True) for name, step in self.pairs.items()}
         prompt_type = data.features["prompt"]
-        out = {name: self._map(data, step, f"Pairing ({name})", report, "pair", adds=False, in_memory=True,
-                               remove_columns=data.column_names, features=step.features(prompt_type))
-               for name, step in self.pairs.items()}
+        with self.counting(report):
+            out = {name: self._map(data, step, f"Pairing ({name})", report, "pair", adds=False, in_memory=True,
+                                   remove_columns=data.column_names, features=step.features(prompt_type))
+                   for name, step in self.pairs.items()}
         report.tied = {name: sums["tied"] for name, sums in report.quality.items()}
         report.reward_stats = {name: reward_stats(split) for name, split in out.items()}
         report.pair_quality = quality_reports(report.quality, out)
@@ -243,8 +192,10 @@ class PreferencePipeline:
         self.reshape = ToResponseLists(explicit_columns(self.reshape.config, layout))
         features = ToResponseLists.features(_prompt_type(dataset.features[layout.prompt]),
                                             tuple(name for name, cols in layout.scores.items() if cols))
-        lists = self._map(dataset, self.reshape, "Preparing responses", report, "reshape", use_sample_cache,
-                          adds=False, keep=use_sample_cache, remove_columns=dataset.column_names, features=features)
+        with self.counting(report):
+            lists = self._map(dataset, self.reshape, "Preparing responses", report, "reshape", use_sample_cache,
+                              adds=False, keep=use_sample_cache, remove_columns=dataset.column_names,
+                              features=features)
         report.prompts_in = len(lists)
         columns = ["responses", "skip_reason", "num_empty", "num_duplicate", "conversational"]
         for batch in lists.select_columns(columns).iter(1000):
@@ -260,16 +211,17 @@ class PreferencePipeline:
         return lists
 
     def annotate(self, data, report: RunReport):
-        before = self.score.counters()
-        out = self._map(data, self.score, "Scoring selected responses", report, "annotate")
-        after = self.score.counters()
-        report.annotations += after["scored"] - before["scored"]
-        report.reward_truncated += after["truncated"] - before["truncated"]
-        report.reward_padding = after["padding"]
-        report.judge = _add(report.judge, {k: v - before["judge"].get(k, 0) for k, v in after["judge"].items()})
+        with self.counting(report):
+            out = self._map(data, self.score, "Scoring selected responses", report, "annotate")
         if self.release_models:
             self.score.release()
         return out
+
+
+def counted_since(stats: Counter, before: Counter) -> dict:
+    """What a step counted since `before` (a name first counted meanwhile is kept even at 0)."""
+    return {name: value - before.get(name, 0) for name, value in stats.items()
+            if name not in before or value != before[name]}
 
 
 def any_true(data, column: str) -> bool:

@@ -61,7 +61,7 @@ def empty_sums() -> dict:
 
 
 def add_sums(a: dict, b: dict) -> dict:
-    """Sums of two shards of the same split (merging per-split quality in RunReport.merge)."""
+    """Sums of two shards of the same split (merging per-split quality of two shards)."""
     return {key: a.get(key, 0) + b.get(key, 0) for key in dict.fromkeys([*a, *b])}
 
 

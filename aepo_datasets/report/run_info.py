@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AEPOInputError
-from ..pipeline.runner import RunReport
 from ..redaction import command_text, redact_settings
+from .run_report import RunReport
 from ..version import __version__
 
 RUN_INFO_FILENAME = "run_info.json"

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 
 from ..errors import HubPushError
-from ..pipeline.runner import RunReport
+from .run_report import RunReport
 from .quality import measured_columns
 from .stats import STATISTICS, SplitSummary, saved_text, strategy_text
 

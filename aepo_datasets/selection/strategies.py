@@ -13,6 +13,8 @@ early (a refill moves positions, and its budget of 20 refills spans passes), so 
 with a swap ascent: apply the best single swap (one chosen out, one unchosen in) while it raises f.
 The result is a single-swap optimum; where the paper's search already ended in one, nothing changes.
 
+The strategies `--selection` names are registered classes (`selection.base`), at the end of this module.
+
 `prescreen` (`select_extremes`) replaces representativeness by the extremeness of a cheap judge's scores c,
 keeping AEPO's diversity term and lam; see its docstring for the exact rule.
 """
@@ -23,8 +25,8 @@ import numpy as np
 
 from ..errors import AEPOInputError
 from ..registry import unknown_choice_message
+from .base import STRATEGIES, SelectionOptions, Strategy
 
-STRATEGIES = ("aepo", "mbr", "random", "west_of_n", "prescreen")
 LOCAL_SEARCH_ITERATIONS = 20
 RESTARTS = 8
 SWAP_TOLERANCE = 1e-12  # a swap must raise f by more than this (no cycling on float noise)
@@ -180,24 +182,11 @@ def select_random(n: int, k: int, seed: int) -> list[int]:
 
 def select(strategy: str, similarity, n: int, k: int, diversity_penalty: float, seed: int,
            scores=None, rule: str = "extremes", lengths=None, length_weight: float = 0.5) -> list[int]:
-    """Dispatch on the strategy name; `similarity` may be None for random and west_of_n; `scores` (the cheap
-    judge's, one per response), `rule`, `lengths` (characters) and `length_weight` only for prescreen."""
-    if strategy == "prescreen":
-        if scores is None or len(scores) != n:
-            raise AEPOInputError(f"--selection prescreen needs one cheap-judge score per response ({n}); "
-                                 "run PrescreenResponses first.")
-        if rule == "extremes":
-            return select_extremes(scores, similarity, k, diversity_penalty, seed)
-        return select_prescreen(rule, scores, similarity, k, diversity_penalty, seed, lengths, length_weight)
-    if strategy == "west_of_n":
-        return list(range(n))
-    if strategy == "random":
-        return select_random(n, k, seed)
-    if strategy == "mbr":
-        return select_diverse(similarity, k, 0.0, seed)
-    if strategy == "aepo":
-        return select_diverse(similarity, k, diversity_penalty, seed)
-    raise AEPOInputError(f"Unknown selection strategy {strategy!r}. Available: {', '.join(STRATEGIES)}.")
+    """The registered strategy `strategy` (`STRATEGIES`); `similarity` may be None for random and west_of_n;
+    `scores` (the cheap judge's, one per response), `rule`, `lengths` (characters) and `length_weight` only for
+    prescreen."""
+    options = SelectionOptions(diversity_penalty, rule, length_weight)
+    return STRATEGIES.get(strategy)().select(similarity, n, k, seed, options, scores=scores, lengths=lengths)
 
 
 # --- prescreen: a cheap judge's extremes, kept apart by AEPO's diversity term ---------------------------------
@@ -321,3 +310,57 @@ def select_prescreen(rule: str, scores, similarity, k: int, diversity_penalty: f
     """`select_extremes` on the ranking and worth of `prescreen_values` (k sorted indices)."""
     ranking, worth = prescreen_values(rule, scores, lengths, length_weight)
     return select_extremes(ranking, similarity, k, diversity_penalty, seed, values=worth)
+
+
+# --- the registered strategies: `--selection NAME` ------------------------------------------------------------
+
+
+@STRATEGIES.register("aepo")
+class AEPO(Strategy):
+    """The AEPO objective: representative and diverse (`select_diverse` with λ = --diversity_penalty)."""
+
+    def select(self, similarity, n, k, seed, options, **inputs):
+        return select_diverse(similarity, k, options.diversity_penalty, seed)
+
+
+@STRATEGIES.register("mbr")
+class MBR(Strategy):
+    """The k most representative responses (AEPO with λ = 0)."""
+
+    def select(self, similarity, n, k, seed, options, **inputs):
+        return select_diverse(similarity, k, 0.0, seed)
+
+
+@STRATEGIES.register("random")
+class Random(Strategy):
+    needs_similarity = False
+
+    def select(self, similarity, n, k, seed, options, **inputs):
+        return select_random(n, k, seed)
+
+
+@STRATEGIES.register("west_of_n")
+class WestOfN(Strategy):
+    """Every response is annotated (the pair is then the best and the worst)."""
+
+    needs_similarity = False
+    annotates_all = True
+
+    def select(self, similarity, n, k, seed, options, **inputs):
+        return list(range(n))
+
+
+@STRATEGIES.register("prescreen")
+class Prescreen(Strategy):
+    """A cheap judge's extremes, kept apart by AEPO's diversity term (`select_extremes`, `select_prescreen`)."""
+
+    needs_prescreen = True
+
+    def select(self, similarity, n, k, seed, options, scores=None, lengths=None, **inputs):
+        if scores is None or len(scores) != n:
+            raise AEPOInputError(f"--selection prescreen needs one cheap-judge score per response ({n}); "
+                                 "run PrescreenResponses first.")
+        if options.prescreen_rule == "extremes":
+            return select_extremes(scores, similarity, k, options.diversity_penalty, seed)
+        return select_prescreen(options.prescreen_rule, scores, similarity, k, options.diversity_penalty, seed,
+                                lengths, options.prescreen_length_weight)

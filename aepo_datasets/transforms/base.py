@@ -8,6 +8,7 @@ and VERSION (bump VERSION whenever a transform's output changes for the same con
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from dataclasses import asdict, replace
 from typing import Any, ClassVar
 
@@ -15,7 +16,11 @@ from ..version import __version__
 
 
 class Transform:
-    """Callable `(batch, rank=None) -> batch` for `Dataset.map(..., batched=True)`."""
+    """Callable `(batch, rank=None) -> batch` for `Dataset.map(..., batched=True)`.
+
+    `stats` holds what the step did (`self.count("annotations", n)`); the pipeline adds every step's counts to
+    the run's report (`report.run_report`: a name of one of its fields adds to that field, `field/key` to a key
+    of a dict field, any other name to its `counts`). The counts are not pickled: they change no output."""
 
     VERSION: ClassVar[str] = "1"
     Config: ClassVar[type]
@@ -31,7 +36,12 @@ class Transform:
         if config is not None and options:
             raise TypeError("pass either a config or keyword options, not both")
         self.config = config if config is not None else self.Config(**options)
+        self.stats: Counter = Counter()
         self._reset()
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Count `amount` of `name` in this step's `stats`."""
+        self.stats[name] += amount
 
     def _reset(self) -> None:
         """Drop loaded models and counters (called on init and after unpickling)."""
@@ -49,6 +59,7 @@ class Transform:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.config = state["config"]
+        self.stats = Counter()
         self._reset()
 
     def __repr__(self) -> str:

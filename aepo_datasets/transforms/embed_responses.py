@@ -60,6 +60,14 @@ class EmbedResponses(Transform):
         if self._embedder is not None:
             self._embedder.release()
 
+    def _encode(self, texts: list[str], rank: int | None):
+        embedder = self.embedder(rank)
+        cut_before = embedder.truncated_texts
+        vectors = embedder.encode(texts)
+        self.count("texts_embedded", len(texts))
+        self.count("texts_truncated", embedder.truncated_texts - cut_before)
+        return vectors
+
     def new_features(self) -> dict:
         from datasets import List, Value
 
@@ -69,7 +77,7 @@ class EmbedResponses(Transform):
         require_columns(batch, ["responses"], "EmbedResponses")
         rows = kept_rows(batch)
         flat = [text for row in rows for text in batch["responses"][row]]
-        vectors = self.embedder(rank).encode(flat) if flat else None
+        vectors = self._encode(flat, rank) if flat else None
         # a skipped row gets a float32 matrix with no rows, so Arrow types every row of the column the
         # same way (a bare [] would be typed as a list of doubles, and batches would fail to concatenate)
         embeddings: list = [np.zeros((0, 0), dtype=np.float32) for _ in batch["responses"]]

@@ -2,7 +2,7 @@
 expensive annotator the k responses at the judge's extremes (see `selection.select_extremes`).
 
 The judge is `aepo-mini` (default), `length`, a reward model path or Hub id, or a Python callable. Its passes
-are counted apart from the annotations (`scored`; `RunReport.prescreen_scored`). `aepo-mini` reuses the
+are counted apart from the annotations (`prescreen_scored`). `aepo-mini` reuses the
 `embeddings` column when the embed stage ran with the encoder settings it was trained with (the packaged
 MiniLM at 256 tokens, `reuse_embeddings`); the paper's default of 512 tokens gives other embeddings for long
 responses, so then it encodes the responses itself at 256.
@@ -62,7 +62,11 @@ class PrescreenResponses(Transform):
 
     def _reset(self) -> None:
         self._scorer = None
-        self.scored = 0
+
+    @property
+    def scored(self) -> int:
+        """Responses the cheap judge scored (`stats["prescreen_scored"]`)."""
+        return self.stats["prescreen_scored"]
 
     def scorer(self, rank: int | None = None):
         if self._scorer is None:
@@ -90,7 +94,7 @@ class PrescreenResponses(Transform):
             start += count
         if any(np.isnan(v) for v in values):
             raise AEPOInputError(f"--prescreen_model {self.config.prescreen_model!r} returned NaN scores.")
-        self.scored += len(texts)
+        self.count("prescreen_scored", len(texts))
         return {PRESCREEN_SCORES: out}
 
     def new_features(self) -> dict:

@@ -74,7 +74,11 @@ class ScoreResponses(Transform):
 
     def _reset(self) -> None:
         self._scorer = None
-        self.scored = 0
+
+    @property
+    def scored(self) -> int:
+        """Responses this step annotated (`stats["annotations"]`)."""
+        return self.stats["annotations"]
 
     def scorer(self, rank: int | None = None):
         if self._scorer is None:
@@ -92,13 +96,6 @@ class ScoreResponses(Transform):
         if self._scorer is not None:
             self._scorer.release()
 
-    def counters(self) -> dict:
-        """Responses scored by this transform, and the reward model's truncations and padding share."""
-        stats = getattr(self._scorer, "stats", None) or {}
-        return {"scored": self.scored, "truncated": stats.get("truncated", 0),
-                "padding": getattr(self._scorer, "padding_fraction", None),
-                "judge": {k: v for k, v in stats.items() if k.startswith(("judge_", "server_"))}}
-
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
         c = self.config
         needed = ["prompt", "responses", *c.selection_columns] + ([GIVEN_SCORES] if c.uses_given_scores else [])
@@ -110,7 +107,7 @@ class ScoreResponses(Transform):
             if math.isnan(value):
                 raise AEPOInputError(f"Reward is NaN for response {index} of prompt {prompt_label(batch['prompt'][row])!r}.")
             rewards[row][index] = value
-        self.scored += len(wanted)
+        self.count("annotations", len(wanted))
         return {"rewards": rewards}
 
     def _wanted(self, batch) -> list[tuple[int, int]]:
@@ -123,7 +120,22 @@ class ScoreResponses(Transform):
     def _score(self, batch, wanted, rank: int | None = None) -> list[float]:
         if self.config.uses_given_scores:
             return [float(batch[GIVEN_SCORES][row][i]) for row, i in wanted]
+        if not wanted:
+            return []
         prompts = [batch["prompt"][row] for row, _ in wanted]
         responses = [batch["responses"][row][i] for row, i in wanted]
-        return [float(s) for s in self.scorer(rank).score(prompts, responses)] if wanted else []
+        scorer = self.scorer(rank)
+        before = dict(getattr(scorer, "stats", None) or {})
+        scores = [float(s) for s in scorer.score(prompts, responses)]
+        self._count_annotator(before, getattr(scorer, "stats", None) or {})
+        return scores
+
+    def _count_annotator(self, before: dict, after: dict) -> None:
+        """The annotator's own counts for this batch: truncations, padding, and a judge's or server's requests."""
+        names = {"truncated": "reward_truncated", "real_tokens": "reward_real_tokens",
+                 "padded_tokens": "reward_padded_tokens"}
+        for key, value in after.items():
+            name = names.get(key) or (f"judge/{key}" if key.startswith(("judge_", "server_")) else None)
+            if name:  # a judge's keys are counted even at 0: the report shows it made no retries
+                self.count(name, value - before.get(key, 0))
 

@@ -1,4 +1,5 @@
-"""Step 3: choose the k responses to annotate (AEPO, MBR, random, prescreen, or all for West-of-N)."""
+"""Step 3: choose the k responses to annotate by a registered strategy (AEPO, MBR, random, prescreen, all for
+West-of-N, or one a plugin registers: `selection.base`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 from ..conversation import is_conversation, prompt_label, prompt_messages
 from ..errors import AEPOInputError
 from ..registry import unknown_choice_message
-from ..selection.strategies import PRESCREEN_RULES, STRATEGIES, select
+from ..selection.strategies import PRESCREEN_RULES, STRATEGIES
 from ..selection.similarity import LEXICAL, check_measure, cosine_matrix
 from .base import Transform, kept_rows, require_columns
 
@@ -31,8 +32,7 @@ class SelectConfig:
     prescreen_length_weight: float = 0.5
 
     def __post_init__(self):
-        if self.selection not in STRATEGIES:
-            raise AEPOInputError(unknown_choice_message("selection strategy", self.selection, list(STRATEGIES)))
+        STRATEGIES.get(self.selection)  # unknown: "did you mean ...? Available: ..."
         check_measure(self.similarity_measure)
         if self.num_annotations < 2:
             raise AEPOInputError(f"num_annotations must be >= 2 (a pair needs two), got {self.num_annotations}")
@@ -46,12 +46,17 @@ class SelectConfig:
             raise AEPOInputError(f"diversity_penalty must be a finite number >= 0, got {lam!r}")
 
     @property
+    def strategy(self):
+        """The registered strategy class (`selection.base.Strategy`)."""
+        return STRATEGIES.get(self.selection)
+
+    @property
     def needs_similarity(self) -> bool:
-        return self.selection in ("aepo", "mbr", "prescreen")
+        return self.strategy.needs_similarity
 
     @property
     def needs_prescreen(self) -> bool:
-        return self.selection == "prescreen"
+        return self.strategy.needs_prescreen
 
     @property
     def needs_embeddings(self) -> bool:
@@ -91,15 +96,16 @@ class SelectResponses(Transform):
         require_columns(batch, ["prompt", "responses"] + (["embeddings"] if c.needs_embeddings else [])
                         + ([PRESCREEN_SCORES] if c.needs_prescreen else []), "SelectResponses")
         chosen: list[list[int]] = [[] for _ in batch["responses"]]
+        strategy = c.strategy()
         for row in kept_rows(batch):
             n = len(batch["responses"][row])
-            k = n if c.selection == "west_of_n" else c.num_annotations
+            k = n if strategy.annotates_all else c.num_annotations
             if n < k:
                 raise AEPOInputError(f"Prompt {prompt_label(batch['prompt'][row])!r}: {n} usable responses, fewer than num_annotations={k}; "
                                      "run ToResponseLists with min_responses=k to skip such prompts.")
             scores = batch[PRESCREEN_SCORES][row] if c.needs_prescreen else None
             lengths = [len(text) for text in batch["responses"][row]] if c.needs_prescreen else None
-            chosen[row] = select(c.selection, self.similarity(batch, row), n, k, c.diversity_penalty,
-                                 prompt_seed(c.seed, batch["prompt"][row]), scores,
-                                 rule=c.prescreen_rule, lengths=lengths, length_weight=c.prescreen_length_weight)
+            chosen[row] = sorted(int(i) for i in strategy.select(
+                self.similarity(batch, row), n, k, prompt_seed(c.seed, batch["prompt"][row]), c, scores=scores,
+                lengths=lengths))
         return {c.output_column: chosen}

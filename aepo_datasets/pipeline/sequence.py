@@ -1,0 +1,45 @@
+"""The one input sequence of every entry point (`aepo`, `aepo select`, the launcher; `aepo pair` reads a selection
+instead): load → group a long layout → the first N prompts → the entry point's own preparation → the checks
+before the first model loads. Running the chain and writing the outputs follow in the entry point.
+
+The launcher checks every prompt of the input before taking the first N (`check_all`: its processes must agree
+before any of them starts), the `aepo` commands check the prompts they run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .chain import split_configs
+from .preflight import check_before_embedding
+from .prepare import group_if_long, take_instructions
+
+
+@dataclass
+class Prompts:
+    """The prompts to run: the dataset, how many prompts the input held (before --num_instructions), and the ids
+    that `prepare` returned (`aepo select`'s prompt ids; None without)."""
+
+    dataset: Any
+    available: int
+    ids: list | None = None
+
+
+def load_prompts(load: Callable[[], Any], config, splits: dict | None, num_instructions: int | None,
+                 access_token: str | None, *, prepare: Callable[[Any], tuple[Any, list]] | None = None,
+                 check_all: bool = False) -> Prompts:
+    """`load()` returns the input dataset; `prepare(dataset) -> (dataset, ids)` runs after the first N are taken."""
+    dataset = group_if_long(load(), config)
+    available = len(dataset)
+    configs = split_configs(config, splits)
+    if check_all:
+        check_before_embedding(dataset, config, configs, access_token)
+    dataset = take_instructions(dataset, num_instructions)
+    ids = None
+    if prepare is not None:
+        dataset, ids = prepare(dataset)
+    if not check_all:
+        check_before_embedding(dataset, config, configs, access_token)
+    return Prompts(dataset, available, ids)
