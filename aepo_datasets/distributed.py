@@ -1,5 +1,6 @@
-"""The launcher's process group: how many ranks it got against how many were asked for, and stopping every rank
-when the main process fails before the others start (no rank left waiting at a barrier).
+"""The launcher's process group: how many ranks it got against how many were asked for, stopping every rank
+when the main process fails before the others start (no rank left waiting at a barrier), and checking that every
+node sees the same output folder.
 """
 
 from __future__ import annotations
@@ -7,7 +8,11 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import socket
+import time
+import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from .errors import AEPOInputError, IncompleteRunError
@@ -114,3 +119,55 @@ def main_process_first(state, load: Callable[[], T]) -> T:
         raise (AEPOInputError if user_error else IncompleteRunError)(
             f"rank {state.process_index} stopped: the main process failed before the others could start ({reason})")
     return result if state.is_main_process else load()
+
+
+SHARED_CHECK_SECONDS = 5.0  # how long a rank waits for the others' markers (a network filesystem's listing lags)
+
+
+def check_shared_folder(state, folder: Path | str, flag: str = "output_dir") -> None:
+    """Every rank proves it sees the files every other rank wrote in `folder`; if any does not, every rank stops
+    together with one line (AEPOInputError, exit 2) naming the folder. Costs two collectives and a few tiny files.
+
+    Each rank writes `folder/.aepo-ranks/rank-<r>.<token>` (the token is rank 0's, new for every run), waits at a
+    barrier, lists the folder, and the verdicts are gathered so that no rank goes on alone.
+    """
+    if state.num_processes < 2:
+        return
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    token = [uuid.uuid4().hex[:12] if state.is_main_process else None]
+    broadcast_object_list(token)
+    markers = Path(folder) / ".aepo-ranks"
+    mine = markers / f"rank-{state.process_index}.{token[0]}"
+    markers.mkdir(parents=True, exist_ok=True)
+    mine.write_text(socket.gethostname())
+    state.wait_for_everyone()
+    missing = _missing_ranks(markers, token[0], state.num_processes)
+    verdicts = gather_object([(state.process_index, socket.gethostname(), missing)])
+    mine.unlink(missing_ok=True)
+    blind = [(rank, host, lost) for rank, host, lost in verdicts if lost]
+    if blind:
+        raise AEPOInputError(_not_shared_message(folder, flag, blind))
+
+
+def _missing_ranks(markers: Path, token: str, world: int) -> list[int]:
+    """The ranks whose marker this rank cannot see, after waiting up to SHARED_CHECK_SECONDS for them."""
+    deadline = time.monotonic() + SHARED_CHECK_SECONDS
+    while True:
+        seen = set(os.listdir(markers))  # a fresh listing: a network filesystem revalidates the directory
+        missing = [r for r in range(world) if f"rank-{r}.{token}" not in seen]
+        if not missing or time.monotonic() > deadline:
+            return missing
+        time.sleep(0.25)
+
+
+def _not_shared_message(folder, flag: str, blind: list) -> str:
+    rank, host, lost = blind[0]
+    return (f"{flag} {str(folder)!r} must be one folder shared by every node (a shared filesystem, same path on "
+            f"every node): rank {rank} on {host} cannot see the files rank(s) {_short(lost)} wrote there"
+            + (f" ({len(blind)} ranks affected)" if len(blind) > 1 else "") + ". Put output_dir on a shared "
+            "filesystem and rerun the same command.")
+
+
+def _short(ranks: list[int]) -> str:
+    return ", ".join(map(str, ranks[:8])) + (f" and {len(ranks) - 8} more" if len(ranks) > 8 else "")

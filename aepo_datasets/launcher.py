@@ -186,7 +186,7 @@ def launch(settings: dict, command: list[str]) -> int:
     from accelerate import PartialState
 
     from .prepare import group_if_long, take_instructions
-    from .distributed import check_process_count, main_process_first
+    from .distributed import check_process_count, check_shared_folder, main_process_first
     from .io import load_input
     from .pipeline import PreferencePipeline
     from .transforms.chain import split_configs
@@ -199,6 +199,7 @@ def launch(settings: dict, command: list[str]) -> int:
         check_writable_dir(settings["cache_dir"], "cache_dir")
     state = PartialState(cpu=use_cpu())
     check_process_count(state, command)
+    check_shared_folder(state, settings["output_dir"])  # several nodes: every rank must see every rank's chunks
     device = settings.get("device") or (str(state.device) if state.device.type != "mps" else "cpu")
     config = aepo_config({**annotated_settings(settings), "device": device})
     selecting = settings["stage"] == "select"
