@@ -125,3 +125,19 @@ def test_the_accelerate_multi_node_config_loads_with_accelerates_own_reader():
     assert config.distributed_type == "MULTI_GPU" and config.num_machines == 2 and config.rdzv_backend == "c10d"
     assert config.num_processes % config.num_machines == 0
     assert ClusterConfig.from_yaml_file(str(path)).main_process_port == 29500
+
+
+def test_the_accelerate_multi_node_config_runs_two_local_nodes(tmp_path, one_process):
+    config = str(ROOT / "configs" / "accelerate" / "multi_node.yaml")
+
+    def accelerate_node(node: int, port: int, args: list[str]) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "--num_processes", "2",
+               "--machine_rank", str(node), "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
+               RUN, *args]  # on GPU nodes only --machine_rank and --main_process_ip change
+        return subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    args = [*ARGS, f"output_dir={tmp_path / 'out'}"]
+    (code0, out0), (code1, out1) = two_nodes([args, args], start=accelerate_node)
+    assert code0 == 0 and code1 == 0, out0 + out1
+    assert "Running on 2 processes" in out0 + out1 and "rank 1:" in out0 + out1
+    assert rows(tmp_path / "out") == one_process
