@@ -29,7 +29,8 @@ ACCELERATE_LAUNCH_VARS = ("ACCELERATE_DYNAMO_BACKEND", "ACCELERATE_MIXED_PRECISI
 def check_process_count(state, command: Sequence[str]) -> None:
     """Log how many ranks run; refuse (one line, exit 2) to run on fewer than `accelerate launch` was asked for.
 
-    `accelerate launch` starts several CPU processes only through mpirun (an `mpirun_hostfile` in its config);
+    `accelerate launch` starts several CPU processes only through mpirun (`mpirun_config: {mpirun_hostfile: ...}`
+    in its config, or `--mpirun_hostfile`);
     without one it silently starts a single process, which would then do all the work alone.
     """
     num_processes, wanted = state.num_processes, requested_processes()
@@ -37,10 +38,11 @@ def check_process_count(state, command: Sequence[str]) -> None:
         from .redaction import redact_command
 
         raise AEPOInputError(
-            f"accelerate launch was asked for {wanted} processes but started {num_processes} (it starts several CPU "
-            "processes only through mpirun, with an mpirun_hostfile in its config); start them with torchrun "
-            f"instead: python -m torch.distributed.run --standalone --nproc_per_node {wanted} "
-            f"{redact_command(command)}")  # fmt: skip
+            f"accelerate launch was asked for {wanted} processes but started {num_processes}: it starts several CPU "
+            "processes only through mpirun. Start them with torchrun instead: python -m torch.distributed.run "
+            f"--standalone --nproc_per_node {wanted} {redact_command(command)} (or, with MPI installed, pass "
+            f"--mpirun_hostfile FILE or put 'mpirun_config: {{mpirun_hostfile: FILE}}' in the accelerate config; FILE "
+            f"holds 'localhost slots={wanted}')")  # fmt: skip
     if state.is_main_process:
         logger.info("Running on %d process%s (%s)", num_processes, "es" if num_processes != 1 else "",
                     getattr(state.distributed_type, "value", state.distributed_type))
