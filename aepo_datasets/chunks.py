@@ -90,3 +90,18 @@ def require_complete(work: Path, count: int, nothing_done: str) -> None:
         reasons = "; ".join(p.read_text() for p in sorted(work.glob("failed-rank*.txt")))
         raise IncompleteRunError(f"{len(missing)} of {count} chunks did not finish ({reasons or 'no error recorded'}). "
                                  f"{nothing_done}; rerun the same command to resume.")
+
+
+def release_freed_memory() -> None:
+    """Hand the memory the last chunk freed back to the OS. glibc keeps freed native memory (tokenizer, torch,
+    Arrow buffers) in its heaps, so without this a rank's RSS crept up chunk by chunk (issue 18: +44 % from 500 to
+    5,000 prompts); with it, RSS after each chunk is flat. A no-op where there is no glibc."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass

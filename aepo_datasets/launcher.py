@@ -23,7 +23,8 @@ from .version import __version__
 from .errors import AEPOInputError, exit_code
 from .registry import unknown_choice_message
 from .prepare import instruction_count
-from .chunks import assemble, chunk_ranges, clean_stale, is_done, my_chunks, require_complete, save_chunk
+from .chunks import (assemble, chunk_ranges, clean_stale, is_done, my_chunks, release_freed_memory, require_complete,
+                     save_chunk)
 from .schema import coerce, field_types
 from .select_stage import STAGES
 from .transforms.config import AEPOConfig
@@ -164,6 +165,8 @@ def process_chunks(dataset, chunks, indices, work: Path, pipeline) -> tuple[int,
         start, end = chunks[index]
         splits, report = pipeline.run(dataset.select(range(start, end)))
         save_chunk(work, index, splits, report)
+        del splits, report
+        release_freed_memory()  # or RSS creeps up chunk by chunk
         computed += 1
     if reused:
         logger.info("reused finished chunk(s) %s of run key %s: an earlier run with the same settings, input, model "
