@@ -211,6 +211,7 @@ def launch(settings: dict, command: list[str]) -> int:
     dataset = main_process_first(state, lambda: load_input(settings["dataset"], settings["split"],
                                                            settings["cache_dir"], settings["access_token"],
                                                            settings["subset"]))
+    release_freed_memory()  # converting the input leaves Arrow's pool holding memory in proportion to it
     dataset = group_if_long(dataset, config)
     check_before_embedding(dataset, config, split_configs(config, split_options(settings)), settings["access_token"])
     dataset = take_instructions(dataset, settings["num_instructions"])
