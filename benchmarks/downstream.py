@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aepo_datasets.rewards import aepo_mini as am  # noqa: E402
-from aepo_datasets.selection import select  # noqa: E402
+from aepo_datasets.selection.strategies import select  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "alpaca_eval_judged_n48.parquet"
 RESULTS = ROOT / "benchmarks" / "results"

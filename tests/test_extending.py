@@ -11,7 +11,7 @@ from aepo_datasets import AEPOConfig
 from aepo_datasets.cli.main import main
 from aepo_datasets.pipeline.runner import PreferencePipeline
 from aepo_datasets.report.run_report import RunReport
-from aepo_datasets.selection import STRATEGIES
+from aepo_datasets.selection.strategies import STRATEGIES
 from aepo_datasets.transforms.select_responses import SelectResponses
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "dataset" / "alpaca_samples.csv"

@@ -91,6 +91,7 @@ def test_accelerate_launch_of_the_cpu_config_without_mpi_refuses_with_the_torchr
     assert proc.returncode != 0
     (line,) = [x for x in proc.stderr.splitlines() if x.startswith("aepo run: error:")]
     assert "asked for 2 processes but started 1" in line and "mpirun" in line
+    assert "'mpirun_config: {mpirun_hostfile: FILE}'" in line and "'localhost slots=2'" in line
     torchrun = "python -m torch.distributed.run --standalone --nproc_per_node 2 aepo_datasets/run.py"
     assert f"{torchrun} dataset={EXAMPLE}" in line
     assert "access_token=REDACTED" in line and "Secret" not in proc.stderr

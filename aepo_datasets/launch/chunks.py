@@ -90,3 +90,22 @@ def require_complete(work: Path, count: int, nothing_done: str) -> None:
         reasons = "; ".join(p.read_text() for p in sorted(work.glob("failed-rank*.txt")))
         raise IncompleteRunError(f"{len(missing)} of {count} chunks did not finish ({reasons or 'no error recorded'}). "
                                  f"{nothing_done}; rerun the same command to resume.")
+
+
+def release_freed_memory() -> None:
+    """Hand the memory the input's conversion or the last chunk freed back to the OS. Arrow's memory pool (mimalloc)
+    kept ~190 MB from converting a 5,000-prompt parquet input, and glibc keeps freed native memory (tokenizer, torch)
+    in its heaps, so a rank's peak RSS grew with the number of prompts (issue 18: 1.44x from 500 to 5,000 prompts).
+    A no-op where there is no glibc."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    import pyarrow
+
+    gc.collect()
+    pyarrow.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass

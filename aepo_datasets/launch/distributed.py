@@ -1,5 +1,6 @@
-"""The launcher's process group: how many ranks it got against how many were asked for, and stopping every rank
-when the main process fails before the others start (no rank left waiting at a barrier).
+"""The launcher's process group: how many ranks it got against how many were asked for, stopping every rank
+when the main process fails before the others start (no rank left waiting at a barrier), and checking that every
+node sees the same output folder.
 """
 
 from __future__ import annotations
@@ -7,7 +8,11 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import socket
+import time
+import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from ..errors import AEPOInputError, IncompleteRunError
@@ -24,7 +29,8 @@ ACCELERATE_LAUNCH_VARS = ("ACCELERATE_DYNAMO_BACKEND", "ACCELERATE_MIXED_PRECISI
 def check_process_count(state, command: Sequence[str]) -> None:
     """Log how many ranks run; refuse (one line, exit 2) to run on fewer than `accelerate launch` was asked for.
 
-    `accelerate launch` starts several CPU processes only through mpirun (an `mpirun_hostfile` in its config);
+    `accelerate launch` starts several CPU processes only through mpirun (`mpirun_config: {mpirun_hostfile: ...}`
+    in its config, or `--mpirun_hostfile`);
     without one it silently starts a single process, which would then do all the work alone.
     """
     num_processes, wanted = state.num_processes, requested_processes()
@@ -32,10 +38,11 @@ def check_process_count(state, command: Sequence[str]) -> None:
         from ..redaction import redact_command
 
         raise AEPOInputError(
-            f"accelerate launch was asked for {wanted} processes but started {num_processes} (it starts several CPU "
-            "processes only through mpirun, with an mpirun_hostfile in its config); start them with torchrun "
-            f"instead: python -m torch.distributed.run --standalone --nproc_per_node {wanted} "
-            f"{redact_command(command)}")  # fmt: skip
+            f"accelerate launch was asked for {wanted} processes but started {num_processes}: it starts several CPU "
+            "processes only through mpirun. Start them with torchrun instead: python -m torch.distributed.run "
+            f"--standalone --nproc_per_node {wanted} {redact_command(command)} (or, with MPI installed, pass "
+            f"--mpirun_hostfile FILE or put 'mpirun_config: {{mpirun_hostfile: FILE}}' in the accelerate config; FILE "
+            f"holds 'localhost slots={wanted}')")  # fmt: skip
     if state.is_main_process:
         logger.info("Running on %d process%s (%s)", num_processes, "es" if num_processes != 1 else "",
                     getattr(state.distributed_type, "value", state.distributed_type))
@@ -114,3 +121,55 @@ def main_process_first(state, load: Callable[[], T]) -> T:
         raise (AEPOInputError if user_error else IncompleteRunError)(
             f"rank {state.process_index} stopped: the main process failed before the others could start ({reason})")
     return result if state.is_main_process else load()
+
+
+SHARED_CHECK_SECONDS = 5.0  # how long a rank waits for the others' markers (a network filesystem's listing lags)
+
+
+def check_shared_folder(state, folder: Path | str, flag: str = "output_dir") -> None:
+    """Every rank proves it sees the files every other rank wrote in `folder`; if any does not, every rank stops
+    together with one line (AEPOInputError, exit 2) naming the folder. Costs two collectives and a few tiny files.
+
+    Each rank writes `folder/.aepo-ranks/rank-<r>.<token>` (the token is rank 0's, new for every run), waits at a
+    barrier, lists the folder, and the verdicts are gathered so that no rank goes on alone.
+    """
+    if state.num_processes < 2:
+        return
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    token = [uuid.uuid4().hex[:12] if state.is_main_process else None]
+    broadcast_object_list(token)
+    markers = Path(folder) / ".aepo-ranks"
+    mine = markers / f"rank-{state.process_index}.{token[0]}"
+    markers.mkdir(parents=True, exist_ok=True)
+    mine.write_text(socket.gethostname())
+    state.wait_for_everyone()
+    missing = _missing_ranks(markers, token[0], state.num_processes)
+    verdicts = gather_object([(state.process_index, socket.gethostname(), missing)])
+    mine.unlink(missing_ok=True)
+    blind = [(rank, host, lost) for rank, host, lost in verdicts if lost]
+    if blind:
+        raise AEPOInputError(_not_shared_message(folder, flag, blind))
+
+
+def _missing_ranks(markers: Path, token: str, world: int) -> list[int]:
+    """The ranks whose marker this rank cannot see, after waiting up to SHARED_CHECK_SECONDS for them."""
+    deadline = time.monotonic() + SHARED_CHECK_SECONDS
+    while True:
+        seen = set(os.listdir(markers))  # a fresh listing: a network filesystem revalidates the directory
+        missing = [r for r in range(world) if f"rank-{r}.{token}" not in seen]
+        if not missing or time.monotonic() > deadline:
+            return missing
+        time.sleep(0.25)
+
+
+def _not_shared_message(folder, flag: str, blind: list) -> str:
+    rank, host, lost = blind[0]
+    return (f"{flag} {str(folder)!r} must be one folder shared by every node (a shared filesystem, same path on "
+            f"every node): rank {rank} on {host} cannot see the files rank(s) {_short(lost)} wrote there"
+            + (f" ({len(blind)} ranks affected)" if len(blind) > 1 else "") + ". Put output_dir on a shared "
+            "filesystem and rerun the same command.")
+
+
+def _short(ranks: list[int]) -> str:
+    return ", ".join(map(str, ranks[:8])) + (f" and {len(ranks) - 8} more" if len(ranks) > 8 else "")

@@ -22,7 +22,8 @@ from ..version import __version__
 from ..errors import AEPOInputError, exit_code
 from ..registry import unknown_choice_message
 from ..pipeline.prepare import instruction_count
-from .chunks import assemble, chunk_ranges, clean_stale, is_done, my_chunks, require_complete, save_chunk
+from .chunks import (assemble, chunk_ranges, clean_stale, is_done, my_chunks, release_freed_memory, require_complete,
+                     save_chunk)
 from ..options import InputOptions
 from ..schema import coerce, field_types, read_config
 from .select_stage import STAGES
@@ -158,6 +159,8 @@ def process_chunks(dataset, chunks, indices, work: Path, pipeline) -> tuple[int,
         start, end = chunks[index]
         splits, report = pipeline.run(dataset.select(range(start, end)))
         save_chunk(work, index, splits, report)
+        del splits, report
+        release_freed_memory()  # or RSS creeps up chunk by chunk
         computed += 1
     if reused:
         logger.info("reused finished chunk(s) %s of run key %s: an earlier run with the same settings, input, model "
@@ -180,7 +183,7 @@ def launch(settings: dict, command: list[str]) -> int:
     from accelerate import PartialState
 
     from ..pipeline.sequence import load_prompts
-    from .distributed import check_process_count, main_process_first
+    from .distributed import check_process_count, check_shared_folder, main_process_first
     from ..io.files import load_input
     from ..pipeline.runner import PreferencePipeline
     from ..pipeline.preflight import check_writable_dir
@@ -192,6 +195,7 @@ def launch(settings: dict, command: list[str]) -> int:
         check_writable_dir(settings["cache_dir"], "cache_dir")
     state = PartialState(cpu=use_cpu())
     check_process_count(state, command)
+    check_shared_folder(state, settings["output_dir"])  # several nodes: every rank must see every rank's chunks
     device = settings.get("device") or (str(state.device) if state.device.type != "mps" else "cpu")
     config = aepo_config({**annotated_settings(settings), "device": device})
     selecting = settings["stage"] == "select"
@@ -202,6 +206,7 @@ def launch(settings: dict, command: list[str]) -> int:
         config, split_options(settings), settings["num_instructions"], settings["access_token"], check_all=True,
         prepare=(lambda data: prepare_select(config, data, settings["id_column"])) if selecting else None)
     dataset, ids = prompts.dataset, prompts.ids
+    release_freed_memory()  # converting the input leaves Arrow's pool holding memory in proportion to it
     from ..models.identity import config_identity
 
     key = run_key(settings, dataset._fingerprint, config_identity(config))

@@ -1,0 +1,142 @@
+"""Peak memory per launcher rank against the number of prompts (issue 18: flat in prompts, within 1.2x).
+
+Resamples rows of ../shared/data/alpaca_eval_n128.parquet (with replacement, seeded) to SMALL and LARGE prompts
+with N responses each, runs the launcher (`aepo_datasets/run.py`, chunks of `chunk_size`) with a near-zero-cost
+embedder of all-MiniLM-L6-v2's output size (one BERT layer, hidden 384, built offline) and `reward_model=length`,
+and samples /proc/<pid>/status of every process of the run every 100 ms. Prints, per size, the peak VmRSS of the
+largest rank and its anonymous part (RssAnon: what the process itself allocated; RssFile is memory-mapped Arrow
+pages the kernel can drop), and the LARGE / SMALL ratios.
+
+    PYTHONPATH=. python benchmarks/bench_memory.py [--small 1000] [--large 10000] [--responses 16]
+        [--processes 1] [--max_seq_length 64] [--json out.json] [-- extra launcher key=value ...]
+
+Recorded (2 shared CPU cores, ~0.1 s per prompt): --small 500 --large 5000 -- chunk_size=500, so that both runs
+hold the same chunk in memory and the ratio shows only what grows with the number of prompts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_disk import DATA, build_embedder  # noqa: E402
+
+RUN = str(Path(__file__).resolve().parents[1] / "aepo_datasets" / "run.py")
+
+
+def write_input(folder: Path, prompts: int, responses: int, seed: int = 0) -> Path:
+    """`prompts` rows drawn with replacement from the shared data, keeping the prompt and `responses` responses."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(DATA, columns=["prompt", *[f"response_{j}" for j in range(responses)]])
+    rows = np.random.default_rng(seed).integers(0, table.num_rows, prompts)
+    path = folder / f"input_{prompts}.parquet"
+    pq.write_table(table.take(rows), path)
+    return path
+
+
+def descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in lines)
+            if k in ("VmRSS", "RssAnon", "RssFile")}
+
+
+def run_once(input_path: Path, embedder: str, workdir: Path, processes: int, extra: list[str]) -> dict:
+    args = [f"dataset={input_path}", f"embedding_model={embedder}",
+            "reward_model=length", f"output_dir={workdir / 'out'}", f"cache_dir={workdir / 'cache'}", *extra]
+    launcher = [sys.executable, RUN] if processes == 1 else \
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes), RUN]
+    peaks: dict[int, dict[str, int]] = {}
+    done = threading.Event()
+    start = time.time()
+    proc = subprocess.Popen([*launcher, *args], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"})
+
+    def sample():
+        while not done.is_set():
+            for pid in descendants(proc.pid):
+                for key, kb in memory_kb(pid).items():
+                    peaks.setdefault(pid, {})[key] = max(peaks.get(pid, {}).get(key, 0), kb)
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = proc.communicate()
+    done.set()
+    sampler.join()
+    if proc.returncode:
+        raise SystemExit(f"launcher failed ({proc.returncode}):\n{out[-3000:]}")
+    ranks = [p for p in peaks.values() if p.get("VmRSS", 0) > 0]
+    largest = max(ranks, key=lambda p: p["VmRSS"])
+    return {"seconds": time.time() - start, "peak_rss_mb": largest["VmRSS"] / 1024,
+            "peak_anon_mb": max(p.get("RssAnon", 0) for p in ranks) / 1024,
+            "peak_file_mb": max(p.get("RssFile", 0) for p in ranks) / 1024}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", type=int, default=1000)
+    parser.add_argument("--large", type=int, default=10000)
+    parser.add_argument("--responses", type=int, default=16)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--max_seq_length", type=int, default=64,
+                        help="embedder truncation; 64 keeps the near-zero-cost embedder near zero on long responses")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("extra", nargs="*", help="more launcher key=value settings (after --)")
+    args = parser.parse_args(argv)
+    if not DATA.is_file():
+        raise SystemExit(f"{DATA} not found")
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench_memory_") as tmp:
+        tmp = Path(tmp)
+        embedder = build_embedder(tmp / "embedder", 384)
+        for prompts in (args.small, args.large):
+            workdir = tmp / f"run_{prompts}"
+            workdir.mkdir()
+            path = write_input(tmp, prompts, args.responses)
+            cell = run_once(path, embedder, workdir, args.processes,
+                            [f"num_responses={args.responses}", f"max_seq_length={args.max_seq_length}", *args.extra])
+            results[prompts] = cell
+            print(f"{prompts:6d} prompts x {args.responses}: peak RSS of the largest rank {cell['peak_rss_mb']:7.0f} MB "
+                  f"(anonymous {cell['peak_anon_mb']:6.0f} MB, file-backed {cell['peak_file_mb']:5.0f} MB)  "
+                  f"{cell['seconds']:6.0f} s", flush=True)
+    small, large = results[args.small], results[args.large]
+    print(f"ratio {args.large} / {args.small} prompts: peak RSS {large['peak_rss_mb'] / small['peak_rss_mb']:.2f}x, "
+          f"anonymous {large['peak_anon_mb'] / small['peak_anon_mb']:.2f}x (target <= 1.2x)")
+    results["settings"] = vars(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
