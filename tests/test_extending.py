@@ -108,3 +108,36 @@ def test_counts_go_to_fields_dict_keys_or_counts_and_merge_adds_every_field():
     assert (merged.annotations, merged.counts["new_thing"], merged.prompts_available) == (4, 3, 7)
     assert merged.strategies == {"train": {"selection": "aepo"}} and merged.quality == {"train": {"tied": 1}}
     assert merged.cache_hits == ["embed"] and merged.conversational and merged.reward_padding == 0.25
+
+
+# an annotator kind, as a user writes it: one registered factory in one file
+WORD_COUNT = '''
+from aepo_datasets.rewards import REWARD_MODELS, CallableScorer
+
+
+@REWARD_MODELS.register("word-count")
+def word_count(**_options):
+    """More words is better: a stand-in for a call to people or a service."""
+    return CallableScorer(lambda prompts, responses: [len(r.split()) for r in responses])
+'''
+
+
+def test_an_annotator_registered_outside_the_package_runs_through_the_cli(tmp_path, monkeypatch):
+    from datasets import load_from_disk
+
+    from aepo_datasets.rewards import REWARD_MODELS
+
+    monkeypatch.setenv("AEPO_PLUGINS", "")
+    plugin = tmp_path / "my_annotator.py"
+    plugin.write_text(WORD_COUNT)
+    try:
+        code = main(["--plugin", str(plugin), str(EXAMPLE), "--cache_dir", str(tmp_path), "--num_responses", "8",
+                     "--num_instructions", "3", "--reward_model", "word-count", "--similarity_measure",
+                     "unigram_f1"])
+        assert code == 0
+        saved = tmp_path / "output" / "preference"
+        rows = load_from_disk(str(saved))["train"]
+        assert all(row["chosen_r"] == len(row["chosen"].split()) for row in rows)
+        assert json.loads((saved / "run_info.json").read_text())["annotator"] == "word-count"
+    finally:
+        REWARD_MODELS.unregister("word-count")
