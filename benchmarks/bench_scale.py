@@ -116,7 +116,8 @@ def extrapolate(runs: list[dict]) -> dict:
     xs = [r["prompts"] for r in runs]
     series = {"wall_s": ([r["wall_s"] for r in runs], False),
               "peak_disk_gb": ([r["peak_disk_bytes"] / 1e9 for r in runs], False),
-              "peak_rss_mb_largest_rank": ([max(r["peak_rss_mb"].values()) for r in runs], True)}
+              "peak_rss_mb_largest_rank": ([max(r["peak_rss_mb"].values()) for r in runs], True),
+              "peak_anon_mb_largest_rank": ([max(r["peak_anon_mb"].values()) for r in runs], True)}
     out = {}
     for name, (ys, flat) in series.items():
         slope, intercept = linear(xs, ys, flat)
@@ -186,7 +187,8 @@ def main(argv=None) -> int:
     for target in TARGETS:
         print(f"  {target:>9,d} prompts: wall {fit['wall_s'][str(target)] / 3600:8.1f} h on {args.processes} ranks, "
               f"peak disk {fit['peak_disk_gb'][str(target)]:8.1f} GB, "
-              f"peak RSS of the largest rank {fit['peak_rss_mb_largest_rank'][str(target)]:6.0f} MB")
+              f"peak RSS of the largest rank {fit['peak_rss_mb_largest_rank'][str(target)]:6.0f} MB "
+              f"(anonymous {fit['peak_anon_mb_largest_rank'][str(target)]:6.0f} MB)")
     results = {"runs": [{k: v for k, v in r.items() if k != "log_tail"} for r in runs],
                "linear_extrapolation": fit, "settings": vars(args)}
     if args.json:
