@@ -11,7 +11,7 @@ to 100k and 1M prompts (fit through the runs given; with one size, proportional 
     PYTHONPATH=. python benchmarks/bench_scale.py --prompts 2000 [--prompts 500 ...] [--max_seq_length 32]
         [--json benchmarks/results/scale.json] [--plot benchmarks/results/scale.png] [-- extra launcher key=value]
 
-Recorded: --prompts 500 --prompts 2000 -- chunk_size=250 (the default chunk of 1,000 prompts would leave rank 1
+Recorded: --prompts 500 --prompts 1000 --prompts 2000 -- chunk_size=250 (the default chunk of 1,000 prompts would leave rank 1
 idle below 1,001 prompts; the same chunk at both sizes keeps the RSS comparison about what grows with prompts).
 """
 
