@@ -73,7 +73,7 @@ def input_copy_bytes(cache: Path) -> int:
 def run_once(input_path: Path, embedder: str, workdir: Path, extra: list[str]) -> dict:
     cache = workdir / "run"
     cache.mkdir()
-    command = [sys.executable, "-m", "aepo_datasets.commands", str(input_path), "--response_columns", "response_*",
+    command = [sys.executable, "-m", "aepo_datasets.cli.main", str(input_path), "--response_columns", "response_*",
                "--num_responses", "128", "--num_instructions", "100000", "--embedding_model", embedder,
                "--reward_model", "length", "--cache_dir", str(cache), "--output", "preference.parquet", *extra]
     peak, done = [0], threading.Event()
