@@ -6,6 +6,7 @@ as before, while `import aepo_datasets.io.labels` or `aepo --help` do not load t
 from .version import __version__  # noqa: E402
 from .errors import AEPOInputError  # noqa: E402
 from .models.forking import install as _install_fork_hook  # noqa: E402
+from .registry import lazy_exports  # noqa: E402
 
 _install_fork_hook()  # map(num_proc=n) after torch ran here must not hang: see models/forking.py
 
@@ -16,17 +17,4 @@ _EXPORTS = {
 }
 
 __all__ = [*_EXPORTS, "AEPOInputError", "__version__"]
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value  # once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -53,3 +53,21 @@ def unknown_choice_message(kind: str, name: str, choices: list[str]) -> str:
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return f"Unknown {kind} {name!r}.{hint} Available: {', '.join(choices)}."
 
+
+
+def lazy_exports(package: str, namespace: dict, exports: dict[str, str]):
+    """`(__getattr__, __dir__)` for a package whose public names (`exports`: name -> submodule) are imported on
+    first use, so that importing the package does not load every submodule's libraries."""
+    import importlib
+
+    def getattr_(name: str):
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{exports[name]}", package), name)
+        namespace[name] = value  # once
+        return value
+
+    def dir_() -> list[str]:
+        return sorted({*namespace, *exports})
+
+    return getattr_, dir_

@@ -49,6 +49,10 @@ sys.path.insert(0, str(ROOT))
 
 from aepo_datasets.rewards import aepo_mini as am  # noqa: E402
 from aepo_datasets.selection.strategies import select  # noqa: E402
+from aepo_datasets.transforms.to_response_lists import ToResponseLists  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from train_aepo_mini import sha256_file  # noqa: E402  (the hash aepo-mini's config records)
 
 DATA = ROOT.parent / "shared" / "data" / "alpaca_eval_judged_n48.parquet"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -68,14 +72,6 @@ LABELS = {"aepo": "AEPO (λ = 1), k = 2", "mbr": "MBR (λ = 0), k = 2", "random"
 # --- data and the embedding cache ---------------------------------------------------------------------------
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def pool_ids(n_rows: int, data_hash: str, max_prompts: int | None) -> tuple[np.ndarray, str]:
     """The prompts used: aepo-mini's held-out prompts when `--data` is the file it was trained on, else all."""
     config = am.load_config()
@@ -88,13 +84,12 @@ def pool_ids(n_rows: int, data_hash: str, max_prompts: int | None) -> tuple[np.n
 
 
 def usable(responses: list[list[str]]) -> np.ndarray:
-    """(P, N) mask of the responses the package keeps (`ToResponseLists`): non-empty, first of exact duplicates."""
+    """(P, N) mask of the responses the package keeps: `ToResponseLists`' own cleaning rule (non-empty, first of
+    exact duplicates), asked of the step itself."""
+    kept = ToResponseLists(min_responses=1)({"prompt": ["p"] * len(responses), "responses": responses})
     out = np.zeros((len(responses), len(responses[0])), dtype=bool)
-    for i, texts in enumerate(responses):
-        seen = set()
-        for j, text in enumerate(texts):
-            out[i, j] = bool(text.strip()) and text not in seen
-            seen.add(text)
+    for i, ids in enumerate(kept["response_ids"]):
+        out[i, ids] = True
     return out
 
 

@@ -11,8 +11,8 @@ from fake_judge import fake_judge  # noqa: F401
 from aepo_datasets.cli.job import main
 from aepo_datasets.errors import AEPOInputError, JudgeError
 from aepo_datasets.rewards import build_scorer
-from aepo_datasets.rewards.judge import (DEFAULT_TEMPLATE, fill_template, load_template, parse_score,
-                                         retry_after)
+from aepo_datasets.rewards.endpoint import retry_after
+from aepo_datasets.rewards.judge import DEFAULT_TEMPLATE, fill_template, load_template, parse_score
 
 PROMPTS = ["Say hi.", "Name a colour.", "What is 2 + 2?"]
 RESPONSES = ["Hi!", "Blue, like the sky.", "Four: 2 + 2 = 4, which is {response} in braces."]

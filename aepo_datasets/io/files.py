@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import AEPOInputError
+from ..models.identity import looks_like_path
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def input_kind(source: str) -> str:
         return "hub"
     if file_type(path) is not None or path.suffix.lower() in FILE_LIKE:
         raise AEPOInputError(f"Input file {source!r} does not exist.")
-    if _looks_like_path(source):
+    if looks_like_path(source):
         raise AEPOInputError(f"Input {source!r} does not exist (no such file or folder).")
     raise AEPOInputError(f"Cannot read {source!r}: expected {ACCEPTED}.")
 
@@ -83,17 +84,13 @@ def _is_hub_id(source: str) -> bool:
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
-    if _looks_like_path(source) or Path(source).suffix.lower() in FILE_LIKE:
+    if looks_like_path(source) or Path(source).suffix.lower() in FILE_LIKE:
         return False
     try:
         validate_repo_id(source)
     except HFValidationError:
         return False
     return True
-
-
-def _looks_like_path(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source
 
 
 def glob_files(pattern: str) -> list[Path]:

@@ -16,6 +16,12 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".h5
 SMALL_FILE = 16 * 2**20  # other files up to this size are hashed by content (configs, tokenizers)
 
 
+def looks_like_path(name: str) -> bool:
+    """A Hub id is `name` or `owner/name`; anything else (`./x`, `/x`, `~/x`, `a/b/c`, `a\\b`) is meant as a local
+    path. One rule for inputs, model flags and the scorer's "no such folder"."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
 def path_identity(value) -> str | None:
     """A local file's content hash or a local folder's identity; None for anything else (a Hub id, a name)."""
     if not isinstance(value, str) or not value.strip():
@@ -54,9 +60,11 @@ def resolved_dtype(dtype: str | None, device: str | None) -> str | None:
         return dtype
     import torch
 
-    kind = torch.device(device).type if device and device != "auto" else \
-        ("cuda" if torch.cuda.is_available() else "cpu")
-    return "bfloat16" if kind == "cuda" else "float32"
+    from .devices import resolve_device, resolve_dtype
+
+    # the device named (even one absent here, as in a test), else the one the run would pick
+    chosen = torch.device(device) if device and device != "auto" else resolve_device(None)
+    return str(resolve_dtype("auto", chosen)).removeprefix("torch.")
 
 
 def config_identity(config) -> dict:

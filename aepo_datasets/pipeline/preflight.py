@@ -10,14 +10,10 @@ import tempfile
 from pathlib import Path
 
 from ..errors import AEPOInputError
+from ..models.identity import looks_like_path
 
 HUB_TIMEOUT_S = 10
 PREFLIGHT_FORWARD_MAX_BYTES = 2 * 1024**3  # local reward models up to this size are run once
-
-
-def looks_like_path(name: str) -> bool:
-    """A Hub id is `name` or `owner/name`; anything else is meant as a local path."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def check_writable_dir(folder: Path | str, flag: str) -> None:
@@ -164,13 +160,14 @@ def check_judge(config) -> None:
     load_template(config.judge_template)
 
 
-def check_before_embedding(dataset, config, configs: dict, token: str | None = None) -> None:
-    """The data's columns fit the options and every model loads, before the first expensive stage.
+def check_before_embedding(dataset, config, configs: dict, token: str | None = None):
+    """The data's columns fit the options and every model loads, before the first expensive stage; returns the
+    columns found (`Layout`), which the pipeline then reads instead of detecting them again on its own rows.
 
     `configs`: the AEPOConfig of each output split (the embedder is checked when any split embeds)."""
     from ..transforms.to_response_lists import resolve_layout, sample_rows
 
-    resolve_layout(sample_rows(dataset), config.reshape_config())
+    layout = resolve_layout(sample_rows(dataset), config.reshape_config())
     check_models(config, token=token, needs_embeddings=any(c.select_config().needs_embeddings
                                                            for c in configs.values()))
     for prescreen in {c.prescreen_model for c in configs.values() if c.select_config().needs_prescreen
@@ -179,6 +176,7 @@ def check_before_embedding(dataset, config, configs: dict, token: str | None = N
 
         if prescreen not in REWARD_MODELS:
             check_model(prescreen, "--prescreen_model", token=token, classifier=True)
+    return layout
 
 
 def check_run_paths(source: str, cache_dir: str, output_folder: Path, token: str | None = None) -> None:

@@ -1,8 +1,9 @@
 """Pair quality per output split: what the k annotations bought (issue 13). Pure functions; no model passes.
 
 Computed from what the pipeline holds after annotation and before pairing (one row per prompt: responses,
-response_ids, rewards, each split's selection column, `embeddings` when a split embedded, `oracle_scores` with
-`--oracle_column`), with the pairing step's own rules (`rank_selected`, ties), so the numbers describe exactly
+response_ids, rewards, each split's selection column, the similarity summary of
+`transforms/summarize_similarity.py` when a split embedded (or `embeddings`, in selection folders written before
+that step existed), `oracle_scores` with `--oracle_column`), with the pairing step's own rules (`rank_selected`, ties), so the numbers describe exactly
 the rows the split emits. Per split they are kept as sums and counts (`quality_sums`), which add up over
 shards (`add_sums`); `quality_report` turns them into the report, plus the median margin read from the split's
 rows. Definitions, over the split's emitted rows (chosen = best reward, rejected = worst):
@@ -32,6 +33,7 @@ import numpy as np
 from ..selection.strategies import zero_diagonal
 from ..selection.similarity import cosine_matrix
 from ..transforms.pair_responses import rank_selected, reward_columns
+from ..transforms.summarize_similarity import SIMILARITY_BLOCK, SIMILARITY_INDEX, SIMILARITY_SUMS
 
 METRIC_DIR = Path(__file__).resolve().parent / "metrics" / "annotator_agreement"
 SUM_KEYS = ("prompts", "tied", "rows", "margin_sum", "log_length_ratio_sum", "longer_wins", "similarity_rows",
@@ -142,11 +144,12 @@ def add_agreement(sums: dict, annotator: list, oracle: list) -> None:
     sums["oracle_spearman_prompts"] += found["spearman_prompts"]
 
 
-SUMMARY = ("similarity_sums", "similarity_index", "similarity_block")  # transforms.summarize_similarity
+SUMMARY = (SIMILARITY_SUMS, SIMILARITY_INDEX, SIMILARITY_BLOCK)
 
 
 def _embedding_matrix(value) -> np.ndarray | None:
-    """A row of the `embeddings` column (Arrow list of lists) as an (n, d) array; None for a skipped row."""
+    """A row of the `embeddings` column (Arrow list of lists) as an (n, d) array; None for a skipped row. Only
+    selection folders written by earlier versions still hold embeddings (the pipeline now spends them)."""
     rows = value.values
     if rows is None or len(rows) == 0:
         return None

@@ -35,6 +35,8 @@ from typing import Callable, Sequence
 
 from ..errors import AEPOInputError, JudgeError
 
+DEFAULT_CACHE_DIR = ".aepo_cache/judge"  # the answers of judge:MODEL and server:URL (keys never collide)
+
 logger = logging.getLogger(__name__)
 
 TIMEOUT_S = 120.0
@@ -106,13 +108,13 @@ class EndpointClient:
     `name` labels the endpoint in messages (e.g. "judge:gpt-4o"); `on_http_error(err)` turns an HTTP error that is
     not worth retrying into the exception to raise."""
 
-    def __init__(self, url: str, name: str, prefix: str, concurrency: int = 8, api_key: str | None = None,
-                 on_http_error: Callable[[urllib.error.HTTPError], Exception] | None = None,
+    def __init__(self, url: str, name: str, prefix: str, concurrency: int,
+                 api_key: str | None, on_http_error: Callable[[urllib.error.HTTPError], Exception],
                  counters: Sequence[str] = ()):
         self.url, self.name, self.prefix = url, name, prefix
         self.concurrency = max(int(concurrency), 1)
         self.api_key = api_key
-        self.on_http_error = on_http_error or self._default_http_error
+        self.on_http_error = on_http_error
         self.stats = dict.fromkeys([f"{prefix}_{c}" for c in ("requests", "retries", "cached", *counters)], 0)
         self._lock = threading.Lock()
 
@@ -183,5 +185,3 @@ class EndpointClient:
         detail = err.read()[:200].decode("utf-8", "replace").strip()
         return detail.replace(self.api_key, "REDACTED") if self.api_key else detail
 
-    def _default_http_error(self, err: urllib.error.HTTPError) -> Exception:
-        return AEPOInputError(f"{self.name}: {self.url} answered HTTP {err.code} ({self.error_detail(err)}).")

@@ -33,15 +33,13 @@ from pathlib import Path
 from .chat_encoding import fit_conversation
 from ..conversation import conversation, prompt_label, prompt_text
 from ..errors import AEPOInputError, JudgeError
-from .endpoint import AnswerCache, EndpointClient, check_url, retry_after  # noqa: F401 (retry_after: re-exported)
+from .endpoint import DEFAULT_CACHE_DIR, AnswerCache, EndpointClient, check_url
 
 logger = logging.getLogger(__name__)
 
 JUDGE_PREFIX = "judge:"
 API_KEY_VARS = ("AEPO_JUDGE_API_KEY", "OPENAI_API_KEY")
-DEFAULT_CACHE_DIR = ".aepo_cache/judge"
 MALFORMED_RETRIES = 2
-COUNTERS = ("judge_requests", "judge_retries", "judge_cached", "judge_prompt_tokens", "judge_completion_tokens")
 
 DEFAULT_TEMPLATE = """Please act as an impartial judge and evaluate the quality of the response provided by an AI \
 assistant to the user question displayed below. Your evaluation should consider factors such as the helpfulness, \
@@ -144,7 +142,6 @@ class JudgeScorer:
         self.cache = AnswerCache(cache_dir or DEFAULT_CACHE_DIR)
         self.client = EndpointClient(self.url, f"judge:{model}", "judge", concurrency, api_key(),
                                      self._http_error, counters=("prompt_tokens", "completion_tokens", "truncated"))
-        self.concurrency = self.client.concurrency
 
     @property
     def stats(self) -> dict:

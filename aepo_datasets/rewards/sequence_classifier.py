@@ -21,6 +21,7 @@ from ..models.devices import batch_budget, resolve_device, resolve_dtype
 from ..models.encoding import GPU_WINDOW, Batch, overlapped, planned_batches, progress_bar, run_batches
 from ..defaults import DEFAULT_REWARD_MODEL
 from ..errors import AEPOInputError
+from ..models.identity import looks_like_path
 from .chat_encoding import ChatEncoder, PairEncoder
 from .heads import RewardOutput, float32_head
 
@@ -36,7 +37,7 @@ def load_reward_model(name: str, device: torch.device, dtype: torch.dtype, revis
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     local = Path(name).exists()
-    if not local and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+    if not local and looks_like_path(name):
         raise AEPOInputError(f"--reward_model {name!r}: no such folder. Pass an existing local path or a Hub id.")
     options = dict(revision=revision, trust_remote_code=trust_remote_code)
     try:
@@ -107,7 +108,6 @@ class SequenceClassifierScorer:
             self._tokenizer, self._model = load_reward_model(
                 self.name, device, resolve_dtype(self.dtype, device), self.revision, self.trust_remote_code,
                 self.output)
-            self._tokenizer.truncation_side = "right"
             self.pad_id = pad_id_for(self._tokenizer, self._model)
             float32_head(self._model)
             check_reward_output(self._tokenizer, self._model, self.output, self.name)

@@ -32,13 +32,13 @@ from dataclasses import dataclass
 
 from ..conversation import conversation, prompt_label
 from ..errors import AEPOInputError
-from .endpoint import AnswerCache, EndpointClient, check_url
+from .chat_encoding import adds_bos
+from .endpoint import DEFAULT_CACHE_DIR, AnswerCache, EndpointClient, check_url
 
 SERVER_PREFIX = "server:"
 ENGINES = ("vllm", "sglang")
 DEFAULT_PATHS = {"vllm": "/classify", "sglang": "/classify"}
 API_KEY_VAR = "AEPO_SERVER_API_KEY"
-DEFAULT_CACHE_DIR = ".aepo_cache/judge"
 EXAMPLE = "server:http://127.0.0.1:8000/classify or server:sglang:http://127.0.0.1:30000/classify"
 
 
@@ -180,8 +180,7 @@ class ServerScorer:
                     raise AEPOInputError(f"--reward_model {self.name}: the served model's tokenizer {path!r} has no "
                                          "chat template to render the conversation with.")
                 tok = self._tokenizer
-                adds_bos = tok.bos_token is not None and tok("x")["input_ids"][:1] == [tok.bos_token_id]
-                self._added_bos = tok.bos_token if adds_bos else None
+                self._added_bos = tok.bos_token if adds_bos(tok) else None
         return self._tokenizer, self._added_bos
 
     def _read_score(self, raw: bytes, prompt) -> float:

@@ -5,7 +5,7 @@ configuration, does not load every step's model library."""
 
 from __future__ import annotations
 
-import importlib
+from ..registry import lazy_exports
 
 _EXPORTS = {
     "EmbedConfig": "embed_responses", "EmbedResponses": "embed_responses",
@@ -18,15 +18,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value  # once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
