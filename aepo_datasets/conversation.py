@@ -59,15 +59,6 @@ def response_text(value: Any) -> str | None:
     raise ValueError(f"expected text or an assistant message, got {type(value).__name__}")
 
 
-def is_response_like(value: Any) -> bool:
-    """Text, an assistant message, or a list holding one (None counts: a missing response)."""
-    try:
-        response_text(value)
-    except ValueError:
-        return False
-    return True
-
-
 def prompt_text(prompt: Any) -> str:
     """The prompt as plain text for annotators without a chat template: a string as is; a conversation of
     one user message is its content; a longer one is each turn as `Role: content`, separated by blank lines."""

@@ -44,8 +44,3 @@ class Strategy:
         (`SelectionOptions`); `inputs`: `scores` and `lengths` (characters) of the responses when
         `needs_prescreen`."""
         raise NotImplementedError
-
-
-def strategy(name: str) -> Strategy:
-    """The registered strategy `name` (unknown names get "did you mean ...? Available: ...")."""
-    return STRATEGIES.get(name)()

@@ -51,11 +51,6 @@ class EmbedResponses(Transform):
     def encoded_texts(self) -> int:
         return self._embedder.encoded_texts if self._embedder else 0
 
-    @property
-    def truncated_texts(self) -> int:
-        """Texts cut at `max_seq_length` tokens before embedding."""
-        return self._embedder.truncated_texts if self._embedder else 0
-
     def release(self) -> None:
         if self._embedder is not None:
             self._embedder.release()

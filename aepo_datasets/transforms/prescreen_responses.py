@@ -63,11 +63,6 @@ class PrescreenResponses(Transform):
     def _reset(self) -> None:
         self._scorer = None
 
-    @property
-    def scored(self) -> int:
-        """Responses the cheap judge scored (`stats["prescreen_scored"]`)."""
-        return self.stats["prescreen_scored"]
-
     def scorer(self, rank: int | None = None):
         if self._scorer is None:
             c = self.config

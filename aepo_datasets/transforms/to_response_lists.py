@@ -47,12 +47,6 @@ SCORE_COLUMNS = {"given_scores": ("reward_columns", "Reward column"),
                  "oracle_scores": ("oracle_columns", "Oracle column")}
 
 
-def resolve_columns(batch: dict[str, list], config: ResponseListsConfig) -> tuple[str, list[str], list[str]]:
-    """(prompt column, response columns, reward columns) for this data; raises on a mismatch."""
-    layout = resolve_layout(batch, config)
-    return layout.prompt, layout.responses, layout.scores["given_scores"]
-
-
 def resolve_layout(batch: dict[str, list], config: ResponseListsConfig) -> Layout:
     """The columns to read from `batch` (a map batch or a sample of the dataset's rows): named ones as given,
     else detected from names and value kinds (`columns.detect_responses`); reward and oracle columns follow
