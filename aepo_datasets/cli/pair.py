@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import AEPOInputError, exit_code
 from ..io.labels import prompt_key, read_labels
+from ..io.selection_folder import SELECTED_PREFIX
 from ..logs import setup_logging
 from ..schema import add_config_flag, add_flags, coerce_fields, option, parse_args, values_from_args
 from ..transforms.pair_responses import TIE_RULES
@@ -141,7 +142,7 @@ def apply_labels(data, path: Path, report):
 
     start = time.time()
     columns = selection_columns(data.column_names)
-    rows = data.select_columns(["prompt_id", "response_ids", "responses", "skip_reason", *columns]).to_list()
+    rows = data.select_columns(["prompt_id", "response_ids", "skip_reason", *columns]).to_list()  # ids, not texts
     wanted = {prompt_key(r["prompt_id"]): {r["response_ids"][i] for i in selected_ids(r, columns)}
               for r in rows if not r["skip_reason"]}
     labels = read_labels(path, wanted)
@@ -170,9 +171,9 @@ def count_labels(report, rows, wanted, labels, reasons, columns) -> None:
     if newly:
         report.skipped[SKIP_NO_LABELS] = report.skipped.get(SKIP_NO_LABELS, 0) + len(newly)
         report.prompts_kept -= len(newly)
-        report.west_of_n_annotations -= sum(len(row["responses"]) for row in newly)
+        report.west_of_n_annotations -= sum(len(row["response_ids"]) for row in newly)
         for column in columns:
-            name = column.removeprefix("selected__")
+            name = column.removeprefix(SELECTED_PREFIX)
             report.split_annotations[name] = report.split_annotations.get(name, 0) - sum(len(r[column]) for r in newly)
 
 

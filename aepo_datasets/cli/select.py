@@ -92,7 +92,7 @@ def run(args) -> int:
                                               opts.access_token, opts.subset),
                            config, splits_wanted, opts.num_instructions, opts.access_token,
                            prepare=lambda dataset: prepare_select(config, dataset, opts.id_column))
-    pipeline = PreferencePipeline(config, splits_wanted, keep_cache=opts.keep_cache)
+    pipeline = PreferencePipeline(config, splits_wanted, keep_cache=opts.keep_cache, layout=prompts.layout)
     data, report = pipeline.select_only(prompts.dataset, use_sample_cache=opts.use_sample_cache,
                                         use_matrix_cache=opts.use_matrix_cache)
     data = data.add_column("prompt_id", prompts.ids)

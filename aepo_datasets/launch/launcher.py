@@ -216,7 +216,8 @@ def launch(settings: dict, command: list[str]) -> int:
     mine = my_chunks(len(chunks), state.process_index, state.num_processes)
     clean_stale(work, mine, state.process_index, state.num_processes)
     pipeline = PreferencePipeline(config, split_options(settings), batch_size=settings["map_batch_size"],
-                                  release_models=False, in_memory=True)  # one chunk at a time: no cache files
+                                  release_models=False, in_memory=True,  # one chunk at a time: no cache files
+                                  layout=prompts.layout)  # every rank and chunk reads the same columns
     runner = SelectRunner(pipeline) if selecting else pipeline
     start = time.time()
 

@@ -11,6 +11,7 @@ import logging
 import time
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from ..report.quality import quality_reports, quality_sums
@@ -18,7 +19,7 @@ from ..report.run_report import RunReport  # noqa: F401  (also importable from h
 from ..report.stats import reward_stats
 from .chain import StepGroup, build_steps
 from ..config import AEPOConfig
-from ..transforms.pair_responses import replace_config
+from ..transforms.pair_responses import PairResponses
 from ..transforms.summarize_similarity import SummarizeSimilarity
 from ..transforms.to_response_lists import ToResponseLists, explicit_columns, resolve_layout, sample_rows
 
@@ -41,6 +42,20 @@ def _note_cache_hit(result, start: float, report, stage: str) -> bool:
     return False
 
 
+class _Step:
+    """`pipeline.<name>` reads and writes `pipeline.steps.<name>`: one set of steps, in which the reshape and pairing
+    steps are replaced as the run learns its input."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, pipeline, owner=None):
+        return self if pipeline is None else getattr(pipeline.steps, self.name)
+
+    def __set__(self, pipeline, value) -> None:
+        setattr(pipeline.steps, self.name, value)
+
+
 class PreferencePipeline:
     """The step transforms for one configuration and its splits, built once and reused across chunks.
 
@@ -55,16 +70,16 @@ class PreferencePipeline:
     `use_matrix_cache`, everything with `keep_cache=True`.
     """
 
+    configs, reshape, embed, prescreen, selects, score, pairs = (_Step(), _Step(), _Step(), _Step(), _Step(),
+                                                                  _Step(), _Step())
+
     def __init__(self, config: AEPOConfig, splits: dict[str, dict] | None = None, *, batch_size: int = 64,
-                 release_models: bool = True, in_memory: bool = False, keep_cache: bool = False):
+                 release_models: bool = True, in_memory: bool = False, keep_cache: bool = False, layout=None):
         self.config, self.batch_size, self.release_models = config, batch_size, release_models
         self.in_memory, self.keep_cache = in_memory, keep_cache
         self.written: list[str] = []  # cache files this pipeline's maps wrote and nobody asked to keep
         self.steps = build_steps(config, splits)
-        self.configs = self.steps.configs
-        self.reshape, self.embed, self.score = self.steps.reshape, self.steps.embed, self.steps.score
-        self.selects, self.pairs = self.steps.selects, self.steps.pairs
-        self.prescreen = self.steps.prescreen
+        self.layout = layout  # the input's columns as the preflight found them; None: detected by `prepare`
 
     def _map(self, dataset, transform, desc, report, stage, use_cache=False, *, adds=True, keep=False,
              in_memory=None, **kwargs):
@@ -149,20 +164,14 @@ class PreferencePipeline:
             report.seconds[stage] = report.seconds.get(stage, 0.0) + seconds
         return data.remove_columns("embeddings") if "embeddings" in data.column_names else data  # spent
 
-    def all_steps(self) -> list:
-        """Every step this pipeline runs now (the reshape and pairing steps are replaced as the run learns its
-        input)."""
-        optional = [step for step in (self.embed, self.prescreen) if step is not None]
-        return [self.reshape, *optional, *self.selects.values(), self.score, *self.pairs.values()]
-
     @contextmanager
     def counting(self, report: RunReport, *extra):
         """Add to `report` what every step (and `extra` ones) counted in `Transform.stats` while the block ran."""
-        before = {id(step): Counter(step.stats) for step in [*self.all_steps(), *extra]}
+        before = {id(step): Counter(step.stats) for step in [*self.steps.all(), *extra]}
         try:
             yield
         finally:
-            for step in {id(step): step for step in [*self.all_steps(), *extra]}.values():
+            for step in {id(step): step for step in [*self.steps.all(), *extra]}.values():
                 report.add_counts(counted_since(step.stats, before.get(id(step), Counter())))
 
     def pair_all(self, data, report: RunReport):
@@ -172,8 +181,9 @@ class PreferencePipeline:
                                              for name, step in self.pairs.items()}, self.batch_size)
         report.seconds["quality"] = report.seconds.get("quality", 0.0) + time.time() - start
         report.conversational = report.conversational or any_true(data, "conversational")
-        if report.conversational:
-            self.pairs = {name: replace_config(step, conversational=True) for name, step in self.pairs.items()}
+        if report.conversational:  # a chat input gives conversational rows, with or without --conversational
+            self.pairs = {name: PairResponses(replace(step.config, conversational=True))
+                          for name, step in self.pairs.items()}
         prompt_type = data.features["prompt"]
         with self.counting(report):
             out = {name: self._map(data, step, f"Pairing ({name})", report, "pair", adds=False, in_memory=True,
@@ -185,9 +195,10 @@ class PreferencePipeline:
         return out, report
 
     def prepare(self, dataset, report: RunReport, use_sample_cache=False):
-        """Reshape to one row per prompt and count what was dropped and skipped. The columns are detected
-        once on the first rows of the whole dataset (not per batch) and named in the report."""
-        layout = resolve_layout(sample_rows(dataset), self.reshape.config)
+        """Reshape to one row per prompt and count what was dropped and skipped. The columns are the preflight's
+        (`layout`, found on the first rows of the whole input), else detected here on the first rows of `dataset`
+        (never per batch); the report names them."""
+        layout = self.layout or resolve_layout(sample_rows(dataset), self.reshape.config)
         report.columns = layout.describe()
         self.reshape = ToResponseLists(explicit_columns(self.reshape.config, layout))
         features = ToResponseLists.features(_prompt_type(dataset.features[layout.prompt]),
@@ -197,10 +208,10 @@ class PreferencePipeline:
                               adds=False, keep=use_sample_cache, remove_columns=dataset.column_names,
                               features=features)
         report.prompts_in = len(lists)
-        columns = ["responses", "skip_reason", "num_empty", "num_duplicate", "conversational"]
+        report.conversational = report.conversational or any_true(lists, "conversational")
+        columns = ["response_ids", "skip_reason", "num_empty", "num_duplicate"]  # ids: the texts' count, not text
         for batch in lists.select_columns(columns).iter(1000):
-            for texts, reason, empty, dup, chat in zip(*batch.values()):
-                report.conversational = report.conversational or chat
+            for texts, reason, empty, dup in zip(*batch.values()):
                 report.dropped_empty += empty
                 report.dropped_duplicate += dup
                 if reason:
@@ -241,10 +252,10 @@ def _prompt_type(feature):
 
 
 def run_pipeline(dataset, config: AEPOConfig, splits: dict[str, dict] | None = None, *, use_sample_cache=False,
-                 use_matrix_cache=False, batch_size=64, keep_cache=False):
+                 use_matrix_cache=False, batch_size=64, keep_cache=False, layout=None):
     """One pass of the whole job over `dataset`: returns ({split: Dataset}, RunReport). The pairs are in memory;
     the cache files of the stages are removed unless asked for (`PreferencePipeline`)."""
-    pipeline = PreferencePipeline(config, splits, batch_size=batch_size, keep_cache=keep_cache)
+    pipeline = PreferencePipeline(config, splits, batch_size=batch_size, keep_cache=keep_cache, layout=layout)
     return pipeline.run(dataset, use_sample_cache=use_sample_cache, use_matrix_cache=use_matrix_cache)
 
 

@@ -15,16 +15,19 @@ from typing import Any
 from .chain import split_configs
 from .preflight import check_before_embedding
 from .prepare import group_if_long, take_instructions
+from ..transforms.to_response_lists import resolve_layout, sample_rows
 
 
 @dataclass
 class Prompts:
-    """The prompts to run: the dataset, how many prompts the input held (before --num_instructions), and the ids
-    that `prepare` returned (`aepo select`'s prompt ids; None without)."""
+    """The prompts to run: the dataset, how many prompts the input held (before --num_instructions), the ids
+    that `prepare` returned (`aepo select`'s prompt ids; None without) and the columns the checks found
+    (`Layout`: every chunk and rank of the run reads these, not what its own first rows suggest)."""
 
     dataset: Any
     available: int
     ids: list | None = None
+    layout: Any = None
 
 
 def load_prompts(load: Callable[[], Any], config, splits: dict | None, num_instructions: int | None,
@@ -35,11 +38,13 @@ def load_prompts(load: Callable[[], Any], config, splits: dict | None, num_instr
     available = len(dataset)
     configs = split_configs(config, splits)
     if check_all:
-        check_before_embedding(dataset, config, configs, access_token)
+        layout = check_before_embedding(dataset, config, configs, access_token)
     dataset = take_instructions(dataset, num_instructions)
     ids = None
     if prepare is not None:
         dataset, ids = prepare(dataset)
+        if check_all:  # the preparation may take columns away (aepo select's --id_column): read what is left
+            layout = resolve_layout(sample_rows(dataset), config.reshape_config())
     if not check_all:
-        check_before_embedding(dataset, config, configs, access_token)
-    return Prompts(dataset, available, ids)
+        layout = check_before_embedding(dataset, config, configs, access_token)
+    return Prompts(dataset, available, ids, layout)

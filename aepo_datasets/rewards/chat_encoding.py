@@ -58,7 +58,7 @@ class ChatEncoder:
         for i, x in enumerate(ids):
             if len(x) > self.max_length:
                 self.truncated += 1
-                ids[i] = fit_conversation(chats[i], self.ids, self.max_length, self.content_ids)
+                ids[i] = fit_conversation(chats[i], self.ids, self.max_length, self.content_ids, x)
         return ids
 
     def content_ids(self, text: str) -> list[tuple[int, int]]:
@@ -67,11 +67,12 @@ class ChatEncoder:
 
 
 def fit_conversation(messages: list[dict], encode: Callable[[list[dict]], list[int]], max_length: int,
-                     spans: Callable[[str], list[tuple[int, int]]]) -> list[int]:
-    """Ids of the longest version of `messages` (prompt turns, then the response last) that fits."""
+                     spans: Callable[[str], list[tuple[int, int]]], ids: list[int] | None = None) -> list[int]:
+    """Ids of the longest version of `messages` (prompt turns, then the response last) that fits; `ids`: those
+    of `messages` whole when the caller has them (a conversation is not rendered twice)."""
     system = messages[:1] if messages[0]["role"] == "system" else []
     turns, reply = messages[len(system):-1], messages[-1]
-    ids = encode(messages)
+    ids = encode(messages) if ids is None else ids
     while len(ids) > max_length and len(turns) > 1:
         turns = drop_oldest_turn(turns)
         ids = encode(system + turns + [reply])
@@ -79,11 +80,11 @@ def fit_conversation(messages: list[dict], encode: Callable[[list[dict]], list[i
         head = system if keep_system else []
         if len(ids) > max_length and turns:
             turns[0], ids = cut_content(turns[0], lambda m: encode(head + [m] + turns[1:] + [reply]),
-                                        max_length, spans, keep="end")
+                                        max_length, spans, keep="end", ids=ids)
         if len(ids) > max_length and keep_system and system:
             ids = encode(turns + [reply])
     if len(ids) > max_length:
-        _, ids = cut_content(reply, lambda m: encode(turns + [m]), max_length, spans, keep="start")
+        _, ids = cut_content(reply, lambda m: encode(turns + [m]), max_length, spans, keep="start", ids=ids)
     return ids
 
 
@@ -96,11 +97,13 @@ def drop_oldest_turn(turns: list[dict]) -> list[dict]:
 
 
 def cut_content(message: dict, encode: Callable[[dict], list[int]], max_length: int,
-                spans: Callable[[str], list[tuple[int, int]]], keep: str) -> tuple[dict, list[int]]:
+                spans: Callable[[str], list[tuple[int, int]]], keep: str,
+                ids: list[int] | None = None) -> tuple[dict, list[int]]:
     """`message` with as many tokens of its content cut (from the start if `keep="end"`, else from the end)
-    as makes `encode(message)` fit; the content may end up empty and still not fit."""
+    as makes `encode(message)` fit; the content may end up empty and still not fit. `ids`: `encode(message)`
+    when the caller has it."""
     content, cut = message["content"], 0
-    ids = encode(message)
+    ids = encode(message) if ids is None else ids
     for _ in range(MAX_REFITS):
         if len(ids) <= max_length or not content:
             break

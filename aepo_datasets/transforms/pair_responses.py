@@ -11,7 +11,7 @@ earlier response is chosen. Skipped prompts are dropped too (use `remove_columns
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..conversation import is_conversation
 from ..errors import AEPOInputError
@@ -58,7 +58,7 @@ def rank_selected(selected, rewards, response_ids) -> list[int]:
 
 class PairResponses(Transform):
     Config = PairConfig
-    VERSION = "2"
+    VERSION = "3"  # a chat input gives conversational rows; a message-list prompt is kept as given
 
     def output_columns(self) -> list[str]:
         c = self.config
@@ -86,10 +86,10 @@ class PairResponses(Transform):
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
         c = self.config
         require_columns(batch, ["prompt", "responses", "response_ids", "rewards", c.selection_column], "PairResponses")
-        if not c.conversational and (any(batch.get("conversational") or ())
-                                     or any(is_conversation(p) for p in batch["prompt"])):
-            # a conversational input gives TRL's conversational rows, with or without --conversational
-            return replace_config(self, conversational=True)(batch, rank)
+        # a chat input (message-list prompts, or responses given as messages) gives TRL's conversational rows, with
+        # or without --conversational; the pipeline decides it once for the dataset and declares the features
+        chat = c.conversational or any(batch.get("conversational") or ()) or \
+            any(is_conversation(p) for p in batch["prompt"])
         out: dict[str, list] = {name: [] for name in self.output_columns()}
         for row in kept_rows(batch):
             ids = batch["response_ids"][row]
@@ -97,37 +97,35 @@ class PairResponses(Transform):
             texts, rewards = batch["responses"][row], batch["rewards"][row]
             if c.ties == "drop" and rewards[order[0]] == rewards[order[-1]]:
                 continue
-            out["prompt"].append(self._message(batch["prompt"][row], "user"))
+            out["prompt"].append(_message(batch["prompt"][row], "user", chat))
             out["selected_ids"].append(sorted(ids[i] for i in order))
             if c.format == "pair":
-                self._add_pair(out, order, texts, rewards, ids)
+                self._add_pair(out, order, texts, rewards, ids, chat)
             else:
-                self._add_ranked(out, order, texts, rewards)
+                self._add_ranked(out, order, texts, rewards, chat)
         return out
 
-    def _add_pair(self, out, order, texts, rewards, ids):
+    def _add_pair(self, out, order, texts, rewards, ids, chat):
         best, worst = order[0], order[-1]
-        out["chosen"].append(self._message(texts[best], "assistant"))
-        out["rejected"].append(self._message(texts[worst], "assistant"))
+        out["chosen"].append(_message(texts[best], "assistant", chat))
+        out["rejected"].append(_message(texts[worst], "assistant", chat))
         out["chosen_r"].append(rewards[best])
         out["rejected_r"].append(rewards[worst])
         out["chosen_id"].append(ids[best])
         out["rejected_id"].append(ids[worst])
 
-    def _add_ranked(self, out, order, texts, rewards):
+    def _add_ranked(self, out, order, texts, rewards, chat):
         if len(order) != self.config.num_ranked:
             raise AEPOInputError(f"{len(order)} responses selected, but the ranked format has "
                                  f"{self.config.num_ranked} slots.")
         for place, index in enumerate(order):
-            out[f"pref_{place}"].append(self._message(texts[index], "assistant"))
+            out[f"pref_{place}"].append(_message(texts[index], "assistant", chat))
             out[f"pref_{place}_r"].append(rewards[index])
 
-    def _message(self, text, role):
-        """A prompt given as a message list stays as given; text becomes one message in the conversational form."""
-        if is_conversation(text) or not self.config.conversational:
-            return text
-        return [{"role": role, "content": text}]
 
 
-def replace_config(step: PairResponses, **changes) -> PairResponses:
-    return PairResponses(replace(step.config, **changes))
+def _message(text, role: str, chat: bool):
+    """A prompt given as a message list stays as given; text becomes one message in the conversational form."""
+    if is_conversation(text) or not chat:
+        return text
+    return [{"role": role, "content": text}]
