@@ -138,12 +138,11 @@ def test_real_multi_turn_chats_keep_every_turn(tmp_path):
     records = [json.loads(line) for line in shared_file("hh_harmless_multiturn.jsonl").open()][:12]
     rows = {"prompt": [[SYSTEM, *r["prompt"]] for r in records], "responses": [r["responses"] for r in records]}
     code, out = run_aepo(tmp_path, save(tmp_path, rows), "--num_instructions", "100", "--num_responses", "2")
-    assert code == 0
-    by_prompt = {json.dumps(r["prompt"]): r for r in out}
-    for record in records:
-        key = json.dumps([SYSTEM, *record["prompt"]])
-        if key in by_prompt:
-            assert is_conversation(by_prompt[key]["prompt"]) and len(by_prompt[key]["prompt"]) == len(record["prompt"]) + 1
+    assert code == 0 and len(out) > 0
+    turns = {json.dumps([SYSTEM, *r["prompt"]]): len(r["prompt"]) + 1 for r in records}
+    for row in out:  # every row's prompt is one of the input chats, whole
+        key = json.dumps(row["prompt"])
+        assert key in turns and is_conversation(row["prompt"]) and len(row["prompt"]) == turns[key]
 
 
 def test_select_export_shows_the_conversation(tmp_path):

@@ -137,7 +137,7 @@ def test_an_annotator_registered_outside_the_package_runs_through_the_cli(tmp_pa
         assert code == 0
         saved = tmp_path / "output" / "preference"
         rows = load_from_disk(str(saved))["train"]
-        assert all(row["chosen_r"] == len(row["chosen"].split()) for row in rows)
+        assert len(rows) == 3 and all(row["chosen_r"] == len(row["chosen"].split()) for row in rows)
         assert json.loads((saved / "run_info.json").read_text())["annotator"] == "word-count"
     finally:
         REWARD_MODELS.unregister("word-count")

@@ -16,7 +16,7 @@ SHAPES = ["server:{url}/classify", "server:vllm:{url}/pooling", "server:sglang:{
 
 
 @pytest.fixture(scope="session")
-def tiny_llama_reward_model(tmp_path_factory) -> str:
+def char_llama_reward_model(tmp_path_factory) -> str:
     return build_tiny_llama_reward_model(tmp_path_factory.mktemp("tiny_llama_rm"))
 
 
@@ -30,8 +30,8 @@ def fast_retries(monkeypatch):
 
 
 @pytest.fixture
-def llama_server(tiny_llama_reward_model, fast_retries):
-    fake, httpd = start_server(tiny_llama_reward_model)
+def llama_server(char_llama_reward_model, fast_retries):
+    fake, httpd = start_server(char_llama_reward_model)
     yield fake
     httpd.shutdown()
     httpd.server_close()
@@ -42,13 +42,13 @@ def in_process(model: str, prompts=PROMPTS, responses=RESPONSES) -> list[float]:
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_server_scores_equal_the_in_process_model(llama_server, tiny_llama_reward_model, tmp_path, shape):
+def test_server_scores_equal_the_in_process_model(llama_server, char_llama_reward_model, tmp_path, shape):
     served = build_scorer(shape.format(url=llama_server.url), cache_dir=tmp_path / "cache", concurrency=3)
     scores = served.score(PROMPTS, RESPONSES)
-    assert scores == pytest.approx(in_process(tiny_llama_reward_model), abs=1e-5)
+    assert scores == pytest.approx(in_process(char_llama_reward_model), abs=1e-5)
     assert len(set(round(s, 6) for s in scores)) == 4  # a real model: the four pairs differ
     bodies = [r["json"] for r in llama_server.scoring_requests]  # sent concurrently: in any order
-    assert all(body["model"] == tiny_llama_reward_model for body in bodies)
+    assert all(body["model"] == char_llama_reward_model for body in bodies)
     if "sglang" in shape:  # text rendered by the model's own template, the BOS left to SGLang's tokenizer
         assert all(body["text"].startswith("[user]") and "<s>" not in body["text"] for body in bodies)
     else:
@@ -131,7 +131,7 @@ def test_answer_shapes_are_read_and_a_multi_output_model_is_refused(llama_server
         served._read_score(b'{"data": [{"probs": [0.1, 0.9]}]}', "p")
 
 
-def test_aepo_end_to_end_through_the_server_equals_in_process(llama_server, tiny_llama_reward_model,
+def test_aepo_end_to_end_through_the_server_equals_in_process(llama_server, char_llama_reward_model,
                                                                small_wide_dataset, tmp_path):
     import datasets
 
@@ -141,7 +141,7 @@ def test_aepo_end_to_end_through_the_server_equals_in_process(llama_server, tiny
     small_wide_dataset.to_csv(str(data))
     common = [str(data), "--num_responses", "5", "--response_columns", "response_*", "--similarity_measure",
               "unigram_f1", "--ties", "position"]
-    assert main([*common, "--reward_model", tiny_llama_reward_model, "--cache_dir", str(tmp_path / "a")]) == 0
+    assert main([*common, "--reward_model", char_llama_reward_model, "--cache_dir", str(tmp_path / "a")]) == 0
     assert main([*common, "--reward_model", f"server:{llama_server.url}/classify", "--cache_dir",
                  str(tmp_path / "b"), "--judge_concurrency", "2"]) == 0
     local, served = (datasets.load_from_disk(str(tmp_path / run / "output" / "preference"))["train"]
