@@ -1,9 +1,11 @@
 """Several nodes: two torchrun agents on this machine (c10d rendezvous, one process each) stand in for two nodes."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,158 @@ def test_the_accelerate_multi_node_config_runs_two_local_nodes(tmp_path, one_pro
     assert code0 == 0 and code1 == 0, out0 + out1
     assert "Running on 2 processes" in out0 + out1 and "rank 1:" in out0 + out1
     assert rows(tmp_path / "out") == one_process
+
+
+# an annotator that takes a real second per call (as a person or a remote service would), registered by a plugin
+# file: it gives the test a window in which node 1 has finished a chunk and still has chunks to do
+SLOW_LENGTH = '''
+import time
+
+from aepo_datasets.rewards import REWARD_MODELS, CallableScorer
+
+
+def _slow_length(prompts, responses):
+    time.sleep(SECONDS)
+    return [float(len(r)) for r in responses]
+
+
+@REWARD_MODELS.register("slow-length")
+def slow_length(**_options):
+    return CallableScorer(_slow_length)
+'''
+SLOW_SECONDS = 1.0  # per call; a chunk of one prompt makes one call, so node 1 has >= 2 s of work after its first
+
+
+def wait_for(condition, seconds: float, what: str, every: float = 0.05) -> None:
+    """Poll until condition() is true; fail the test after `seconds` (no wait here can hang the suite)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every)
+    raise AssertionError(f"waited {seconds:.0f} s for {what}")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (torchrun starts its workers in sessions of their own)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:  # exited meanwhile
+            continue
+        found += map(int, children)
+        todo += map(int, children)
+    return found
+
+
+def kill_node(proc: subprocess.Popen) -> None:
+    """SIGKILL what a dead node loses: the agent's process group and every worker's, all of them at once (killing
+    the agent's group alone leaves its worker running on: torchrun starts it in a new session)."""
+    for pid in [*descendants(proc.pid), proc.pid]:
+        try:
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def worker_rank(agent: subprocess.Popen) -> int | None:
+    """The global rank of the worker an agent started (its RANK), once it has one."""
+    for pid in descendants(agent.pid):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in environ:
+            if item.startswith(b"RANK="):
+                return int(item[5:])
+    return None
+
+
+def store_is_up(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def finished_chunks(work_root: Path) -> dict[str, float]:
+    return {p.name: p.stat().st_mtime for p in work_root.glob("*/chunk-*") if (p / "report.json").is_file()}
+
+
+def reused_in_log(log: str) -> list[int]:
+    """The chunks the ranks' "reused finished chunk(s) 0-2, 5 of run key ..." lines name."""
+    named = []
+    for line in log.splitlines():
+        if line.startswith("reused finished chunk(s) "):
+            for span in line.split("chunk(s) ", 1)[1].split(" of run key")[0].split(", "):
+                first, _, last = span.partition("-")
+                named += range(int(first), int(last or first) + 1)
+    return sorted(named)
+
+
+def test_a_node_killed_mid_run_is_resumed_by_rerunning_the_same_command(tmp_path, monkeypatch):
+    from aepo_datasets.launch.chunks import my_chunks
+
+    # no sentence embedder (loading it is most of a small run here), and a chunk per prompt: many small chunks
+    common = [*[a for a in ARGS if not a.startswith(("reward_model=", "chunk_size="))], "chunk_size=1",
+              "similarity_measure=unigram_f1"]
+    count = int(next(a for a in ARGS if a.startswith("num_instructions=")).split("=")[1])
+    reference = subprocess.run([sys.executable, RUN, *common, "reward_model=length", f"output_dir={tmp_path / 'one'}"],
+                               env=env(), capture_output=True, text=True, timeout=300)
+    assert reference.returncode == 0, reference.stdout + reference.stderr
+    plugin = tmp_path / "slow_annotator.py"
+    plugin.write_text(SLOW_LENGTH.replace("SECONDS", str(SLOW_SECONDS)))
+    monkeypatch.setenv("AEPO_PLUGINS", str(plugin))  # run.py imports it in every worker
+    args = [*common, "reward_model=slow-length", f"output_dir={tmp_path / 'out'}"]
+    output, work_root = tmp_path / "out" / "dataset", tmp_path / "out" / "chunks"
+    started: list[subprocess.Popen] = []
+
+    def start_both() -> list[subprocess.Popen]:
+        port = free_port()
+        started.append(torchrun_node(0, port, args))
+        # node 0 hosts the rendezvous store, as the node at MASTER_ADDR does on a cluster (on one machine either
+        # agent could host it, and killing the host would take the store away from the surviving agent)
+        wait_for(lambda: store_is_up(port) or started[-1].poll() is not None, 60, "node 0's rendezvous store")
+        started.append(torchrun_node(1, port, args))
+        return started[-2:]
+
+    try:
+        node0, node1 = start_both()
+        for node in (node0, node1):
+            wait_for(lambda: worker_rank(node) is not None, 60, "every node's worker")
+        rank0, rank1 = worker_rank(node0), worker_rank(node1)
+        share = {f"chunk-{i:06d}" for i in my_chunks(count, rank1, 2)}  # c10d, not --node_rank, sets the rank
+        wait_for(lambda: share & set(finished_chunks(work_root)), 120, "node 1's first chunk")
+        assert not output.exists()
+        kill_node(node1)
+        node1.communicate(timeout=30)
+        # node 0's rank fails at its next barrier (gloo sees the dead rank's connection closed; here the kernel
+        # closes a killed process's sockets, a node that loses power sends nothing and the scheduler ends the
+        # job), and its agent, allowed no restarts, exits with the failure
+        out0, _ = node0.communicate(timeout=60)
+        assert node0.returncode != 0, out0
+        (line,) = [x for x in out0.splitlines() if "aepo run: error:" in x]
+        assert f"rank {rank0} lost the other ranks after its chunks" in line and "Rerun the same command" in line
+        assert f"Traceback (most recent call last):\n  File \"{RUN}" not in out0
+        before = finished_chunks(work_root)
+        assert share & set(before) and not share <= set(before), "node 1 was not killed mid-run"
+        assert not output.exists()  # nothing partial was assembled as if complete
+
+        node0, node1 = start_both()
+        outs = [proc.communicate(timeout=180)[0] for proc in (node0, node1)]
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                kill_node(proc)
+                proc.communicate(timeout=30)
+    assert node0.returncode == 0 and node1.returncode == 0, "\n".join(outs)
+    assert rows(tmp_path / "out") == rows(tmp_path / "one")
+    after = finished_chunks(work_root)
+    assert set(after) == {f"chunk-{i:06d}" for i in range(count)} and not list(work_root.glob("*/.tmp-chunk-*"))
+    assert all(after[name] == mtime for name, mtime in before.items())  # reused, not computed again
+    log = "\n".join(outs)
+    for rank in range(2):
+        ours = my_chunks(count, rank, 2)
+        kept = [i for i in ours if f"chunk-{i:06d}" in before]
+        assert f"rank {rank}: {len(ours) - len(kept)} chunks computed, {len(kept)} reused" in log
+    assert reused_in_log(log) == sorted(int(name.split("-")[1]) for name in before)

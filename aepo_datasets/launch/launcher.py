@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 from ..version import __version__
-from ..errors import AEPOInputError, exit_code
+from ..errors import AEPOInputError, IncompleteRunError, exit_code
 from ..registry import unknown_choice_message
 from ..pipeline.prepare import instruction_count
 from .chunks import (assemble, chunk_ranges, clean_stale, is_done, my_chunks, release_freed_memory, require_complete,
@@ -245,16 +245,28 @@ def run_ranks(state, work_share, assemble_all, failure: Path, share: int) -> int
     except Exception as err:  # recorded for the main process; re-raised below
         failure.write_text(f"{type(err).__name__}: {err}")
         error = err
-    state.wait_for_everyone()
+    meet_the_others(state, "its chunks")
     if state.is_main_process:
         try:
             code = assemble_all()
         except Exception as err:  # every rank must reach the barrier below before anyone raises
             final_error = err
-    state.wait_for_everyone()
+    meet_the_others(state, "the assembly")
     if error is not None or final_error is not None:
         raise error or final_error
     return code
+
+
+def meet_the_others(state, after: str) -> None:
+    """`state.wait_for_everyone()`; when another rank is gone (killed, or its node died) the backend's RuntimeError
+    (gloo: "Connection closed by peer ...") becomes one line that says how to resume."""
+    try:
+        state.wait_for_everyone()
+    except RuntimeError as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise IncompleteRunError(f"rank {state.process_index} lost the other ranks after {after} ({reason}): a "
+                                 "rank or node stopped. Rerun the same command to resume: finished chunks are "
+                                 "reused.") from err
 
 
 def use_cpu() -> bool:
