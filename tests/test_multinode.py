@@ -1,4 +1,5 @@
-"""Several nodes: two torchrun agents on this machine (c10d rendezvous, one process each) stand in for two nodes."""
+"""Several nodes: two torchrun agents on this machine (c10d rendezvous, one or two processes each) stand in for two
+nodes."""
 
 import os
 import signal
@@ -29,17 +30,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun_node(node_rank: int, port: int, args: list[str], nnodes: int = 2, **popen) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--nproc_per_node", "1",
+def torchrun_node(node_rank: int, port: int, args: list[str], nnodes: int = 2, nproc: int = 1,
+                  **popen) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--nproc_per_node", str(nproc),
            "--node_rank", str(node_rank), "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}",
            "--rdzv_id", "aepo-test", RUN, *args]
     return subprocess.Popen(cmd, env=env(), **{"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True,
                                                "start_new_session": True, **popen})  # a group per "node": killable
 
 
-def two_nodes(args_per_node: list[list[str]], timeout=600, start=None) -> list[tuple[int, str]]:
+def two_nodes(args_per_node: list[list[str]], timeout=600, start=None, **node) -> list[tuple[int, str]]:
     port = free_port()
-    procs = [(start or torchrun_node)(i, port, args) for i, args in enumerate(args_per_node)]
+    procs = [(start or torchrun_node)(i, port, args, **node) for i, args in enumerate(args_per_node)]
     results = []
     for proc in procs:
         out, _ = proc.communicate(timeout=timeout)
@@ -62,11 +64,11 @@ def one_process(tmp_path_factory):
     return rows(folder)
 
 
-def test_two_nodes_give_the_rows_of_one_process(tmp_path, one_process):
-    shared = [*ARGS, f"output_dir={tmp_path / 'shared'}"]
-    (code0, out0), (code1, out1) = two_nodes([shared, shared])
+def test_two_nodes_of_two_processes_give_the_rows_of_one_process(tmp_path, one_process):
+    shared = [*ARGS, f"output_dir={tmp_path / 'shared'}", "chunk_size=1"]  # 6 chunks: every one of the 4 ranks works
+    (code0, out0), (code1, out1) = two_nodes([shared, shared], nproc=2)
     assert code0 == 0 and code1 == 0, out0 + out1
-    assert "Running on 2 processes" in out0 + out1 and "rank 1:" in out0 + out1
+    assert "Running on 4 processes" in out0 + out1 and "rank 3:" in out0 + out1
     assert rows(tmp_path / "shared") == one_process
     assert not list((tmp_path / "shared" / ".aepo-ranks").iterdir())  # the markers are removed
 
