@@ -108,12 +108,13 @@ def run(args) -> int:
     check_run_paths(str(args.folder), opts.cache_dir, folder)
     start = time.time()
     splits = (info.settings or {}).get("splits")
-    pipeline = PreferencePipeline(config, splits)
+    scorer = None if opts.labels is not None else check_models(config, needs_embeddings=False,
+                                                                token=opts.access_token)
+    pipeline = PreferencePipeline(config, splits, reward_scorer=scorer)
     report = fresh_report(info.report)
     if opts.labels is not None:
         data = apply_labels(data, Path(opts.labels), report)
     else:
-        check_models(config, needs_embeddings=False, token=opts.access_token)
         data = pipeline.annotate(data, report)
     out, report = pipeline.pair_all(data, report)
     annotator = f"labels {Path(opts.labels).name}" if opts.labels is not None else None

@@ -217,7 +217,8 @@ def launch(settings: dict, command: list[str]) -> int:
     clean_stale(work, mine, state.process_index, state.num_processes)
     pipeline = PreferencePipeline(config, split_options(settings), batch_size=settings["map_batch_size"],
                                   release_models=False, in_memory=True,  # one chunk at a time: no cache files
-                                  layout=prompts.layout)  # every rank and chunk reads the same columns
+                                  layout=prompts.layout,  # every rank and chunk reads the same columns
+                                  reward_scorer=prompts.reward_scorer)  # loaded once, by the preflight
     runner = SelectRunner(pipeline) if selecting else pipeline
     source = input_source(settings["dataset"], settings["split"], settings["subset"])  # run_info.json's `input`
     start = time.time()
