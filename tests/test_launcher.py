@@ -1,5 +1,6 @@
 """The accelerate launcher: configs, sharding, multi-process equality, resume, failure handling."""
 
+import json
 import os
 import signal
 import subprocess
@@ -110,6 +111,35 @@ def test_two_processes_equal_one_process_row_for_row(tmp_path):
     assert "rank 1:" in out  # really two processes
     assert [r["prompt"] for r in one["aepo_k2"]][:2] == ["What is the capital of Australia?",
                                                          "How do I make a cup of tea?"]
+
+
+def recorded_input(run_info: Path) -> dict:
+    """What a run_info.json says about the input: where it came from, the columns read, how many prompts."""
+    info = json.loads(run_info.read_text())
+    report = info["report"]
+    return {"input": info["input"], "columns": report["columns"], "prompts_in": report["prompts_in"],
+            "prompts_available": report["prompts_available"]}
+
+
+def test_both_stages_record_the_input_as_aepo_does(tmp_path):
+    """Before: the select stage wrote `input: null`, and neither stage counted the prompts the input held."""
+    import pandas as pd
+
+    from aepo_datasets.cli.main import main as aepo
+    from aepo_datasets.launch.launcher import launch as launch_here
+
+    options = {"num_responses": "8", "num_instructions": "4", "selection": "random", "reward_model": "length"}
+    flags = [text for key, value in options.items() for text in (f"--{key}", value)]
+    assert aepo([EXAMPLE, *flags, "--cache_dir", str(tmp_path / "aepo")]) == 0
+    expected = recorded_input(tmp_path / "aepo" / "output" / "preference" / "run_info.json")
+    assert expected["input"] == {"dataset": EXAMPLE, "split": "train", "subset": None}
+    assert expected["columns"]["prompt"] == "instruction" and len(expected["columns"]["responses"]) == 8
+    assert (expected["prompts_in"], expected["prompts_available"]) == (4, len(pd.read_csv(EXAMPLE)))
+    for stage, folder in (("all", "dataset"), ("select", "selection")):
+        args = [f"dataset={EXAMPLE}", *[f"{k}={v}" for k, v in options.items()], "chunk_size=2", f"stage={stage}",
+                f"output_dir={tmp_path / stage}"]
+        assert launch_here(parse_settings(args), ["run.py", *args]) == 0
+        assert recorded_input(tmp_path / stage / folder / "run_info.json") == expected, stage
 
 
 def test_killed_run_resumes_and_recomputes_only_missing_chunks(tmp_path):

@@ -7,7 +7,9 @@ the model's own template rendering.
 
 from __future__ import annotations
 
+import json
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,10 +17,10 @@ import torch
 from aepo_datasets.conversation import conversation
 from aepo_datasets.models.encoding import pad
 from aepo_datasets.errors import AEPOInputError
-from aepo_datasets.pipeline.preflight import check_model
+from aepo_datasets.pipeline.preflight import check_model, check_models
 from aepo_datasets.rewards import SequenceClassifierScorer, build_scorer
 from aepo_datasets.rewards.chat_encoding import ChatEncoder
-from aepo_datasets import AEPOTransform
+from aepo_datasets import AEPOConfig, AEPOTransform
 from aepo_datasets.transforms import ScoreConfig
 from conftest import build_tiny_decoder_rm
 
@@ -181,7 +183,8 @@ def test_reward_output_reads_a_column(three_label_model):
 def test_a_wrong_output_field_names_the_flag_and_the_fields(three_label_model):
     with pytest.raises(AEPOInputError, match=r"^--reward_output score: .*no tensor field 'score'; its output has "
                                              r"logits\.$"):
-        check_model(three_label_model, "--reward_model", classifier=True, reward_output="score")
+        check_models(AEPOConfig(reward_model=three_label_model, reward_output="score", device="cpu"),
+                     needs_embeddings=False)
     with pytest.raises(AEPOInputError, match="write FIELD or FIELD:COLUMN"):
         ScoreConfig(three_label_model, reward_output="logits:x")
 
@@ -254,10 +257,11 @@ def test_remote_code_model_with_a_score_field(remote_code_model):
     single = SequenceClassifierScorer(remote_code_model, device="cpu", reward_output="score",
                                       trust_remote_code=True, batch_size=1).score(PROMPTS, RESPONSES)
     assert padded == pytest.approx(single, abs=1e-5) and len(set(padded)) == len(set(RESPONSES))
-    check_model(remote_code_model, "--reward_model", classifier=True, reward_output="score", trust_remote_code=True)
+    options = dict(reward_model=remote_code_model, trust_remote_code=True, device="cpu", reward_batch_size=1)
+    checked = check_models(AEPOConfig(reward_output="score", **options), needs_embeddings=False)
+    assert checked.score(PROMPTS, RESPONSES) == pytest.approx(single, abs=1e-5)  # the preflight's scorer scores
     with pytest.raises(AEPOInputError, match=r"its output has score, rewards\.$"):
-        check_model(remote_code_model, "--reward_model", classifier=True, reward_output="logits",
-                    trust_remote_code=True)
+        check_models(AEPOConfig(reward_output="logits", **options), needs_embeddings=False)
 
 
 def test_options_reach_the_scorer():
@@ -269,9 +273,6 @@ def test_options_reach_the_scorer():
 @pytest.mark.parametrize("typo, meant", [("aepo_mini", "aepo-mini"), ("lenght", "length")])
 def test_registered_name_typos_are_not_hub_ids(typo, meant):
     """Before: 'needs the Hugging Face Hub, which is unreachable'."""
-    from aepo_datasets.pipeline.preflight import check_models
-    from aepo_datasets import AEPOConfig
-
     with pytest.raises(AEPOInputError, match=f"Did you mean '{meant}'"):
         check_models(AEPOConfig(reward_model=typo), needs_embeddings=False)
     with pytest.raises(AEPOInputError, match=f"Did you mean '{meant}'"):
@@ -288,3 +289,52 @@ def test_float32_head_on_a_bf16_deberta(tiny_deberta_reward_model):
     assert model.deberta.embeddings.word_embeddings.weight.dtype == torch.bfloat16
     assert model.pooler.dense.weight.dtype == model.classifier.weight.dtype == torch.float32
     assert sum(torch.tensor(s).bfloat16().item() != s for s in scores) >= len(scores) - 1
+
+
+@pytest.fixture
+def model_loads(monkeypatch):
+    """The folders `AutoModelForSequenceClassification.from_pretrained` loaded: a counter around the real call."""
+    from transformers import AutoModelForSequenceClassification
+
+    loads, real = [], AutoModelForSequenceClassification.from_pretrained.__func__
+
+    def counted(cls, name, *args, **kwargs):
+        loads.append(str(name))
+        return real(cls, name, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForSequenceClassification, "from_pretrained", classmethod(counted))
+    return loads
+
+
+EXAMPLE = str(Path(__file__).resolve().parents[1] / "dataset" / "alpaca_samples.csv")
+
+
+def test_a_reward_model_checked_before_embedding_loads_once(tiny_llama_reward_model, model_loads, tmp_path):
+    """`--reward_output` makes the preflight run one forward pass before embedding; before, it loaded the model for
+    that (on the CPU, in float32) and the scorer loaded it again: two loads per rank. Now the scorer the preflight
+    loaded scores, in the `aepo` command and on a launcher rank."""
+    from aepo_datasets.cli.main import main as aepo
+    from aepo_datasets.launch.launcher import launch, parse_settings
+
+    options = {"num_responses": "8", "num_instructions": "3", "selection": "random",
+               "reward_model": tiny_llama_reward_model, "reward_output": "logits:0", "device": "cpu"}
+    flags = [text for key, value in options.items() for text in (f"--{key}", value)]
+    assert aepo([EXAMPLE, *flags, "--cache_dir", str(tmp_path / "aepo")]) == 0
+    assert model_loads == [tiny_llama_reward_model]
+    model_loads.clear()
+    args = [f"dataset={EXAMPLE}", *[f"{k}={v}" for k, v in options.items()], f"output_dir={tmp_path / 'run'}"]
+    assert launch(parse_settings(args), ["run.py", *args]) == 0
+    assert model_loads == [tiny_llama_reward_model]
+    scored = json.loads((tmp_path / "run" / "dataset" / "run_info.json").read_text())["report"]["annotations"]
+    assert scored == 3 * 2  # the one loaded model scored every selected response
+
+
+def test_a_wrong_reward_output_stops_the_launcher_before_any_chunk(tiny_llama_reward_model, tmp_path):
+    from aepo_datasets.launch.launcher import launch, parse_settings
+
+    args = [f"dataset={EXAMPLE}", "num_responses=8", f"reward_model={tiny_llama_reward_model}",
+            "reward_output=score", "device=cpu", f"output_dir={tmp_path / 'run'}"]
+    with pytest.raises(AEPOInputError, match=r"returns no tensor field 'score'; its output has logits") as err:
+        launch(parse_settings(args), ["run.py", *args])
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "run" / "chunks").exists()  # nothing embedded: no chunk was started

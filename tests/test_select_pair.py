@@ -11,6 +11,7 @@ from fake_hub import FAKE_TOKEN, fake_hub  # noqa: F401
 
 from aepo_datasets.cli.main import main as aepo
 from conftest import shared_file
+from test_launcher import recorded_input
 
 FAST = ["--similarity_measure", "unigram_f1"]
 
@@ -89,6 +90,12 @@ def test_select_then_pair_equals_the_one_pass_run(wide_csv, tmp_path, small_wide
     info = json.loads((two_step / "output" / "preference" / "run_info.json").read_text())
     assert info["annotator"] == "labels labels.jsonl" and info["report"]["labels"]["received"] == len(
         to_annotate(two_step / "output" / "selection"))
+    paired, selected = (recorded_input(two_step / "output" / name / "run_info.json")
+                        for name in ("preference", "selection"))
+    assert paired == selected  # before: `aepo pair` wrote input null, no columns and no prompts available
+    assert paired["input"] == {"dataset": str(wide_csv), "split": "train", "subset": None}
+    assert (paired["prompts_in"], paired["prompts_available"]) == (4, 4)
+    assert paired["columns"]["responses"] == [f"response_{j}" for j in range(5)]
 
 
 def test_partial_labels_skip_prompts_and_report_the_budget(wide_csv, tmp_path, small_wide_dataset, caplog):
@@ -199,7 +206,7 @@ def check_equivalence_on_judged_data(tmp_path, num_instructions: int, extra: lis
 def test_launcher_select_stage_then_pair_equals_the_launcher_run(tmp_path):
     """`stage: select` on two processes writes the folder of `aepo select`; pairing it with the same annotator gives
     the rows of the launcher's full run, split for split."""
-    from test_launcher import COMMON, finished, launch, rows
+    from test_launcher import COMMON, EXAMPLE, finished, launch, rows
 
     code, out = finished(launch([*COMMON, f"output_dir={tmp_path / 'full'}", "chunk_size=3"]))
     assert code == 0, out
@@ -213,6 +220,9 @@ def test_launcher_select_stage_then_pair_equals_the_launcher_run(tmp_path):
     assert aepo(["pair", str(folder), "--reward_model", "length", "--cache_dir", str(tmp_path / "p")]) == 0
     paired = datasets.load_from_disk(str(tmp_path / "p" / "output" / "preference"))
     assert {name: paired[name].to_list() for name in paired} == rows(tmp_path / "full")
+    full, selected, paired_input = (recorded_input(path / "run_info.json") for path in
+                                    (tmp_path / "full" / "dataset", folder, tmp_path / "p" / "output" / "preference"))
+    assert selected == paired_input == full and full["input"]["dataset"] == EXAMPLE  # before: input null
 
 
 def test_launcher_select_stage_with_a_judge_and_no_api_base_validates():

@@ -111,7 +111,7 @@ def run(args) -> int:
                            config, splits_wanted, opts.num_instructions, opts.access_token)
     splits, report = run_pipeline(prompts.dataset, config, splits_wanted, use_sample_cache=opts.use_sample_cache,
                                   use_matrix_cache=opts.use_matrix_cache, keep_cache=opts.keep_cache,
-                                  layout=prompts.layout)
+                                  layout=prompts.layout, reward_scorer=prompts.reward_scorer)
     report.prompts_available = prompts.available
     target = OutputTarget(table_path, data_dir, getattr(args, "command", ["aepo", *sys.argv[1:]]),
                           push_to_hub=opts.push_to_hub, access_token=opts.access_token,

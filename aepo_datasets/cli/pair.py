@@ -108,29 +108,32 @@ def run(args) -> int:
     check_run_paths(str(args.folder), opts.cache_dir, folder)
     start = time.time()
     splits = (info.settings or {}).get("splits")
-    pipeline = PreferencePipeline(config, splits)
+    scorer = None if opts.labels is not None else check_models(config, needs_embeddings=False,
+                                                                token=opts.access_token)
+    pipeline = PreferencePipeline(config, splits, reward_scorer=scorer)
     report = fresh_report(info.report)
     if opts.labels is not None:
         data = apply_labels(data, Path(opts.labels), report)
     else:
-        check_models(config, needs_embeddings=False, token=opts.access_token)
         data = pipeline.annotate(data, report)
     out, report = pipeline.pair_all(data, report)
     annotator = f"labels {Path(opts.labels).name}" if opts.labels is not None else None
     settings = {**(info.settings or {}), "stage": "pair", "selection": str(args.folder), "labels": opts.labels}
     target = OutputTarget(table, folder, getattr(args, "command", ["aepo", "pair", *sys.argv[1:]]), settings,
-                          annotator, opts.push_to_hub, opts.access_token)
+                          annotator, opts.push_to_hub, opts.access_token, source=info.input)  # the selection's input
     write_outputs(out, config, report, target, start)
     pipeline.remove_cache_files()  # the annotate stage's file beside the selection
     return 0
 
 
 def fresh_report(selected):
-    """The selection's report (prompts, drops, embeddings, strategies), without what annotation and pairing fill."""
+    """The selection's report (the input's prompts and columns, drops, embeddings, strategies), without what
+    annotation and pairing fill."""
     from ..pipeline.runner import RunReport
 
-    keep = ("prompts_in", "prompts_kept", "skipped", "dropped_empty", "dropped_duplicate", "texts_embedded",
-            "west_of_n_annotations", "strategies", "split_annotations", "prescreen_scored")
+    keep = ("prompts_in", "prompts_available", "prompts_kept", "skipped", "dropped_empty", "dropped_duplicate",
+            "texts_embedded", "west_of_n_annotations", "strategies", "split_annotations", "prescreen_scored",
+            "columns", "conversational")
     report = RunReport(**{name: getattr(selected, name) for name in keep})
     report.seconds = {f"{stage} (select)": s for stage, s in selected.seconds.items() if stage != "total"}
     return report

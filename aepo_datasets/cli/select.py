@@ -97,6 +97,7 @@ def run(args) -> int:
                                         use_matrix_cache=opts.use_matrix_cache)
     data = data.add_column("prompt_id", prompts.ids)
     report.seconds["total"] = time.time() - start
+    report.prompts_available = prompts.available
     settings = {"stage": "select", "splits": splits_wanted, "id_column": opts.id_column}
     info = build_run_info(config, report, getattr(args, "command", ["aepo", "select", *sys.argv[1:]]), settings,
                           input_source(args.dataset, opts.split, opts.subset))

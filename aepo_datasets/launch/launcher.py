@@ -184,7 +184,7 @@ def launch(settings: dict, command: list[str]) -> int:
 
     from ..pipeline.sequence import load_prompts
     from .distributed import check_process_count, check_shared_folder, main_process_first
-    from ..io.files import load_input
+    from ..io.files import input_source, load_input
     from ..pipeline.runner import PreferencePipeline
     from ..pipeline.preflight import check_writable_dir
     from ..rewards.judge import with_cache_under
@@ -217,14 +217,18 @@ def launch(settings: dict, command: list[str]) -> int:
     clean_stale(work, mine, state.process_index, state.num_processes)
     pipeline = PreferencePipeline(config, split_options(settings), batch_size=settings["map_batch_size"],
                                   release_models=False, in_memory=True,  # one chunk at a time: no cache files
-                                  layout=prompts.layout)  # every rank and chunk reads the same columns
+                                  layout=prompts.layout,  # every rank and chunk reads the same columns
+                                  reward_scorer=prompts.reward_scorer)  # loaded once, by the preflight
     runner = SelectRunner(pipeline) if selecting else pipeline
+    source = input_source(settings["dataset"], settings["split"], settings["subset"])  # run_info.json's `input`
     start = time.time()
 
     def assemble_all() -> int:
         seconds = time.time() - start
-        return finish_select(settings, config, command, work, len(chunks), seconds, ids) if selecting \
-            else finish(settings, command, work, len(chunks), seconds)
+        if selecting:
+            return finish_select(settings, config, command, work, len(chunks), seconds, ids, source,
+                                 prompts.available)
+        return finish(settings, command, work, len(chunks), seconds, source, prompts.available)
 
     return run_ranks(state, lambda: process_chunks(dataset, chunks, mine, work, runner), assemble_all,
                      work / f"failed-rank{state.process_index}.txt", len(mine))
@@ -277,8 +281,10 @@ def use_cpu() -> bool:
     return parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
 
 
-def finish(settings, command, work: Path, count: int, seconds: float) -> int:
-    from ..io.files import atomic_save_to_disk, input_source
+def finish(settings, command, work: Path, count: int, seconds: float, source: dict, available: int) -> int:
+    """On the main process once every rank is done: the DatasetDict (+ run_info.json naming `source`, the input,
+    and `available`, its prompts before num_instructions), the summary and the push."""
+    from ..io.files import atomic_save_to_disk
     from ..report.quality import quality_reports
     from ..report.run_info import build_run_info
     from ..report.stats import reward_stats
@@ -289,9 +295,9 @@ def finish(settings, command, work: Path, count: int, seconds: float) -> int:
     report.reward_stats = {name: reward_stats(split) for name, split in merged.items()}
     report.pair_quality = quality_reports(report.quality, merged)  # from the shards' sums, medians from the rows
     report.seconds["total"] = seconds
+    report.prompts_available = available
     target = Path(settings["output_dir"]) / "dataset"
-    info = build_run_info(aepo_config(settings), report, command, settings,
-                          input_source(settings["dataset"], settings["split"], settings["subset"]))
+    info = build_run_info(aepo_config(settings), report, command, settings, source)
     atomic_save_to_disk(merged, target, info.to_dict())
     _mention_other_runs(work)
     outputs = {"output dataset": str(target), **quality_plot(report, aepo_config(settings).plot,

@@ -44,8 +44,10 @@ class SelectRunner:
         return {SELECTION_SPLIT: data}, report
 
 
-def finish_select(settings: dict, config, command, work: Path, count: int, seconds: float, ids: list) -> int:
-    """On the main process once every rank is done: the selection folder, or nothing if a chunk failed."""
+def finish_select(settings: dict, config, command, work: Path, count: int, seconds: float, ids: list, source: dict,
+                  available: int) -> int:
+    """On the main process once every rank is done: the selection folder, or nothing if a chunk failed; its
+    run_info.json names the input (`source`) and its prompts before num_instructions (`available`), as `aepo` does."""
     from .chunks import assemble, require_complete
     from ..report.run_info import build_run_info
     from ..io.selection_folder import select_summary, write_selection
@@ -54,7 +56,8 @@ def finish_select(settings: dict, config, command, work: Path, count: int, secon
     merged, report = assemble(work, count)
     data = merged[SELECTION_SPLIT].add_column("prompt_id", ids)
     report.seconds["total"] = seconds
-    info = build_run_info(config, report, command, settings)
+    report.prompts_available = available
+    info = build_run_info(config, report, command, settings, source)
     folder = Path(settings["output_dir"]) / "selection"
     written = write_selection(folder, data, info)
     logger.info("%s", select_summary(report, written, folder))

@@ -7,13 +7,15 @@ never a retry loop), and folders the run will write to (they must be creatable a
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import AEPOInputError
 from ..models.identity import looks_like_path
 
 HUB_TIMEOUT_S = 10
-PREFLIGHT_FORWARD_MAX_BYTES = 2 * 1024**3  # local reward models up to this size are run once
+PREFLIGHT_FORWARD_MAX_BYTES = 2 * 1024**3  # local reward models up to this size are loaded before embedding
 
 
 def check_writable_dir(folder: Path | str, flag: str) -> None:
@@ -31,9 +33,8 @@ def check_writable_dir(folder: Path | str, flag: str) -> None:
 def check_model(name: str, flag: str, *, revision: str | None = None, token: str | None = None,
                 classifier: bool = False, reward_output: str | None = None, trust_remote_code: bool = False) -> None:
     """A local model folder or a Hub model id that can be loaded without waiting on a dead network; a
-    classifier's `--reward_output` is checked against the labels it has and, when it or `--trust_remote_code`
-    is given for a local folder of at most 2 GiB, against one real forward pass (the scorer repeats that
-    forward pass whenever it loads a model, before scoring)."""
+    classifier's `--reward_output` is checked against the labels it has (the forward pass that checks it against
+    the model's output is `loaded_reward_scorer`'s)."""
     path = Path(name).expanduser()
     if path.exists():
         _check_local_model(path, flag, classifier, reward_output, trust_remote_code)
@@ -65,25 +66,28 @@ def _check_local_model(path: Path, flag: str, classifier: bool, reward_output: s
         raise AEPOInputError(f"{flag} {str(path)!r} is a {architectures[0]}, not a sequence-classification "
                              "reward model.")
     output.check_labels(getattr(config, "num_labels", 1), str(path))
-    custom = reward_output is not None or trust_remote_code
-    if custom and weights_bytes(path) <= PREFLIGHT_FORWARD_MAX_BYTES:
-        check_output_by_forward(path, output, trust_remote_code)
 
 
 def weights_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.iterdir() if f.suffix in (".safetensors", ".bin", ".pt"))
 
 
-def check_output_by_forward(path: Path, output, trust_remote_code: bool) -> None:
-    """Load the model on the CPU and read `output` from one forward pass on a tiny input (the scorer does the
-    same on its device when it loads a larger model)."""
-    import torch
+def wants_forward_check(config) -> bool:
+    """A local reward model of at most 2 GiB with `--reward_output` or `--trust_remote_code`: its output is read
+    once before embedding. Larger models and Hub ids are checked by the same forward pass when the scorer
+    first loads them."""
+    path = Path(config.reward_model).expanduser()
+    custom = config.reward_output is not None or config.trust_remote_code
+    return custom and path.is_dir() and weights_bytes(path) <= PREFLIGHT_FORWARD_MAX_BYTES
 
-    from ..rewards.sequence_classifier import check_reward_output, load_reward_model
 
-    tokenizer, model = load_reward_model(str(path), torch.device("cpu"), torch.float32,
-                                         trust_remote_code=trust_remote_code, output=output)
-    check_reward_output(tokenizer, model, output, str(path))
+def loaded_reward_scorer(config):
+    """The pipeline's own scorer for `config`'s reward model (its device, its dtype), loaded now: loading reads
+    `--reward_output` from one forward pass, and the pipeline then scores with this scorer instead of loading
+    the model again."""
+    from ..transforms.score_responses import ScoreResponses
+
+    return ScoreResponses(config.score_config()).scorer().load()
 
 
 def check_hub_repo(repo_id: str, flag: str, repo_type: str = "model", *, revision: str | None = None,
@@ -131,8 +135,9 @@ def _is_connection_error(err: Exception) -> bool:
 
 
 
-def check_models(config, *, needs_embeddings: bool = True, token: str | None = None) -> None:
-    """The embedder (when a split embeds) and the reward model of `config` (an AEPOConfig) can be loaded."""
+def check_models(config, *, needs_embeddings: bool = True, token: str | None = None):
+    """The embedder (when a split embeds) and the reward model of `config` (an AEPOConfig) can be loaded; returns
+    the reward model's scorer when checking it loaded it (`wants_forward_check`), else None."""
     from ..models.embedders import PACKAGED_EMBEDDERS
     from ..rewards import REWARD_MODELS, is_judge, is_server
 
@@ -147,9 +152,10 @@ def check_models(config, *, needs_embeddings: bool = True, token: str | None = N
         parse_server(reward)  # a URL with a scheme and a path the engine serves rewards at
     if (config.reward_column or reward is None or callable(reward) or is_judge(reward) or is_server(reward)
             or reward in REWARD_MODELS):
-        return
+        return None
     check_model(reward, "--reward_model", revision=config.reward_revision, token=token, classifier=True,
                 reward_output=config.reward_output, trust_remote_code=config.trust_remote_code)
+    return loaded_reward_scorer(config) if wants_forward_check(config) else None
 
 
 def check_judge(config) -> None:
@@ -160,23 +166,32 @@ def check_judge(config) -> None:
     load_template(config.judge_template)
 
 
-def check_before_embedding(dataset, config, configs: dict, token: str | None = None):
+@dataclass(frozen=True)
+class Checked:
+    """What the checks before embedding found and loaded, for the pipeline to use rather than find or load again:
+    the input's columns (`Layout`) and the reward model's scorer when its check loaded it (else None)."""
+
+    layout: Any
+    reward_scorer: Any = None
+
+
+def check_before_embedding(dataset, config, configs: dict, token: str | None = None) -> Checked:
     """The data's columns fit the options and every model loads, before the first expensive stage; returns the
-    columns found (`Layout`), which the pipeline then reads instead of detecting them again on its own rows.
+    columns found and the reward scorer the check loaded (`Checked`).
 
     `configs`: the AEPOConfig of each output split (the embedder is checked when any split embeds)."""
     from ..transforms.to_response_lists import resolve_layout, sample_rows
 
     layout = resolve_layout(sample_rows(dataset), config.reshape_config())
-    check_models(config, token=token, needs_embeddings=any(c.select_config().needs_embeddings
-                                                           for c in configs.values()))
     for prescreen in {c.prescreen_model for c in configs.values() if c.select_config().needs_prescreen
                       and isinstance(c.prescreen_model, str)}:
         from ..rewards import REWARD_MODELS
 
         if prescreen not in REWARD_MODELS:
             check_model(prescreen, "--prescreen_model", token=token, classifier=True)
-    return layout
+    scorer = check_models(config, token=token, needs_embeddings=any(c.select_config().needs_embeddings
+                                                                    for c in configs.values()))  # loads last
+    return Checked(layout, scorer)
 
 
 def check_run_paths(source: str, cache_dir: str, output_folder: Path, token: str | None = None) -> None:

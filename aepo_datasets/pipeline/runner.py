@@ -74,12 +74,15 @@ class PreferencePipeline:
                                                                   _Step(), _Step())
 
     def __init__(self, config: AEPOConfig, splits: dict[str, dict] | None = None, *, batch_size: int = 64,
-                 release_models: bool = True, in_memory: bool = False, keep_cache: bool = False, layout=None):
+                 release_models: bool = True, in_memory: bool = False, keep_cache: bool = False, layout=None,
+                 reward_scorer=None):
         self.config, self.batch_size, self.release_models = config, batch_size, release_models
         self.in_memory, self.keep_cache = in_memory, keep_cache
         self.written: list[str] = []  # cache files this pipeline's maps wrote and nobody asked to keep
         self.steps = build_steps(config, splits)
         self.layout = layout  # the input's columns as the preflight found them; None: detected by `prepare`
+        if reward_scorer is not None:  # loaded by the preflight's forward check: not loaded a second time
+            self.score.use_scorer(reward_scorer)
 
     def _map(self, dataset, transform, desc, report, stage, use_cache=False, *, adds=True, keep=False,
              in_memory=None, **kwargs):
@@ -252,10 +255,11 @@ def _prompt_type(feature):
 
 
 def run_pipeline(dataset, config: AEPOConfig, splits: dict[str, dict] | None = None, *, use_sample_cache=False,
-                 use_matrix_cache=False, batch_size=64, keep_cache=False, layout=None):
+                 use_matrix_cache=False, batch_size=64, keep_cache=False, layout=None, reward_scorer=None):
     """One pass of the whole job over `dataset`: returns ({split: Dataset}, RunReport). The pairs are in memory;
     the cache files of the stages are removed unless asked for (`PreferencePipeline`)."""
-    pipeline = PreferencePipeline(config, splits, batch_size=batch_size, keep_cache=keep_cache, layout=layout)
+    pipeline = PreferencePipeline(config, splits, batch_size=batch_size, keep_cache=keep_cache, layout=layout,
+                                  reward_scorer=reward_scorer)
     return pipeline.run(dataset, use_sample_cache=use_sample_cache, use_matrix_cache=use_matrix_cache)
 
 

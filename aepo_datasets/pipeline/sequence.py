@@ -9,7 +9,7 @@ before any of them starts), the `aepo` commands check the prompts they run.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .chain import split_configs
@@ -21,13 +21,15 @@ from ..transforms.to_response_lists import resolve_layout, sample_rows
 @dataclass
 class Prompts:
     """The prompts to run: the dataset, how many prompts the input held (before --num_instructions), the ids
-    that `prepare` returned (`aepo select`'s prompt ids; None without) and the columns the checks found
-    (`Layout`: every chunk and rank of the run reads these, not what its own first rows suggest)."""
+    that `prepare` returned (`aepo select`'s prompt ids; None without), the columns the checks found
+    (`Layout`: every chunk and rank of the run reads these, not what its own first rows suggest) and the reward
+    scorer the checks loaded (None when they loaded none: the pipeline loads it when it first scores)."""
 
     dataset: Any
     available: int
     ids: list | None = None
     layout: Any = None
+    reward_scorer: Any = None
 
 
 def load_prompts(load: Callable[[], Any], config, splits: dict | None, num_instructions: int | None,
@@ -38,13 +40,13 @@ def load_prompts(load: Callable[[], Any], config, splits: dict | None, num_instr
     available = len(dataset)
     configs = split_configs(config, splits)
     if check_all:
-        layout = check_before_embedding(dataset, config, configs, access_token)
+        checked = check_before_embedding(dataset, config, configs, access_token)
     dataset = take_instructions(dataset, num_instructions)
     ids = None
     if prepare is not None:
         dataset, ids = prepare(dataset)
         if check_all:  # the preparation may take columns away (aepo select's --id_column): read what is left
-            layout = resolve_layout(sample_rows(dataset), config.reshape_config())
+            checked = replace(checked, layout=resolve_layout(sample_rows(dataset), config.reshape_config()))
     if not check_all:
-        layout = check_before_embedding(dataset, config, configs, access_token)
-    return Prompts(dataset, available, ids, layout)
+        checked = check_before_embedding(dataset, config, configs, access_token)
+    return Prompts(dataset, available, ids, checked.layout, checked.reward_scorer)

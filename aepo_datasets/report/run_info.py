@@ -3,7 +3,10 @@
 
 run_info.json holds `aepo_datasets_version`, `command` (tokens REDACTED), `annotator` (`describe_annotator`),
 `config` (the run's AEPOConfig; its splits override it), `settings` (the launcher's keys, token REDACTED; null for
-`aepo`) and `report` (the RunReport: counts, per-split strategies, annotations, ties and reward statistics, timings).
+`aepo`), `input` (the dataset read: path or Hub id, split, subset; `aepo pair` names its selection's) and `report`
+(the RunReport: the input's columns and prompts, counts, per-split strategies, annotations, ties and reward
+statistics, timings). Every command that writes run_info.json fills `input` and the report's `columns`,
+`prompts_in` and `prompts_available` the same way.
 
 Files written by earlier versions (same `config`/`report` objects, without the per-split fields) are read by
 `RunInfo.from_dict`, the one place that converts them: what they did not record is unknown (shown as such in the

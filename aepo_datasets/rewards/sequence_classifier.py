@@ -102,6 +102,12 @@ class SequenceClassifierScorer:
         self.pad_id = None
         self.stats = {"scored": 0, "truncated": 0, "real_tokens": 0, "padded_tokens": 0}
 
+    def load(self) -> "SequenceClassifierScorer":
+        """Load the model now, not at the first `score` call; loading runs one forward pass that checks
+        `--reward_output` (the preflight calls this before embedding, then the pipeline scores with this scorer)."""
+        self._load()
+        return self
+
     def _load(self):
         if self._model is None:
             device = resolve_device(self.device)

@@ -92,6 +92,11 @@ class ScoreResponses(Transform):
                                       judge=judge)
         return self._scorer
 
+    def use_scorer(self, scorer) -> None:
+        """Score with `scorer`, built for this step's config and already loaded (by the preflight's forward check:
+        the model is loaded once per process, not once for the check and again here)."""
+        self._scorer = scorer
+
     def release(self) -> None:
         if self._scorer is not None:
             self._scorer.release()
