@@ -157,6 +157,32 @@ def results(prompts: list[dict], tune: list[dict], best_name: str, tuned: dict) 
     return out
 
 
+def larger_k(parts: dict[str, list[dict]], ks=(3, 4)) -> dict[str, dict]:
+    """extremes vs consensus (defaults) at k > 2, λ = 1 (the pipeline's default), × West-of-N per part."""
+    out = {}
+    for k in ks:
+        for rule in ("extremes", "consensus"):
+            row = {}
+            for part, prompts in parts.items():
+                wn = evaluate(prompts, west_of_n(prompts))
+                r = evaluate(prompts, [select_prescreen(rule, p["cheap"], p["sim"], k, 1.0, lengths=p["length"])
+                                       for p in prompts])
+                row[part] = {"x_west_of_n": r["oracle_margin"] / wn["oracle_margin"], "longer_wins": r["longer_wins"],
+                             "west_of_n_longer_wins": wn["longer_wins"]}
+            out[f"k = {k}, {rule}"] = row
+    return out
+
+
+def larger_k_table(res: dict[str, dict]) -> str:
+    parts = list(next(iter(res.values())))
+    lines = ["**k > 2, λ = 1: × West-of-N (longer wins; West-of-N's)**", "",
+             "| k, rule | " + " | ".join(parts) + " |", "|---|" + "---|" * len(parts)]
+    for name, row in res.items():
+        lines.append(f"| {name} | " + " | ".join(f"{r['x_west_of_n']:.2f} ({r['longer_wins']:.2f}; "
+                                                 f"{r['west_of_n_longer_wins']:.2f})" for r in row.values()) + " |")
+    return "\n".join(lines)
+
+
 def table(res: dict[str, dict], title: str) -> str:
     wn = res["West-of-N (every response)"]
     lines = [f"**{title}**", "", "| rule | oracle margin | × West-of-N | − extremes [95 % CI] | better (judge) | "
@@ -189,13 +215,15 @@ def main() -> None:
                         f"consensus options picked there from {len(CONSENSUS_GRID)}: {consensus}"]
                        + [table(r, f"{name}: {len(p)} prompts") for (name, r), p in
                           zip(sections.items(), (tune, test, prompts))])
+    bigger = larger_k({"tune": tune, "test": test, "all": prompts})
+    text += "\n\n" + larger_k_table(bigger)
     print(text)
     out = ROOT / "benchmarks" / "results"
     (out / "prescreen_variants.md").write_text(text + "\n")
     for r in (r for section in sections.values() for r in section.values()):
         del r["margins"]
     (out / "prescreen_variants.json").write_text(json.dumps({"picked": best_name, "consensus_options": consensus,
-                                                             **sections}, indent=1))
+                                                             **sections, "larger_k": bigger}, indent=1))
 
 
 if __name__ == "__main__":

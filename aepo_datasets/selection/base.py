@@ -21,7 +21,7 @@ from typing import ClassVar
 from ..registry import Registry
 
 STRATEGIES: Registry[type["Strategy"]] = Registry("selection strategy", sort=False)
-DEFAULT_PRESCREEN_RULE = "extremes"
+DEFAULT_PRESCREEN_RULE = "consensus"  # issue 20: benchmarks/prescreen_variants.py
 
 
 @dataclass(frozen=True)
