@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aepo_datasets.selection.strategies import select_prescreen
+from aepo_datasets.selection.strategies import agreement_with_top, select_prescreen
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / "results" / "prescreen_cache.npz"
@@ -73,7 +73,52 @@ def mbr_among_top(prompt: dict, top_m: int) -> list[int]:
     return sorted([int(top[np.argmax(block.sum(axis=1))]), int(np.argmin(cheap))])
 
 
-def pick(prompt: dict, rule: str, lam: float, options: dict) -> list[int]:
+def _z(v: np.ndarray) -> np.ndarray:
+    return (v - v.mean()) / v.std() if v.std() > 0 else np.zeros_like(v)
+
+
+def _rank(v: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(v, kind="stable"), kind="stable") / (len(v) - 1)
+
+
+def _best_and_cheapest(prompt: dict, value: np.ndarray) -> list[int]:
+    return sorted({int(np.argmax(value)), int(np.argmin(prompt["cheap"]))})
+
+
+def with_representativeness(prompt: dict, weight: float) -> list[int]:
+    """Chosen: z(cheap) + weight * z(mean similarity to all responses); rejected: the cheap judge's worst."""
+    sim = prompt["sim"] - np.eye(len(prompt["cheap"]))
+    return _best_and_cheapest(prompt, _z(prompt["cheap"]) + weight * _z(sim.mean(axis=1)))
+
+
+def smoothed(prompt: dict, tau: float, weight: float) -> list[int]:
+    """Chosen: z(cheap) + weight * z(the cheap z-scores averaged over embedding neighbours, softmax(S / tau))."""
+    kernel = np.exp((prompt["sim"] - 1.0) / tau)
+    neighbours = kernel / kernel.sum(axis=1, keepdims=True) @ _z(prompt["cheap"])
+    return _best_and_cheapest(prompt, _z(prompt["cheap"]) + weight * _z(neighbours))
+
+
+def rank_average(prompt: dict, top_m: int, weight: float, length_weight: float) -> list[int]:
+    """Chosen: rank(cheap) + length_weight * rank(length) + weight * rank(agreement with the cheap top_m)."""
+    agreement = agreement_with_top(prompt["cheap"], prompt["sim"], top_m)
+    value = _rank(prompt["cheap"]) + length_weight * _rank(prompt["length"]) + weight * _rank(agreement)
+    return _best_and_cheapest(prompt, value)
+
+
+# other ways to pick the chosen side, measured here only, each with its options picked on the tuning half
+EXPLORED = {
+    "cheap + representativeness": (with_representativeness, [{"weight": b} for b in (0.25, 0.5, 1.0)]),
+    "cheap smoothed over neighbours": (smoothed, [{"tau": t, "weight": a} for t in (0.02, 0.05, 0.1)
+                                                  for a in (0.5, 1.0, 2.0)]),
+    "rank average with length and agreement": (rank_average, [
+        {"top_m": m, "weight": b, "length_weight": w} for m in (3, 4, 5, 6, 8) for b in (0.25, 0.5, 1.0)
+        for w in (0.0, 0.25, 0.5)]),
+}
+
+
+def pick(prompt: dict, rule, lam: float, options: dict) -> list[int]:
+    if callable(rule):
+        return rule(prompt, **options)
     if rule == "length":
         return select_prescreen("extremes", prompt["length"], prompt["sim"], 2, lam)
     if rule == "mbr_top":
@@ -111,16 +156,27 @@ def paired_interval(margins: list[float], baseline: list[float], resamples: int 
     return float(diff.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
-def tune_consensus(tune: list[dict]) -> dict:
-    """The consensus options with the highest margin on the tuning half among those whose longer-wins share is at
-    most West-of-N's there (λ = 0; first in grid order on ties)."""
+def tune_options(tune: list[dict], rule, grid: list[dict]) -> dict:
+    """The options with the highest margin on the tuning half among those whose longer-wins share is at most
+    West-of-N's there (λ = 0; first in grid order on ties)."""
     limit = evaluate(tune, west_of_n(tune))["longer_wins"]
     best, best_margin = None, -np.inf
-    for options in CONSENSUS_GRID:
-        r = evaluate(tune, [pick(p, "consensus", 0.0, options) for p in tune])
+    for options in grid:
+        r = evaluate(tune, [pick(p, rule, 0.0, options) for p in tune])
         if r["longer_wins"] <= limit and r["oracle_margin"] > best_margin:
             best, best_margin = options, r["oracle_margin"]
     return best
+
+
+def tuned_variants(tune: list[dict]) -> dict[str, tuple]:
+    """name: (rule, λ, options) of the consensus rule and the explored ones, options picked on the tuning half."""
+    consensus = tune_options(tune, "consensus", CONSENSUS_GRID)
+    out = {consensus_name(consensus): ("consensus", 0.0, consensus)}
+    for name, (rule, grid) in EXPLORED.items():
+        options = tune_options(tune, rule, grid)
+        label = ", ".join(f"{k} {v}" for k, v in options.items())
+        out[f"{name} ({label}; tuned, measured here only)"] = (rule, 0.0, options)
+    return out
 
 
 def west_of_n(prompts: list[dict]) -> list[list[int]]:
@@ -142,12 +198,12 @@ def consensus_name(options: dict) -> str:
             f"length {options['length_weight']}")
 
 
-def results(prompts: list[dict], tune: list[dict], best_name: str, tuned: dict) -> dict[str, dict]:
+def results(prompts: list[dict], tune: list[dict], best_name: str, tuned: dict[str, tuple]) -> dict[str, dict]:
     out = {"West-of-N (every response)": evaluate(prompts, west_of_n(prompts))}
-    variants = {**VARIANTS, consensus_name(tuned): ("consensus", 0.0, tuned)}
+    variants = {**VARIANTS, **tuned}
     for name, (rule, lam, options) in variants.items():
         out[name] = evaluate(prompts, [pick(p, rule, lam, options) for p in prompts])
-    rule, lam, options = VARIANTS[best_name]
+    rule, lam, options = variants[best_name]
     for share in SKIP_SHARES:
         threshold = skip_threshold(tune, share)
         picks = [None if spread(p) < threshold else pick(p, rule, lam, options) for p in prompts]
@@ -203,14 +259,14 @@ def main() -> None:
     prompts = load(args.cache)
     half = len(prompts) // 2
     tune, test = prompts[:half], prompts[half:]
-    consensus = tune_consensus(tune)
-    tuned = results(tune, tune, "extremes, λ = 0: best and worst", consensus)
+    variants = tuned_variants(tune)
+    consensus = next(options for rule, _, options in variants.values() if rule == "consensus")
+    tuned = results(tune, tune, "extremes, λ = 0: best and worst", variants)
     candidates = [n for n in tuned if n != "West-of-N (every response)"]
     best_name = max(candidates, key=lambda n: tuned[n]["oracle_margin"]
                     if tuned[n]["longer_wins"] <= tuned["West-of-N (every response)"]["longer_wins"] else -1)
-    skip_base = best_name if best_name in VARIANTS else "ensemble with length, w = 1"
-    sections = {"tune": results(tune, tune, skip_base, consensus), "test": results(test, tune, skip_base, consensus),
-                "all": results(prompts, tune, skip_base, consensus)}
+    sections = {"tune": results(tune, tune, best_name, variants), "test": results(test, tune, best_name, variants),
+                "all": results(prompts, tune, best_name, variants)}
     text = "\n\n".join([f"Picked on the tuning half (highest margin with longer wins ≤ West-of-N's): **{best_name}**; "
                         f"consensus options picked there from {len(CONSENSUS_GRID)}: {consensus}"]
                        + [table(r, f"{name}: {len(p)} prompts") for (name, r), p in
