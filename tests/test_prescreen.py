@@ -255,3 +255,22 @@ def test_consensus_options_reach_the_selection_through_the_pipeline():
                                     consensus_weight=3.0, top_m=5)
         assert sorted(got) == expected
         assert sorted(picks[2][row]) == sorted([int(np.argmax(lengths)), int(np.argmin(lengths))])
+
+
+def test_the_rule_a_prescreen_split_used_reaches_the_summary_and_the_card():
+    from aepo_datasets.hub.card import card_metadata, render_section
+    from aepo_datasets.report.run_info import build_run_info
+    from aepo_datasets.report.summary import format_summary
+
+    ds = _wide(2)
+    for rule in ("consensus", "extremes"):
+        config = AEPOConfig(num_responses=6, selection="prescreen", prescreen_model="length", prescreen_rule=rule,
+                            response_columns="response_*", reward_column="score_*")
+        _, report = run_pipeline(ds, config)
+        assert report.strategies["train"]["prescreen_rule"] == rule
+        assert f"prescreen ({rule})" in format_summary(report, {})
+        section = render_section(card_metadata(build_run_info(config, report, "aepo ...")))
+        assert f"| train | prescreen ({rule}) |" in section
+    _, report = run_pipeline(ds, AEPOConfig(num_responses=6, response_columns="response_*", reward_column="score_*",
+                                            selection="random"))
+    assert "prescreen_rule" not in report.strategies["train"]
