@@ -44,7 +44,8 @@ def main() -> None:
     # the stages one by one (select_only spends the embeddings inside its map); the embeddings are cached on disk
     data = pipeline.prepare(dataset, report, use_sample_cache=True)
     data = pipeline._map(data, pipeline.embed, "Embedding responses", report, "embed", True, keep=True)
-    data = pipeline._map(data, pipeline.prescreen, "Pre-screening", report, "prescreen")
+    with pipeline.counting(report):
+        data = pipeline._map(data, pipeline.prescreen, "Pre-screening", report, "prescreen")
     arrays: dict[str, np.ndarray] = {}
     for i, row in enumerate(data):
         if row["skip_reason"]:
