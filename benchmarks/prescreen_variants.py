@@ -242,7 +242,7 @@ def larger_k_table(res: dict[str, dict]) -> str:
 def table(res: dict[str, dict], title: str) -> str:
     wn = res["West-of-N (every response)"]
     lines = [f"**{title}**", "", "| rule | oracle margin | × West-of-N | − extremes [95 % CI] | better (judge) | "
-             "worse (judge) | longer wins | judge calls per prompt | skipped |", "|---|---|---|---|---|---|---|---|---|"]
+             "worse (judge) | longer wins | judge calls per prompt | skipped |", "|---" * 9 + "|"]
     for name, r in res.items():
         lw = "–" if r["longer_wins"] is None else f"{r['longer_wins']:.2f}"
         diff, low, high = r["vs_extremes"]
@@ -267,7 +267,7 @@ def main() -> None:
                     if tuned[n]["longer_wins"] <= tuned["West-of-N (every response)"]["longer_wins"] else -1)
     sections = {"tune": results(tune, tune, best_name, variants), "test": results(test, tune, best_name, variants),
                 "all": results(prompts, tune, best_name, variants)}
-    text = "\n\n".join([f"Picked on the tuning half (highest margin with longer wins ≤ West-of-N's): **{best_name}**; "
+    text = "\n\n".join([f"Picked on the tuning half (highest margin, longer wins ≤ West-of-N's): **{best_name}**; "
                         f"consensus options picked there from {len(CONSENSUS_GRID)}: {consensus}"]
                        + [table(r, f"{name}: {len(p)} prompts") for (name, r), p in
                           zip(sections.items(), (tune, test, prompts))])
