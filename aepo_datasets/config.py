@@ -16,7 +16,7 @@ from .defaults import DEFAULT_EMBEDDER, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_PRESCREE
 from .errors import AEPOInputError
 from .options import RESEARCH
 from .schema import coerce_fields, option
-from .selection.strategies import PRESCREEN_RULES, STRATEGIES
+from .selection.strategies import DEFAULT_PRESCREEN_RULE, PRESCREEN_RULES, STRATEGIES
 from .transforms.pair_responses import TIE_RULES, PairConfig
 from .transforms.to_response_lists import ResponseListsConfig, as_column_tuple
 
@@ -75,10 +75,15 @@ class AEPOConfig:
     prescreen_model: Any = option(
         DEFAULT_PRESCREEN_MODEL, "cheap judge of --selection prescreen, scoring all N: aepo-mini, length, or a "
         "reward model path or Hub id")
-    prescreen_rule: str = option("extremes", "how --selection prescreen picks from the cheap scores: extremes, "
-                                 "mu_minus_2sigma, debiased (length), ensemble (with length)",
+    prescreen_rule: str = option(DEFAULT_PRESCREEN_RULE, "how --selection prescreen picks from the cheap scores: "
+                                 "extremes, mu_minus_2sigma, debiased (length), ensemble (with length), consensus "
+                                 "(the chosen one agrees with the judge's best few)",
                                  choices=list(PRESCREEN_RULES))
-    prescreen_length_weight: float = option(0.5, "weight of z(log length) in --prescreen_rule ensemble")
+    prescreen_length_weight: float = option(0.5, "weight of z(log length) in --prescreen_rule ensemble and consensus")
+    prescreen_consensus_weight: float = option(1.5, "weight of z(agreement with the cheap judge's --prescreen_top_m "
+                                               "best) in --prescreen_rule consensus")
+    prescreen_top_m: int = option(5, "how many of the cheap judge's best the chosen response is compared with in "
+                                  "--prescreen_rule consensus")
     oracle_column: tuple[str, ...] | None = option(
         None, "oracle scores for the pair-quality report only, e.g. 'score_*' (one per response; never used to "
         "select or pair)")
@@ -143,7 +148,8 @@ class AEPOConfig:
         from .transforms.select_responses import SelectConfig
 
         return SelectConfig(self.selection, self.num_annotations, self.diversity_penalty, self.similarity_measure,
-                            self.seed, output_column, self.prescreen_rule, self.prescreen_length_weight)
+                            self.seed, output_column, self.prescreen_rule, self.prescreen_length_weight,
+                            self.prescreen_consensus_weight, self.prescreen_top_m)
 
     def score_config(self, selection_columns: tuple[str, ...] = ("selected",)) -> ScoreConfig:
         from .transforms.score_responses import ScoreConfig

@@ -27,7 +27,7 @@ from selection_quality import held_out  # noqa: E402
 
 def main() -> None:
     from aepo_datasets import AEPOConfig
-    from aepo_datasets.pipeline.runner import PreferencePipeline
+    from aepo_datasets.pipeline.runner import PreferencePipeline, RunReport
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cache_dir", default=str(Path.home() / ".cache" / "aepo_datasets" / "selection_quality"))
@@ -40,7 +40,12 @@ def main() -> None:
                         oracle_column="score_*", prescreen_model="aepo-mini", max_seq_length=args.max_seq_length)
     start = time.time()
     pipeline = PreferencePipeline(config, {"prescreen_k2": {"selection": "prescreen", "num_annotations": 2}})
-    data, report = pipeline.select_only(dataset, use_sample_cache=True, use_matrix_cache=True)
+    report = RunReport()
+    # the stages one by one (select_only spends the embeddings inside its map); the embeddings are cached on disk
+    data = pipeline.prepare(dataset, report, use_sample_cache=True)
+    data = pipeline._map(data, pipeline.embed, "Embedding responses", report, "embed", True, keep=True)
+    with pipeline.counting(report):
+        data = pipeline._map(data, pipeline.prescreen, "Pre-screening", report, "prescreen")
     arrays: dict[str, np.ndarray] = {}
     for i, row in enumerate(data):
         if row["skip_reason"]:
@@ -51,7 +56,8 @@ def main() -> None:
         arrays[f"p{i}_len"] = np.asarray([len(t) for t in row["responses"]], dtype=np.int64)
     np.savez_compressed(args.out, **arrays)
     print(json.dumps({"prompts": len(arrays) // 4, "seconds": time.time() - start,
-                      "stages": report.seconds, "cheap_passes": report.prescreen_scored}))
+                      "stages": report.seconds, "cheap_passes": report.prescreen_scored,
+                      "cache_hits": report.cache_hits}))
 
 
 if __name__ == "__main__":

@@ -68,7 +68,9 @@ def test_deterministic_and_equal_scores_fall_back_to_diversity():
 def test_dispatch_needs_scores():
     with pytest.raises(AEPOInputError, match="prescreen needs one cheap-judge score per response"):
         select("prescreen", np.eye(4), 4, 2, 1.0, 0)
-    assert select("prescreen", np.eye(4), 4, 2, 0.0, 0, scores=[1, 4, 3, 2]) == [0, 1]
+    assert select("prescreen", np.eye(4), 4, 2, 0.0, 0, scores=[1, 4, 3, 2], rule="extremes") == [0, 1]
+    assert select("prescreen", np.eye(4), 4, 2, 0.0, 0, scores=[1, 4, 3, 2], lengths=[5, 5, 5, 5],
+                  consensus_weight=0.0) == [0, 1]  # consensus without agreement or length: extremes
 
 
 def test_config_and_errors():
@@ -94,7 +96,7 @@ def _wide(n_prompts=6, n=6):
 def test_length_prescreen_through_the_pipeline_counts_the_cheap_judge_apart():
     ds = _wide()
     config = AEPOConfig(num_responses=6, selection="prescreen", prescreen_model="length", response_columns="response_*",
-                        reward_column="score_*", diversity_penalty=0.0)
+                        reward_column="score_*", diversity_penalty=0.0, prescreen_rule="extremes")
     out, report = run_pipeline(ds, config)
     assert report.prescreen_scored == 36 and report.annotations == 12
     row, lengths = out["train"][0], [len(ds[0][f"response_{j}"]) for j in range(6)]
@@ -138,7 +140,8 @@ def test_aepo_mini_reuses_the_embeddings_when_they_are_its_own():
 
 # --- prescreen rules (issue 20) ---------------------------------------------------------------------------------
 
-from aepo_datasets.selection.strategies import PRESCREEN_RULES, prescreen_values, select_prescreen  # noqa: E402
+from aepo_datasets.selection.strategies import (  # noqa: E402
+    PRESCREEN_RULES, agreement_with_top, prescreen_values, select_prescreen)
 
 
 def test_mu_minus_2sigma_takes_the_best_and_the_response_nearest_mean_minus_two_std():
@@ -180,3 +183,94 @@ def test_rules_dispatch_validate_and_run_through_the_pipeline():
         lengths = [len(ds[0][f"response_{j}"]) for j in range(6)]
         if rule in ("extremes", "ensemble"):  # the cheap judge is length itself: longest and shortest
             assert sorted(out["train"][0]["selected_ids"]) == sorted([int(np.argmax(lengths)), int(np.argmin(lengths))])
+
+
+def test_agreement_is_the_mean_similarity_to_the_judges_top_m_leaving_itself_out():
+    rng = np.random.default_rng(5)
+    for m in (2, 3, 5):
+        scores, s = random_case(rng, 9)
+        top = np.argsort(-scores)[:m]
+        expected = [np.mean([s[i, j] for j in top if j != i]) for i in range(9)]
+        np.testing.assert_allclose(agreement_with_top(scores, s, m), expected, atol=1e-12)
+
+
+def clustered_case():
+    """The judge's best (0) stands alone; responses 1-4, its next best, agree with each other; 5 is its worst."""
+    scores = np.array([3.0, 2.5, 2.4, 2.3, 2.2, -3.0, 0.0, 0.1])
+    emb = np.array([[0, 1, 0], [1, 0, 0], [1, 0.1, 0], [1, 0, 0.1], [1, 0.1, 0.1], [0, 0, 1], [0.5, 0, 1], [0, 0.5, 1]])
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    return scores, emb @ emb.T
+
+
+def test_consensus_prefers_a_high_scorer_the_judges_best_agree_with_and_rejects_the_judges_worst():
+    scores, s = clustered_case()
+    lengths = np.full(8, 100)
+    extremes = select_prescreen("extremes", scores, s, 2, 0.0)
+    assert extremes == [0, 5]
+    chosen = select_prescreen("consensus", scores, s, 2, 0.0, lengths=lengths, consensus_weight=1.5, top_m=5)
+    assert chosen[1] == 5 and chosen[0] in (1, 2, 3, 4)
+    # no agreement term and equal lengths: the judge's best and worst again
+    assert select_prescreen("consensus", scores, s, 2, 0.0, lengths=lengths, consensus_weight=0.0) == extremes
+    # the length term: the longest of the cluster wins when agreement is off and length is on
+    longer = lengths.copy()
+    longer[3] = 10_000
+    assert select_prescreen("consensus", scores, s, 2, 0.0, lengths=longer, consensus_weight=0.0,
+                            length_weight=5.0) == [3, 5]
+    with pytest.raises(AEPOInputError, match="similarity"):
+        prescreen_values("consensus", scores, lengths, similarity=None)
+
+
+def test_consensus_is_the_default_rule_and_its_options_are_flags_and_checked():
+    from aepo_datasets.cli.select import build_parser as select_parser
+    from aepo_datasets.schema import parse_args, values_from_args
+
+    assert AEPOConfig().prescreen_rule == "consensus" and AEPOConfig().select_config().prescreen_rule == "consensus"
+    args = parse_args(select_parser(), ["d.csv", "--selection", "prescreen", "--prescreen_top_m", "3",
+                                        "--prescreen_consensus_weight", "2"], required=("dataset",))
+    values = values_from_args(AEPOConfig, args)
+    config = AEPOConfig(**values)
+    assert (config.prescreen_top_m, config.prescreen_consensus_weight) == (3, 2.0)
+    assert (config.select_config().prescreen_top_m, config.select_config().prescreen_consensus_weight) == (3, 2.0)
+    with pytest.raises(AEPOInputError, match="prescreen_top_m must be an integer >= 2"):
+        AEPOConfig(selection="prescreen", prescreen_top_m=1)
+    with pytest.raises(AEPOInputError, match="prescreen_consensus_weight must be a finite number"):
+        AEPOConfig(selection="prescreen", prescreen_consensus_weight=float("nan"))
+
+
+def test_consensus_options_reach_the_selection_through_the_pipeline():
+    ds = _wide(4, 8)
+    picks = {}
+    for top_m, weight in ((2, 0.0), (5, 3.0)):
+        config = AEPOConfig(num_responses=8, selection="prescreen", prescreen_model="length",
+                            response_columns="response_*", reward_column="score_*", diversity_penalty=0.0,
+                            prescreen_top_m=top_m, prescreen_consensus_weight=weight, similarity_measure="unigram_f1")
+        out, _ = run_pipeline(ds, config)
+        picks[top_m] = out["train"]["selected_ids"]
+    from aepo_datasets.selection.similarity import LEXICAL
+
+    for row, got in enumerate(picks[5]):
+        texts = [ds[row][f"response_{j}"] for j in range(8)]
+        lengths = [len(t) for t in texts]
+        expected = select_prescreen("consensus", lengths, LEXICAL.get("unigram_f1")(texts), 2, 0.0, lengths=lengths,
+                                    consensus_weight=3.0, top_m=5)
+        assert sorted(got) == expected
+        assert sorted(picks[2][row]) == sorted([int(np.argmax(lengths)), int(np.argmin(lengths))])
+
+
+def test_the_rule_a_prescreen_split_used_reaches_the_summary_and_the_card():
+    from aepo_datasets.hub.card import card_metadata, render_section
+    from aepo_datasets.report.run_info import build_run_info
+    from aepo_datasets.report.summary import format_summary
+
+    ds = _wide(2)
+    for rule in ("consensus", "extremes"):
+        config = AEPOConfig(num_responses=6, selection="prescreen", prescreen_model="length", prescreen_rule=rule,
+                            response_columns="response_*", reward_column="score_*")
+        _, report = run_pipeline(ds, config)
+        assert report.strategies["train"]["prescreen_rule"] == rule
+        assert f"prescreen ({rule})" in format_summary(report, {})
+        section = render_section(card_metadata(build_run_info(config, report, "aepo ...")))
+        assert f"| train | prescreen ({rule}) |" in section
+    _, report = run_pipeline(ds, AEPOConfig(num_responses=6, response_columns="response_*", reward_column="score_*",
+                                            selection="random"))
+    assert "prescreen_rule" not in report.strategies["train"]

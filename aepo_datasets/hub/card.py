@@ -58,7 +58,8 @@ def _prompts(info: RunInfo) -> dict[str, Any]:
 def _split_meta(split: SplitSummary) -> dict[str, Any]:
     rewards = split.rewards
     return {"selection": split.selection, "num_annotations": split.num_annotations,
-            "diversity_penalty": split.diversity_penalty, "rows": rewards.get("rows"),
+            "diversity_penalty": split.diversity_penalty, "prescreen_rule": split.prescreen_rule,
+            "rows": rewards.get("rows"),
             "annotations": split.annotations, "saved_vs_west_of_n": split.saved, "tied": split.tied,
             "reward_columns": rewards.get("columns"), **{name: rewards.get(name) for name in STATISTICS}}  # fmt: skip
 
@@ -112,7 +113,7 @@ def _model_cell(ref: Mapping[str, Any] | None) -> str | None:
 
 def _split_rows(meta: Mapping[str, Any]) -> list[list[Any]]:
     west_of_n = meta["annotations"]["west_of_n"]
-    return [[name, strategy_text(s["selection"], s["diversity_penalty"]),
+    return [[name, strategy_text(s["selection"], s["diversity_penalty"], s.get("prescreen_rule")),
              "all" if s["selection"] == "west_of_n" else s["num_annotations"], s["rows"], s["annotations"],
              saved_text(s["saved_vs_west_of_n"], west_of_n), s["tied"]]
             for name, s in meta["splits"].items()]  # fmt: skip

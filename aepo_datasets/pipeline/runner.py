@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 def strategy(config: AEPOConfig) -> dict:
     """How a split picks the responses to annotate, as RunReport.strategies records it."""
     k = None if config.select_config().strategy.annotates_all else config.num_annotations
-    return {"selection": config.selection, "num_annotations": k, "diversity_penalty": config.diversity_penalty}
+    rule = {"prescreen_rule": config.prescreen_rule} if config.select_config().needs_prescreen else {}
+    return {"selection": config.selection, "num_annotations": k, "diversity_penalty": config.diversity_penalty, **rule}
 
 
 def _note_cache_hit(result, start: float, report, stage: str) -> bool:

@@ -116,7 +116,10 @@ def _report(report: Mapping[str, Any], config: Mapping[str, Any], splits: Any) -
 def _earlier_strategy(options: Mapping[str, Any]) -> dict:
     selection = "west_of_n" if options.get("west_of_n") else options.get("selection")
     k = None if selection == "west_of_n" else options.get("num_annotations")
-    return {"selection": selection, "num_annotations": k, "diversity_penalty": options.get("diversity_penalty")}
+    # before issue 20 a prescreen split had one rule: extremes
+    rule = {"prescreen_rule": options.get("prescreen_rule") or "extremes"} if selection == "prescreen" else {}
+    return {"selection": selection, "num_annotations": k, "diversity_penalty": options.get("diversity_penalty"),
+            **rule}
 
 
 def build_run_info(config, report: RunReport, command: Sequence[str] | str,

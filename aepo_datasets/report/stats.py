@@ -48,16 +48,20 @@ class SplitSummary:
     selection: str | None = None
     num_annotations: int | None = None  # k; None for West-of-N, which annotates every usable response
     diversity_penalty: float | None = None
+    prescreen_rule: str | None = None  # --selection prescreen only
     annotations: int | None = None  # responses this split's selection sent to the annotator (tied prompts too)
     saved: int | None = None  # West-of-N's annotations minus `annotations`
     tied: int | None = None
     rewards: dict = field(default_factory=dict)  # stats.reward_stats: rows, chosen, rejected, margin
 
 
-def strategy_text(selection: str | None, diversity_penalty: float | None) -> str | None:
-    """`aepo (λ = 1.0)`, else the strategy's name (λ only changes AEPO's choice)."""
+def strategy_text(selection: str | None, diversity_penalty: float | None, prescreen_rule: str | None = None
+                  ) -> str | None:  # fmt: skip
+    """`aepo (λ = 1.0)`, `prescreen (consensus)`, else the strategy's name (λ only changes AEPO's choice)."""
     if selection == "aepo" and diversity_penalty is not None:
         return f"aepo (λ = {diversity_penalty})"
+    if selection == "prescreen" and prescreen_rule:
+        return f"prescreen ({prescreen_rule})"
     return selection
 
 

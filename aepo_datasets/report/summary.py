@@ -151,7 +151,8 @@ def split_table(splits: list[SplitSummary], west_of_n: int) -> list[str]:
 def _split_row(split: SplitSummary, west_of_n: int) -> tuple[str, ...]:
     k = "all" if split.selection == "west_of_n" else split.num_annotations
     means = [f"{split.rewards[name]['mean']:.4g}" if split.rewards.get(name) else "-" for name in STATISTICS]
-    cells = (split.name, strategy_text(split.selection, split.diversity_penalty), k, split.annotations,
+    strategy = strategy_text(split.selection, split.diversity_penalty, split.prescreen_rule)
+    cells = (split.name, strategy, k, split.annotations,
              saved_text(split.saved, west_of_n), split.rewards.get("rows"), split.tied, *means)
     return tuple("?" if cell is None else str(cell) for cell in cells)
 

@@ -21,6 +21,7 @@ from typing import ClassVar
 from ..registry import Registry
 
 STRATEGIES: Registry[type["Strategy"]] = Registry("selection strategy", sort=False)
+DEFAULT_PRESCREEN_RULE = "consensus"  # issue 20: benchmarks/prescreen_variants.py
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,10 @@ class SelectionOptions:
     """The options a strategy may read (`SelectConfig` has the same names, and is passed in their place)."""
 
     diversity_penalty: float = 1.0
-    prescreen_rule: str = "extremes"
+    prescreen_rule: str = DEFAULT_PRESCREEN_RULE
     prescreen_length_weight: float = 0.5
+    prescreen_consensus_weight: float = 1.5
+    prescreen_top_m: int = 5
 
 
 class Strategy:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import AEPOInputError
 from ..registry import unknown_choice_message
-from .base import STRATEGIES, SelectionOptions, Strategy
+from .base import DEFAULT_PRESCREEN_RULE, STRATEGIES, SelectionOptions, Strategy
 
 LOCAL_SEARCH_ITERATIONS = 20
 RESTARTS = 8
@@ -185,11 +185,12 @@ def select_random(n: int, k: int, seed: int) -> list[int]:
 
 
 def select(strategy: str, similarity, n: int, k: int, diversity_penalty: float, seed: int,
-           scores=None, rule: str = "extremes", lengths=None, length_weight: float = 0.5) -> list[int]:
+           scores=None, rule: str = DEFAULT_PRESCREEN_RULE, lengths=None, length_weight: float = 0.5,
+           consensus_weight: float = 1.5, top_m: int = 5) -> list[int]:
     """The registered strategy `strategy` (`STRATEGIES`); `similarity` may be None for random and west_of_n;
-    `scores` (the cheap judge's, one per response), `rule`, `lengths` (characters) and `length_weight` only for
-    prescreen."""
-    options = SelectionOptions(diversity_penalty, rule, length_weight)
+    `scores` (the cheap judge's, one per response), `rule`, `lengths` (characters), `length_weight`,
+    `consensus_weight` and `top_m` only for prescreen."""
+    options = SelectionOptions(diversity_penalty, rule, length_weight, consensus_weight, top_m)
     return STRATEGIES.get(strategy)().select(similarity, n, k, seed, options, scores=scores, lengths=lengths)
 
 
@@ -271,7 +272,7 @@ def _best_in(pool: np.ndarray, chosen: list[int], unit: np.ndarray, matrix: np.n
 
 # --- prescreen rules: what the cheap judge's scores are turned into before the extremes are taken ---------------
 
-PRESCREEN_RULES = ("extremes", "mu_minus_2sigma", "debiased", "ensemble")
+PRESCREEN_RULES = ("extremes", "mu_minus_2sigma", "debiased", "ensemble", "consensus")
 
 
 def _z(values) -> np.ndarray:
@@ -280,7 +281,21 @@ def _z(values) -> np.ndarray:
     return np.zeros_like(v) if std == 0 or not np.isfinite(std) else (v - v.mean()) / std
 
 
-def prescreen_values(rule: str, scores, lengths=None, length_weight: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def agreement_with_top(scores, similarity, top_m: int) -> np.ndarray:
+    """Each response's mean similarity to the cheap judge's `top_m` best (itself left out; ties: earlier first)."""
+    c = np.asarray(scores, dtype=np.float64)
+    m = min(int(top_m), len(c))
+    top = np.lexsort((np.arange(len(c)), -c))[:m]
+    matrix = zero_diagonal(similarity)
+    if matrix.shape[0] != len(c):
+        raise ValueError(f"need an {len(c)} x {len(c)} similarity, got shape {matrix.shape}")
+    others = np.full(len(c), float(m))
+    others[top] -= 1.0
+    return matrix[:, top].sum(axis=1) / np.maximum(others, 1.0)
+
+
+def prescreen_values(rule: str, scores, lengths=None, length_weight: float = 0.5, similarity=None,
+                     consensus_weight: float = 1.5, top_m: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """(ranking, worth) for a prescreen rule: the halves are cut by `ranking`, a response's worth is what
     `select_extremes` maximises (minus the diversity term).
 
@@ -289,14 +304,27 @@ def prescreen_values(rule: str, scores, lengths=None, length_weight: float = 0.5
       response sits near the judge's mean - 2 std instead of its minimum (arXiv 2502.16825).
     - debiased: the cheap score minus its least-squares fit on log(length) within the prompt; worth |z|.
     - ensemble: z(cheap score) + length_weight * z(log length); worth |z|.
+    - consensus: the cheap score; worth in the top half z(b), b = z(cheap score) + length_weight * z(log length)
+      + consensus_weight * z(mean similarity to the judge's top_m), so the chosen one is a high scorer that the
+      other high scorers agree with (the judge's noise averaged over its best few); worth in the bottom half
+      -z(cheap score): the rejected one is the judge's worst at lam = 0.
     """
     if rule not in PRESCREEN_RULES:
         raise AEPOInputError(unknown_choice_message("prescreen rule", rule, list(PRESCREEN_RULES)))
     c = np.asarray(scores, dtype=np.float64)
-    if rule in ("debiased", "ensemble"):
+    if rule in ("debiased", "ensemble", "consensus"):
         if lengths is None or len(lengths) != len(c):
             raise AEPOInputError(f"--prescreen_rule {rule} needs one length per response ({len(c)}).")
         log_length = np.log1p(np.asarray(lengths, dtype=np.float64))
+        if rule == "consensus":
+            if similarity is None:
+                raise AEPOInputError("--prescreen_rule consensus needs the responses' similarity matrix.")
+            blend = (_z(c) + length_weight * _z(log_length)
+                     + consensus_weight * _z(agreement_with_top(c, similarity, top_m)))
+            top, bottom = halves(c)
+            worth = -_z(c)
+            worth[top] = _z(blend)[top]
+            return c, worth
         if rule == "ensemble":
             c = _z(c) + length_weight * _z(log_length)
         elif log_length.std() > 0:
@@ -310,9 +338,10 @@ def prescreen_values(rule: str, scores, lengths=None, length_weight: float = 0.5
 
 
 def select_prescreen(rule: str, scores, similarity, k: int, diversity_penalty: float = 1.0, seed: int = 0,
-                     lengths=None, length_weight: float = 0.5) -> list[int]:
+                     lengths=None, length_weight: float = 0.5, consensus_weight: float = 1.5,
+                     top_m: int = 5) -> list[int]:
     """`select_extremes` on the ranking and worth of `prescreen_values` (k sorted indices)."""
-    ranking, worth = prescreen_values(rule, scores, lengths, length_weight)
+    ranking, worth = prescreen_values(rule, scores, lengths, length_weight, similarity, consensus_weight, top_m)
     return select_extremes(ranking, similarity, k, diversity_penalty, seed, values=worth)
 
 
@@ -367,4 +396,5 @@ class Prescreen(Strategy):
         if options.prescreen_rule == "extremes":
             return select_extremes(scores, similarity, k, options.diversity_penalty, seed)
         return select_prescreen(options.prescreen_rule, scores, similarity, k, options.diversity_penalty, seed,
-                                lengths, options.prescreen_length_weight)
+                                lengths, options.prescreen_length_weight, options.prescreen_consensus_weight,
+                                options.prescreen_top_m)

@@ -13,6 +13,7 @@ import numpy as np
 from ..conversation import is_conversation, prompt_label, prompt_messages
 from ..errors import AEPOInputError
 from ..registry import unknown_choice_message
+from ..selection.base import DEFAULT_PRESCREEN_RULE
 from ..selection.strategies import PRESCREEN_RULES, STRATEGIES
 from ..selection.similarity import LEXICAL, check_measure, cosine_matrix
 from .base import Transform, kept_rows, require_columns
@@ -28,8 +29,10 @@ class SelectConfig:
     similarity_measure: str = "sentbert"
     seed: int = 0
     output_column: str = "selected"
-    prescreen_rule: str = "extremes"
+    prescreen_rule: str = DEFAULT_PRESCREEN_RULE
     prescreen_length_weight: float = 0.5
+    prescreen_consensus_weight: float = 1.5
+    prescreen_top_m: int = 5
 
     def __post_init__(self):
         STRATEGIES.get(self.selection)  # unknown: "did you mean ...? Available: ..."
@@ -38,9 +41,13 @@ class SelectConfig:
             raise AEPOInputError(f"num_annotations must be >= 2 (a pair needs two), got {self.num_annotations}")
         if self.prescreen_rule not in PRESCREEN_RULES:
             raise AEPOInputError(unknown_choice_message("prescreen rule", self.prescreen_rule, list(PRESCREEN_RULES)))
-        w = self.prescreen_length_weight
-        if not isinstance(w, (int, float)) or not math.isfinite(w):
-            raise AEPOInputError(f"prescreen_length_weight must be a finite number, got {w!r}")
+        for name in ("prescreen_length_weight", "prescreen_consensus_weight"):
+            w = getattr(self, name)
+            if not isinstance(w, (int, float)) or not math.isfinite(w):
+                raise AEPOInputError(f"{name} must be a finite number, got {w!r}")
+        m = self.prescreen_top_m
+        if isinstance(m, bool) or not isinstance(m, int) or m < 2:
+            raise AEPOInputError(f"prescreen_top_m must be an integer >= 2, got {m!r}")
         lam = self.diversity_penalty
         if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
             raise AEPOInputError(f"diversity_penalty must be a finite number >= 0, got {lam!r}")
