@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -128,7 +129,14 @@ def run_once(input_path: Path, embedder: str, reward: str, workdir: Path, proces
     return {"wall_s": wall, "peak_disk_bytes": max(peak_disk[0], final), "final_disk_bytes": final,
             "peak_rss_mb": {str(r): rss[r]["VmRSS"] / 1024 for r in sorted(rss)},
             "peak_anon_mb": {str(r): rss[r]["RssAnon"] / 1024 for r in sorted(rss)},
-            "load_1min_mean": sum(loads) / len(loads), "load_1min_max": max(loads), "log_tail": out[-1500:]}
+            "load_1min_mean": sum(loads) / len(loads), "load_1min_max": max(loads),
+            "stage_process_s": stage_seconds(out), "log_tail": out[-1500:]}
+
+
+def stage_seconds(log: str) -> dict[str, float]:
+    """The summary's `time per stage` line (process-seconds summed over ranks and chunks), e.g. {"embed": 31.0}."""
+    match = re.search(r"time per stage:\s+(.*)", log)
+    return {name: float(sec) for name, sec in re.findall(r"(\w+) ([\d.]+)s", match.group(1))} if match else {}
 
 
 def linear(xs: list[float], ys: list[float], flat: bool) -> tuple[float, float]:
@@ -213,7 +221,8 @@ def main(argv=None) -> int:
                   f"({cell['wall_per_1k_prompts_s']:.0f} s per 1k prompts); input Arrow {arrow_bytes / 1e6:.0f} MB; "
                   f"peak disk {cell['peak_disk_bytes'] / 1e6:.0f} MB = {cell['peak_disk_ratio']:.2f}x the input "
                   f"(after the run {cell['final_disk_ratio']:.2f}x); peak RSS {rss}; "
-                  f"1-min load mean {cell['load_1min_mean']:.1f} max {cell['load_1min_max']:.1f}", flush=True)
+                  f"1-min load mean {cell['load_1min_mean']:.1f} max {cell['load_1min_max']:.1f}; process-seconds per stage "
+                  f"{cell['stage_process_s']}", flush=True)
     fit = extrapolate(runs)
     print("LINEAR extrapolation (fit through the runs above; not measured):")
     for target in TARGETS:
