@@ -2,7 +2,8 @@
 
 For an annotation budget B, every strategy spends B judge calls on the prompts of a training pool:
 AEPO (lambda = 1), MBR (lambda = 0), random and prescreen (aepo-mini's extremes, the package default
-rule, lambda = 1) annotate k = 2 responses on B/2 prompts; West-of-N annotates N responses on B/N prompts.
+rule, lambda = 1; and its `consensus` rule) annotate k = 2 responses on B/2 prompts; West-of-N annotates N
+responses on B/N prompts.
 The annotator is the judge's score (`score_j`). Each strategy's pairs train the same small reward model: a
 Bradley-Terry head on frozen all-MiniLM-L6-v2 features of prompt and response (aepo-mini's feature code and
 `MiniHead`; by default its linear recipe: response embedding, prompt-response cosine, four length features),
@@ -48,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aepo_datasets.rewards import aepo_mini as am  # noqa: E402
+from aepo_datasets.selection.base import DEFAULT_PRESCREEN_RULE  # noqa: E402
 from aepo_datasets.selection.strategies import select  # noqa: E402
 from aepo_datasets.transforms.to_response_lists import ToResponseLists  # noqa: E402
 
@@ -64,9 +66,11 @@ HEADS = {  # aepo-mini's GRID recipes (scripts/train_aepo_mini.py), without off-
     "linear": {"embedding": ["r", "cos"], "surface": SURFACE[:4], "hidden": 0, "dropout": 0.0},
     "mlp": {"embedding": ["r", "cos"], "surface": SURFACE, "hidden": 128, "dropout": 0.2},
 }
-K2 = ("aepo", "mbr", "random", "prescreen")
+K2 = ("aepo", "mbr", "random", "prescreen", "prescreen_consensus")
 LABELS = {"aepo": "AEPO (λ = 1), k = 2", "mbr": "MBR (λ = 0), k = 2", "random": "random, k = 2",
-          "prescreen": "prescreen (aepo-mini extremes, λ = 1), k = 2"}
+          "prescreen": "prescreen (aepo-mini extremes, the default rule, λ = 1), k = 2",
+          "prescreen_consensus": "prescreen (consensus rule, λ = 1), k = 2"}
+PRESCREEN_RULES = {"prescreen": DEFAULT_PRESCREEN_RULE, "prescreen_consensus": "consensus"}
 
 
 # --- data and the embedding cache ---------------------------------------------------------------------------
@@ -191,8 +195,9 @@ def annotate(arrays, row: int, strategy: str, seed: int, n: int | None) -> np.nd
     if strategy not in K2:
         return np.random.default_rng([seed, int(row)]).permutation(kept)[:n]
     emb = arrays["response_emb"][row, kept].astype(np.float64)
-    picked = select(strategy, emb @ emb.T, len(kept), 2, 1.0, seed * 1_000_003 + int(row),
-                    scores=arrays["cheap"][row, kept], rule="extremes", lengths=arrays["lengths"][row, kept])
+    rule = PRESCREEN_RULES.get(strategy, DEFAULT_PRESCREEN_RULE)
+    picked = select(strategy.split("_")[0], emb @ emb.T, len(kept), 2, 1.0, seed * 1_000_003 + int(row),
+                    scores=arrays["cheap"][row, kept], rule=rule, lengths=arrays["lengths"][row, kept])
     return kept[np.asarray(picked)]
 
 

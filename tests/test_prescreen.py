@@ -220,11 +220,11 @@ def test_consensus_prefers_a_high_scorer_the_judges_best_agree_with_and_rejects_
         prescreen_values("consensus", scores, lengths, similarity=None)
 
 
-def test_consensus_is_the_default_rule_and_its_options_are_flags_and_checked():
+def test_extremes_is_the_default_rule_and_the_consensus_options_are_flags_and_checked():
     from aepo_datasets.cli.select import build_parser as select_parser
     from aepo_datasets.schema import parse_args, values_from_args
 
-    assert AEPOConfig().prescreen_rule == "consensus" and AEPOConfig().select_config().prescreen_rule == "consensus"
+    assert AEPOConfig().prescreen_rule == "extremes" and AEPOConfig().select_config().prescreen_rule == "extremes"
     args = parse_args(select_parser(), ["d.csv", "--selection", "prescreen", "--prescreen_top_m", "3",
                                         "--prescreen_consensus_weight", "2"], required=("dataset",))
     values = values_from_args(AEPOConfig, args)
@@ -243,7 +243,8 @@ def test_consensus_options_reach_the_selection_through_the_pipeline():
     for top_m, weight in ((2, 0.0), (5, 3.0)):
         config = AEPOConfig(num_responses=8, selection="prescreen", prescreen_model="length",
                             response_columns="response_*", reward_column="score_*", diversity_penalty=0.0,
-                            prescreen_top_m=top_m, prescreen_consensus_weight=weight, similarity_measure="unigram_f1")
+                            prescreen_rule="consensus", prescreen_top_m=top_m, prescreen_consensus_weight=weight,
+                            similarity_measure="unigram_f1")
         out, _ = run_pipeline(ds, config)
         picks[top_m] = out["train"]["selected_ids"]
     from aepo_datasets.selection.similarity import LEXICAL
