@@ -205,7 +205,7 @@ def launch(settings: dict, command: list[str]) -> int:
         settings["dataset"], settings["split"], settings["cache_dir"], settings["access_token"], settings["subset"])),
         config, split_options(settings), settings["num_instructions"], settings["access_token"], check_all=True,
         prepare=(lambda data: prepare_select(config, data, settings["id_column"])) if selecting else None)
-    dataset, ids, layout = fresh_maps(prompts.dataset), prompts.ids, prompts.layout  # unmaps what the checks read
+    dataset, ids, layout = fresh_maps(prompts.dataset), prompts.ids, prompts.layout  # drops the pages loading read
     del prompts
     release_freed_memory()  # converting the input leaves Arrow's pool holding memory in proportion to it
     from ..models.identity import config_identity
