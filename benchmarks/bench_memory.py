@@ -5,13 +5,17 @@ with N responses each, runs the launcher (`aepo_datasets/run.py`, chunks of `chu
 embedder of all-MiniLM-L6-v2's output size (one BERT layer, hidden 384, built offline) and `reward_model=length`,
 and samples /proc/<pid>/status of every process of the run every 100 ms. Prints, per size, the peak VmRSS of the
 largest rank and its anonymous part (RssAnon: what the process itself allocated; RssFile is memory-mapped Arrow
-pages the kernel can drop), and the LARGE / SMALL ratios.
+pages the kernel can drop), the same per phase of the run as seen from outside (loading the input until the
+run's chunk folder appears, the chunks, then assembling and reporting once the last chunk is saved) and the RSS at
+each chunk's save, and the LARGE / SMALL ratios; --json also keeps a one-sample-a-second timeline.
 
     PYTHONPATH=. python benchmarks/bench_memory.py [--small 1000] [--large 10000] [--responses 16]
-        [--processes 1] [--max_seq_length 64] [--row_group_size 1000] [--json out.json] [-- extra launcher key=value ...]
+        [--processes 1] [--max_seq_length 64] [--row_group_size 1000] [--rerun] [--json out.json]
+        [-- extra launcher key=value ...]
 
-Recorded (2 shared CPU cores, ~0.1 s per prompt): --small 500 --large 5000 -- chunk_size=500, so that both runs
-hold the same chunk in memory and the ratio shows only what grows with the number of prompts.
+Recorded (2 shared CPU cores, load 7-13): --small 1000 --large 10000 --responses 8 --max_seq_length 16
+-- chunk_size=500 (~21 min for both), so that both runs hold the same chunk in memory and the ratio shows only what
+grows with the number of prompts.
 """
 
 from __future__ import annotations
@@ -96,9 +100,10 @@ def phases(timeline: list[dict]) -> dict:
     return {"peaks": peaks, "rss_mb_at_chunk_saves": at_chunk}
 
 
-def run_once(input_path: Path, embedder: str, workdir: Path, processes: int, extra: list[str]) -> dict:
-    args = [f"dataset={input_path}", f"embedding_model={embedder}",
-            "reward_model=length", f"output_dir={workdir / 'out'}", f"cache_dir={workdir / 'cache'}", *extra]
+def run_once(input_path: Path, embedder: str, workdir: Path, processes: int, extra: list[str],
+             cache: Path | None = None) -> dict:
+    args = [f"dataset={input_path}", f"embedding_model={embedder}", "reward_model=length",
+            f"output_dir={workdir / 'out'}", f"cache_dir={cache or workdir / 'cache'}", *extra]
     launcher = [sys.executable, RUN] if processes == 1 else \
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes), RUN]
     peaks: dict[int, dict[str, int]] = {}
@@ -138,6 +143,15 @@ def run_once(input_path: Path, embedder: str, workdir: Path, processes: int, ext
             "timeline_largest_rank": timelines[largest][::10]}  # one sample a second
 
 
+def report(label, responses: int, cell: dict) -> None:
+    print(f"{label:>6} prompts x {responses}: peak RSS of the largest rank {cell['peak_rss_mb']:7.0f} MB "
+          f"(anonymous {cell['peak_anon_mb']:6.0f} MB, file-backed {cell['peak_file_mb']:5.0f} MB)  "
+          f"{cell['seconds']:6.0f} s", flush=True)
+    for phase, peak in cell["largest_rank_phases"]["peaks"].items():
+        print(f"    {phase:24s} peak RSS {peak['rss']:6d} MB (anonymous {peak['anon']:5d}, file {peak['file']:5d})")
+    print(f"    RSS at each chunk's save: {cell['largest_rank_phases']['rss_mb_at_chunk_saves']}", flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", type=int, default=1000)
@@ -148,6 +162,9 @@ def main(argv=None) -> int:
                         help="embedder truncation; 64 keeps the near-zero-cost embedder near zero on long responses")
     parser.add_argument("--row_group_size", type=int, default=1000,
                         help="rows per parquet row group of the written input (Hub files: <= ~100 MB per group)")
+    parser.add_argument("--rerun", action="store_true",
+                        help="run each size again on the first run's cache: the input's Arrow is read, not converted "
+                             "(what a rank other than the main one sees)")
     parser.add_argument("--json", default=None)
     parser.add_argument("extra", nargs="*", help="more launcher key=value settings (after --)")
     args = parser.parse_args(argv)
@@ -161,15 +178,15 @@ def main(argv=None) -> int:
             workdir = tmp / f"run_{prompts}"
             workdir.mkdir()
             path = write_input(tmp, prompts, args.responses, args.row_group_size)
-            cell = run_once(path, embedder, workdir, args.processes,
-                            [f"num_responses={args.responses}", f"max_seq_length={args.max_seq_length}", *args.extra])
-            results[prompts] = cell
-            print(f"{prompts:6d} prompts x {args.responses}: peak RSS of the largest rank {cell['peak_rss_mb']:7.0f} MB "
-                  f"(anonymous {cell['peak_anon_mb']:6.0f} MB, file-backed {cell['peak_file_mb']:5.0f} MB)  "
-                  f"{cell['seconds']:6.0f} s", flush=True)
-            for phase, peak in cell["largest_rank_phases"]["peaks"].items():
-                print(f"    {phase:24s} peak RSS {peak['rss']:6d} MB (anonymous {peak['anon']:5d}, file {peak['file']:5d})")
-            print(f"    RSS at each chunk's save: {cell['largest_rank_phases']['rss_mb_at_chunk_saves']}", flush=True)
+            settings = [f"num_responses={args.responses}", f"max_seq_length={args.max_seq_length}", *args.extra]
+            cells = {prompts: run_once(path, embedder, workdir, args.processes, settings)}
+            if args.rerun:
+                (tmp / f"rerun_{prompts}").mkdir()
+                cells[f"{prompts} cached"] = run_once(path, embedder, tmp / f"rerun_{prompts}", args.processes,
+                                                      settings, cache=workdir / "cache")
+            results.update(cells)
+            for label, cell in cells.items():
+                report(label, args.responses, cell)
     small, large = results[args.small], results[args.large]
     print(f"ratio {args.large} / {args.small} prompts: peak RSS {large['peak_rss_mb'] / small['peak_rss_mb']:.2f}x, "
           f"anonymous {large['peak_anon_mb'] / small['peak_anon_mb']:.2f}x (target <= 1.2x)")
