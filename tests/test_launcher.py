@@ -79,6 +79,33 @@ def test_chunks_are_contiguous_and_cover_everything():
             assert max(map(len, shares)) - min(map(len, shares)) <= 1
 
 
+def mappings_of(path: Path) -> int:
+    return sum(line.rstrip().endswith(str(path)) for line in Path("/proc/self/maps").read_text().splitlines())
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps (Linux)")
+def test_a_chunk_reads_through_maps_that_close_with_it(tmp_path):
+    import gc
+
+    from datasets import Dataset
+
+    from aepo_datasets.launch.chunks import fresh_maps
+
+    Dataset.from_dict({"prompt": [f"p{i}" for i in range(50)], "n": list(range(50))}).save_to_disk(str(tmp_path / "d"))
+    dataset = load_from_disk(str(tmp_path / "d"))
+    arrow = Path(dataset.cache_files[0]["filename"]).resolve()
+    assert mappings_of(arrow) == 1
+    chunk = fresh_maps(dataset).select(range(10, 20))
+    assert mappings_of(arrow) == 2
+    assert chunk.to_list() == dataset.select(range(10, 20)).to_list()
+    assert fresh_maps(dataset)._fingerprint == dataset._fingerprint  # the run key is computed from it
+    del chunk
+    gc.collect()
+    assert mappings_of(arrow) == 1
+    in_memory = Dataset.from_dict({"n": [1, 2]})
+    assert fresh_maps(in_memory) is in_memory  # pickling would copy it
+
+
 def launch(args, processes=1, **kwargs):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     if processes == 1:

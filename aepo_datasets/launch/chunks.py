@@ -109,3 +109,23 @@ def release_freed_memory() -> None:
         ctypes.CDLL(ctypes.util.find_library("c") or None).malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
         pass
+
+
+def fresh_maps(dataset):
+    """`dataset` read through new memory maps of its Arrow files, which close when the copy is dropped. Every page a
+    process has read through a map stays in its RSS until the map is closed, so a rank that read all its chunks
+    through one map held its whole share of the input (issue 18: file-backed RSS 232 -> 350 MB over the chunks of
+    10,000 prompts). A dataset with in-memory parts is returned as it is: pickling would copy them."""
+    import pickle
+
+    if not (_memory_mapped(dataset.data) and (dataset._indices is None or _memory_mapped(dataset._indices))):
+        return dataset
+    return pickle.loads(pickle.dumps(dataset))  # a memory-mapped table pickles as its path and replays: re-mapped
+
+
+def _memory_mapped(table) -> bool:
+    from datasets.table import ConcatenationTable, MemoryMappedTable
+
+    if isinstance(table, ConcatenationTable):
+        return all(isinstance(block, MemoryMappedTable) for row in table.blocks for block in row)
+    return isinstance(table, MemoryMappedTable)

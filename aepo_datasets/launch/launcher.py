@@ -22,8 +22,8 @@ from ..version import __version__
 from ..errors import AEPOInputError, IncompleteRunError, exit_code
 from ..registry import unknown_choice_message
 from ..pipeline.prepare import instruction_count
-from .chunks import (assemble, chunk_ranges, clean_stale, is_done, my_chunks, release_freed_memory, require_complete,
-                     save_chunk)
+from .chunks import (assemble, chunk_ranges, clean_stale, fresh_maps, is_done, my_chunks, release_freed_memory,
+                     require_complete, save_chunk)
 from ..options import InputOptions
 from ..schema import coerce, field_types, read_config
 from .select_stage import STAGES
@@ -157,9 +157,9 @@ def process_chunks(dataset, chunks, indices, work: Path, pipeline) -> tuple[int,
             reused.append(index)
             continue
         start, end = chunks[index]
-        splits, report = pipeline.run(dataset.select(range(start, end)))
+        splits, report = pipeline.run(fresh_maps(dataset).select(range(start, end)))
         save_chunk(work, index, splits, report)
-        del splits, report
+        del splits, report  # and with them the chunk's maps of the input
         release_freed_memory()  # or RSS creeps up chunk by chunk
         computed += 1
     if reused:
@@ -205,7 +205,9 @@ def launch(settings: dict, command: list[str]) -> int:
         settings["dataset"], settings["split"], settings["cache_dir"], settings["access_token"], settings["subset"])),
         config, split_options(settings), settings["num_instructions"], settings["access_token"], check_all=True,
         prepare=(lambda data: prepare_select(config, data, settings["id_column"])) if selecting else None)
-    dataset, ids = prompts.dataset, prompts.ids
+    dataset, ids, layout = fresh_maps(prompts.dataset), prompts.ids, prompts.layout  # drops the pages loading read
+    available, reward_scorer = prompts.available, prompts.reward_scorer
+    del prompts
     release_freed_memory()  # converting the input leaves Arrow's pool holding memory in proportion to it
     from ..models.identity import config_identity
 
@@ -217,8 +219,8 @@ def launch(settings: dict, command: list[str]) -> int:
     clean_stale(work, mine, state.process_index, state.num_processes)
     pipeline = PreferencePipeline(config, split_options(settings), batch_size=settings["map_batch_size"],
                                   release_models=False, in_memory=True,  # one chunk at a time: no cache files
-                                  layout=prompts.layout,  # every rank and chunk reads the same columns
-                                  reward_scorer=prompts.reward_scorer)  # loaded once, by the preflight
+                                  layout=layout,  # every rank and chunk reads the same columns
+                                  reward_scorer=reward_scorer)  # loaded once, by the preflight
     runner = SelectRunner(pipeline) if selecting else pipeline
     source = input_source(settings["dataset"], settings["split"], settings["subset"])  # run_info.json's `input`
     start = time.time()
@@ -227,8 +229,8 @@ def launch(settings: dict, command: list[str]) -> int:
         seconds = time.time() - start
         if selecting:
             return finish_select(settings, config, command, work, len(chunks), seconds, ids, source,
-                                 prompts.available)
-        return finish(settings, command, work, len(chunks), seconds, source, prompts.available)
+                                 available)
+        return finish(settings, command, work, len(chunks), seconds, source, available)
 
     return run_ranks(state, lambda: process_chunks(dataset, chunks, mine, work, runner), assemble_all,
                      work / f"failed-rank{state.process_index}.txt", len(mine))
