@@ -140,6 +140,20 @@ def test_compressed_csv_rows_are_checked(tmp_path, suffix):
         _check_readable(path)
 
 
+@pytest.mark.parametrize("suffix", [".csv.gz", ".jsonl.gz", ".jsonl.bz2", ".jsonl.xz"])
+def test_a_compressed_file_cut_short_or_not_compressed_is_one_line(tmp_path, suffix):
+    compress = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}[suffix[suffix.rindex("."):]]
+    rows = "prompt,a\n" + "".join(f"q{i},{'x' * 40}\n" for i in range(3000)) if ".csv" in suffix else \
+        "".join(f'{{"prompt": "q{i}", "a": "{"x" * 40}"}}\n' for i in range(3000))
+    whole = compress(rows.encode())
+    for name, content in (("cut", whole[: len(whole) // 2]), ("plain", rows.encode())):
+        path = tmp_path / f"{name}{suffix}"
+        path.write_bytes(content)
+        with pytest.raises(AEPOInputError, match=r"^Cannot read input file .*It may be cut short or corrupt: "
+                                                 r"download or compress it again\.$"):
+            _check_readable(path)
+
+
 def test_arrow_and_python_agree_on_what_is_utf8():
     """The CSV fast path leaves UTF-8 to pyarrow's string conversion: random byte strings over lead, continuation,
     surrogate, overlong and out-of-range bytes must be valid for both or for neither."""

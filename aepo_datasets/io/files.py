@@ -7,9 +7,11 @@ import csv
 import io
 import json
 import logging
+import lzma
 import os
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 
 from ..errors import AEPOInputError
@@ -154,9 +156,12 @@ def _check_readable(path: Path) -> None:
             _check_csv(path)
         else:
             _check_utf8(path)
-    except OSError as err:
+    except PermissionError as err:
         raise AEPOInputError(f"Cannot read input file {str(path)!r}: {err.strerror or err}. Check its permissions, "
                              "or copy it somewhere readable.") from None
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as err:  # gzip/bz2/xz: cut short or not compressed
+        raise AEPOInputError(f"Cannot read input file {str(path)!r}: {getattr(err, 'strerror', None) or err}. It may "
+                             "be cut short or corrupt: download or compress it again.") from None
 
 
 def open_text(path: Path, mode: str = "rb"):
