@@ -16,6 +16,7 @@ from .defaults import DEFAULT_EMBEDDER, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_PRESCREE
 from .errors import AEPOInputError
 from .options import RESEARCH
 from .schema import coerce_fields, option
+from .selection.base import DEFAULT_CONSENSUS_WEIGHT, DEFAULT_LENGTH_WEIGHT, DEFAULT_TOP_M
 from .selection.strategies import DEFAULT_PRESCREEN_RULE, PRESCREEN_RULES, STRATEGIES
 from .transforms.pair_responses import TIE_RULES, PairConfig
 from .transforms.to_response_lists import ResponseListsConfig, as_column_tuple
@@ -79,11 +80,14 @@ class AEPOConfig:
                                  "extremes, mu_minus_2sigma, debiased (length), ensemble (with length), consensus "
                                  "(the chosen one agrees with the judge's best few)",
                                  choices=list(PRESCREEN_RULES))
-    prescreen_length_weight: float = option(0.5, "weight of z(log length) in --prescreen_rule ensemble and consensus")
-    prescreen_consensus_weight: float = option(1.5, "weight of z(agreement with the cheap judge's --prescreen_top_m "
-                                               "best) in --prescreen_rule consensus")
-    prescreen_top_m: int = option(5, "how many of the cheap judge's best the chosen response is compared with in "
-                                  "--prescreen_rule consensus")
+    prescreen_length_weight: float = option(
+        DEFAULT_LENGTH_WEIGHT, "weight of z(log length) in --prescreen_rule ensemble and consensus")
+    prescreen_consensus_weight: float = option(
+        DEFAULT_CONSENSUS_WEIGHT, "weight of z(agreement with the cheap judge's --prescreen_top_m best) in "
+        "--prescreen_rule consensus")
+    prescreen_top_m: int = option(
+        DEFAULT_TOP_M, "how many of the cheap judge's best the chosen response is compared with in --prescreen_rule "
+        "consensus")
     oracle_column: tuple[str, ...] | None = option(
         None, "oracle scores for the pair-quality report only, e.g. 'score_*' (one per response; never used to "
         "select or pair)")

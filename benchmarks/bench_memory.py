@@ -40,14 +40,23 @@ def write_input(folder: Path, prompts: int, responses: int, row_group_size: int,
     """`prompts` rows drawn with replacement from the shared data, keeping the prompt and `responses` responses,
     in row groups of `row_group_size` rows (Hub parquet files have row groups of ~100 MB at most; one row group of
     the whole input makes its conversion to Arrow hold all of it at once)."""
+    columns = [f"response_{j}" for j in range(responses)]
+    return resampled_input(folder, prompts, columns, row_group_size, seed)[0]
+
+
+def resampled_input(folder: Path, prompts: int, responses: list[str], row_group_size: int | None = None,
+                    seed: int = 0) -> tuple[Path, int]:
+    """`prompts` rows of the shared data drawn with replacement (seeded), the prompt and the `responses` columns,
+    as `folder/input_<prompts>.parquet` (`row_group_size` None: pyarrow's default, one group at these sizes); the
+    path and the table's Arrow bytes."""
     import numpy as np
     import pyarrow.parquet as pq
 
-    table = pq.read_table(DATA, columns=["prompt", *[f"response_{j}" for j in range(responses)]])
-    rows = np.random.default_rng(seed).integers(0, table.num_rows, prompts)
+    table = pq.read_table(DATA, columns=["prompt", *responses])
+    table = table.take(np.random.default_rng(seed).integers(0, table.num_rows, prompts))
     path = folder / f"input_{prompts}.parquet"
-    pq.write_table(table.take(rows), path, row_group_size=row_group_size)
-    return path
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return path, table.nbytes
 
 
 def descendants(root: int) -> list[int]:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_disk import DATA, build_embedder, tree_bytes  # noqa: E402
-from bench_memory import RUN, descendants, memory_kb  # noqa: E402
+from bench_memory import RUN, descendants, memory_kb, resampled_input  # noqa: E402
 
 TARGETS = (100_000, 1_000_000)
 
@@ -45,16 +45,11 @@ def write_input(folder: Path, prompts: int, response_glob: str, seed: int = 0) -
     """`prompts` rows drawn with replacement; the parquet path, the Arrow bytes of the table and the response count."""
     import fnmatch
 
-    import numpy as np
     import pyarrow.parquet as pq
 
-    names = pq.read_schema(DATA).names
-    responses = [n for n in names if fnmatch.fnmatch(n, response_glob)]
-    table = pq.read_table(DATA, columns=["prompt", *responses])
-    table = table.take(np.random.default_rng(seed).integers(0, table.num_rows, prompts))
-    path = folder / f"input_{prompts}.parquet"
-    pq.write_table(table, path)
-    return path, table.nbytes, len(responses)
+    responses = [n for n in pq.read_schema(DATA).names if fnmatch.fnmatch(n, response_glob)]
+    path, nbytes = resampled_input(folder, prompts, responses, seed=seed)
+    return path, nbytes, len(responses)
 
 
 def build_reward_model(folder: Path) -> str:

@@ -70,7 +70,8 @@ K2 = ("aepo", "mbr", "random", "prescreen", "prescreen_consensus")
 LABELS = {"aepo": "AEPO (λ = 1), k = 2", "mbr": "MBR (λ = 0), k = 2", "random": "random, k = 2",
           "prescreen": "prescreen (aepo-mini extremes, the default rule, λ = 1), k = 2",
           "prescreen_consensus": "prescreen (consensus rule, λ = 1), k = 2"}
-PRESCREEN_RULES = {"prescreen": DEFAULT_PRESCREEN_RULE, "prescreen_consensus": "consensus"}
+SELECTIONS = {"prescreen": ("prescreen", DEFAULT_PRESCREEN_RULE), "prescreen_consensus": ("prescreen", "consensus")}
+# (package strategy, prescreen rule) of each k = 2 row; the others are the strategy of their own name
 
 
 # --- data and the embedding cache ---------------------------------------------------------------------------
@@ -195,8 +196,8 @@ def annotate(arrays, row: int, strategy: str, seed: int, n: int | None) -> np.nd
     if strategy not in K2:
         return np.random.default_rng([seed, int(row)]).permutation(kept)[:n]
     emb = arrays["response_emb"][row, kept].astype(np.float64)
-    rule = PRESCREEN_RULES.get(strategy, DEFAULT_PRESCREEN_RULE)
-    picked = select(strategy.split("_")[0], emb @ emb.T, len(kept), 2, 1.0, seed * 1_000_003 + int(row),
+    name, rule = SELECTIONS.get(strategy, (strategy, DEFAULT_PRESCREEN_RULE))
+    picked = select(name, emb @ emb.T, len(kept), 2, 1.0, seed * 1_000_003 + int(row),
                     scores=arrays["cheap"][row, kept], rule=rule, lengths=arrays["lengths"][row, kept])
     return kept[np.asarray(picked)]
 

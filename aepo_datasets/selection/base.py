@@ -24,6 +24,10 @@ STRATEGIES: Registry[type["Strategy"]] = Registry("selection strategy", sort=Fal
 # issue 20: `consensus` gave a higher judge margin than `extremes` on the test half, but not significantly, and the
 # reward models trained on its pairs were less accurate at every budget of benchmarks/downstream.py.
 DEFAULT_PRESCREEN_RULE = "extremes"
+# the prescreen rules' options (`prescreen_values`), one definition for the CLI, the configs and the functions
+DEFAULT_LENGTH_WEIGHT = 0.5
+DEFAULT_CONSENSUS_WEIGHT = 1.5  # picked on the tuning prompts (benchmarks/prescreen_variants.py)
+DEFAULT_TOP_M = 5
 
 
 @dataclass(frozen=True)
@@ -32,9 +36,9 @@ class SelectionOptions:
 
     diversity_penalty: float = 1.0
     prescreen_rule: str = DEFAULT_PRESCREEN_RULE
-    prescreen_length_weight: float = 0.5
-    prescreen_consensus_weight: float = 1.5
-    prescreen_top_m: int = 5
+    prescreen_length_weight: float = DEFAULT_LENGTH_WEIGHT
+    prescreen_consensus_weight: float = DEFAULT_CONSENSUS_WEIGHT
+    prescreen_top_m: int = DEFAULT_TOP_M
 
 
 class Strategy:

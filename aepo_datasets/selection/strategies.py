@@ -25,7 +25,8 @@ import numpy as np
 
 from ..errors import AEPOInputError
 from ..registry import unknown_choice_message
-from .base import DEFAULT_PRESCREEN_RULE, STRATEGIES, SelectionOptions, Strategy
+from .base import (DEFAULT_CONSENSUS_WEIGHT, DEFAULT_LENGTH_WEIGHT, DEFAULT_PRESCREEN_RULE, DEFAULT_TOP_M, STRATEGIES,
+                   SelectionOptions, Strategy)
 
 LOCAL_SEARCH_ITERATIONS = 20
 RESTARTS = 8
@@ -185,8 +186,8 @@ def select_random(n: int, k: int, seed: int) -> list[int]:
 
 
 def select(strategy: str, similarity, n: int, k: int, diversity_penalty: float, seed: int,
-           scores=None, rule: str = DEFAULT_PRESCREEN_RULE, lengths=None, length_weight: float = 0.5,
-           consensus_weight: float = 1.5, top_m: int = 5) -> list[int]:
+           scores=None, rule: str = DEFAULT_PRESCREEN_RULE, lengths=None, length_weight: float = DEFAULT_LENGTH_WEIGHT,
+           consensus_weight: float = DEFAULT_CONSENSUS_WEIGHT, top_m: int = DEFAULT_TOP_M) -> list[int]:
     """The registered strategy `strategy` (`STRATEGIES`); `similarity` may be None for random and west_of_n;
     `scores` (the cheap judge's, one per response), `rule`, `lengths` (characters), `length_weight`,
     `consensus_weight` and `top_m` only for prescreen."""
@@ -294,8 +295,9 @@ def agreement_with_top(scores, similarity, top_m: int) -> np.ndarray:
     return matrix[:, top].sum(axis=1) / np.maximum(others, 1.0)
 
 
-def prescreen_values(rule: str, scores, lengths=None, length_weight: float = 0.5, similarity=None,
-                     consensus_weight: float = 1.5, top_m: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def prescreen_values(rule: str, scores, lengths=None, length_weight: float = DEFAULT_LENGTH_WEIGHT, similarity=None,
+                     consensus_weight: float = DEFAULT_CONSENSUS_WEIGHT,
+                     top_m: int = DEFAULT_TOP_M) -> tuple[np.ndarray, np.ndarray]:
     """(ranking, worth) for a prescreen rule: the halves are cut by `ranking`, a response's worth is what
     `select_extremes` maximises (minus the diversity term).
 
@@ -338,8 +340,8 @@ def prescreen_values(rule: str, scores, lengths=None, length_weight: float = 0.5
 
 
 def select_prescreen(rule: str, scores, similarity, k: int, diversity_penalty: float = 1.0, seed: int = 0,
-                     lengths=None, length_weight: float = 0.5, consensus_weight: float = 1.5,
-                     top_m: int = 5) -> list[int]:
+                     lengths=None, length_weight: float = DEFAULT_LENGTH_WEIGHT,
+                     consensus_weight: float = DEFAULT_CONSENSUS_WEIGHT, top_m: int = DEFAULT_TOP_M) -> list[int]:
     """`select_extremes` on the ranking and worth of `prescreen_values` (k sorted indices)."""
     ranking, worth = prescreen_values(rule, scores, lengths, length_weight, similarity, consensus_weight, top_m)
     return select_extremes(ranking, similarity, k, diversity_penalty, seed, values=worth)
@@ -393,8 +395,6 @@ class Prescreen(Strategy):
         if scores is None or len(scores) != n:
             raise AEPOInputError(f"--selection prescreen needs one cheap-judge score per response ({n}); "
                                  "run PrescreenResponses first.")
-        if options.prescreen_rule == "extremes":
-            return select_extremes(scores, similarity, k, options.diversity_penalty, seed)
         return select_prescreen(options.prescreen_rule, scores, similarity, k, options.diversity_penalty, seed,
                                 lengths, options.prescreen_length_weight, options.prescreen_consensus_weight,
                                 options.prescreen_top_m)

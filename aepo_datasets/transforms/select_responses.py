@@ -13,7 +13,7 @@ import numpy as np
 from ..conversation import is_conversation, prompt_label, prompt_messages
 from ..errors import AEPOInputError
 from ..registry import unknown_choice_message
-from ..selection.base import DEFAULT_PRESCREEN_RULE
+from ..selection.base import DEFAULT_CONSENSUS_WEIGHT, DEFAULT_LENGTH_WEIGHT, DEFAULT_PRESCREEN_RULE, DEFAULT_TOP_M
 from ..selection.strategies import PRESCREEN_RULES, STRATEGIES
 from ..selection.similarity import LEXICAL, check_measure, cosine_matrix
 from .base import Transform, kept_rows, require_columns
@@ -30,9 +30,9 @@ class SelectConfig:
     seed: int = 0
     output_column: str = "selected"
     prescreen_rule: str = DEFAULT_PRESCREEN_RULE
-    prescreen_length_weight: float = 0.5
-    prescreen_consensus_weight: float = 1.5
-    prescreen_top_m: int = 5
+    prescreen_length_weight: float = DEFAULT_LENGTH_WEIGHT
+    prescreen_consensus_weight: float = DEFAULT_CONSENSUS_WEIGHT
+    prescreen_top_m: int = DEFAULT_TOP_M
 
     def __post_init__(self):
         STRATEGIES.get(self.selection)  # unknown: "did you mean ...? Available: ..."
