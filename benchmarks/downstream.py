@@ -66,11 +66,16 @@ HEADS = {  # aepo-mini's GRID recipes (scripts/train_aepo_mini.py), without off-
     "linear": {"embedding": ["r", "cos"], "surface": SURFACE[:4], "hidden": 0, "dropout": 0.0},
     "mlp": {"embedding": ["r", "cos"], "surface": SURFACE, "hidden": 128, "dropout": 0.2},
 }
-K2 = ("aepo", "mbr", "random", "prescreen", "prescreen_consensus")
+K2 = ("aepo", "mbr", "random", "prescreen_extremes", "prescreen_consensus")
+SELECTIONS = {"prescreen_extremes": ("prescreen", "extremes"), "prescreen_consensus": ("prescreen", "consensus")}
+
+
+def _prescreen_label(rule: str) -> str:
+    return f"prescreen ({rule} rule{', the default' if rule == DEFAULT_PRESCREEN_RULE else ''}, λ = 1), k = 2"
+
+
 LABELS = {"aepo": "AEPO (λ = 1), k = 2", "mbr": "MBR (λ = 0), k = 2", "random": "random, k = 2",
-          "prescreen": "prescreen (aepo-mini extremes, the default rule, λ = 1), k = 2",
-          "prescreen_consensus": "prescreen (consensus rule, λ = 1), k = 2"}
-SELECTIONS = {"prescreen": ("prescreen", DEFAULT_PRESCREEN_RULE), "prescreen_consensus": ("prescreen", "consensus")}
+          **{name: _prescreen_label(rule) for name, (_, rule) in SELECTIONS.items()}}
 # (package strategy, prescreen rule) of each k = 2 row; the others are the strategy of their own name
 
 
@@ -184,6 +189,38 @@ def cached_arrays(args, ids: np.ndarray, data_hash: str) -> dict[str, np.ndarray
         os.replace(tmp, path)
     arrays["scores"], arrays["usable"] = scores, usable(responses)
     return arrays
+
+
+def all_prompt_arrays(args, data_hash: str) -> dict[str, np.ndarray]:
+    """`--pool all`: every prompt of the file aepo-mini was trained on. Its 484 training prompts are scored by
+    out-of-fold heads (`benchmarks/prescreen_tune.py`: each scored by a head that never saw it), its 121 held-out
+    prompts by the shipped head; embeddings from `scripts/train_aepo_mini.py`'s cache (the same encoder call at the
+    same 256 tokens). Evaluation prompts are then drawn from the held-out ones only (`eval_candidates`), so no head
+    that chose a training pair was fit on an evaluation prompt's judge scores."""
+    import prescreen_tune as pt
+    import train_aepo_mini as tam
+
+    config = am.load_config()
+    training = config["training"]
+    if data_hash != training["data_sha256"]:
+        raise SystemExit(f"--pool all: {args.data} is not the file aepo-mini was trained on")
+    prompts, responses, scores = tam.load_data(args.data, None)
+    args.cache_dir, args.max_seq_length, args.max_prompts = tam.parse_args([]).cache_dir, am.encoder_max_seq_length(), None
+    args.folds, args.seed = 4, training["seed"]
+    _, prompt_emb, response_emb, n_tokens = tam.load_embeddings(args, prompts, responses, data_hash)
+    train, test = tam.split_prompts(len(prompts), training["seed"], training["test_frac"])
+    flat = [r for rs in responses for r in rs]
+    P, N = scores.shape
+    surface = am.surface_features(flat, n_tokens.reshape(-1).tolist(), SURFACE).reshape(P, N, -1)
+    cheap = np.zeros((P, N))
+    cheap[test] = aepo_mini_scores(config, prompt_emb[test], response_emb[test], surface[test])
+    recipe = training["recipe"]
+    cheap[train] = pt.cached_oof(args, tam.FeatureSet(prompt_emb, response_emb, n_tokens, responses, recipe),
+                                 torch.tensor(scores, dtype=torch.float32), train, recipe, data_hash)
+    return {"prompt_emb": prompt_emb, "response_emb": response_emb, "surface": surface, "cheap": cheap,
+            "lengths": np.asarray([[len(r) for r in rs] for rs in responses], dtype=np.int64),
+            "embed_seconds": np.asarray(0.0), "scores": scores, "usable": usable(responses),
+            "eval_candidates": test}
 
 
 # --- building each strategy's training pairs -----------------------------------------------------------------
@@ -344,9 +381,16 @@ def strategies(west_n: list[int], all_n: list[int]) -> dict[str, tuple[str, int 
     return out
 
 
-def split(n_pool: int, n_eval: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    perm = np.random.default_rng(seed).permutation(n_pool)
-    return np.sort(perm[:n_eval]), perm[n_eval:]
+def split(n_pool: int, n_eval: int, seed: int, candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(evaluation prompts, training pool): `n_eval` seeded prompts (from `candidates` when given), the rest."""
+    if candidates is None:
+        perm = np.random.default_rng(seed).permutation(n_pool)
+        return np.sort(perm[:n_eval]), perm[n_eval:]
+    if n_eval > len(candidates):
+        raise SystemExit(f"--eval_prompts {n_eval}: only {len(candidates)} prompts can be evaluation prompts")
+    chosen = np.sort(np.random.default_rng(seed).permutation(candidates)[:n_eval])
+    rest = np.setdiff1d(np.arange(n_pool), chosen)
+    return chosen, np.random.default_rng(seed + 1).permutation(rest)
 
 
 def run_cell(arrays, order, kind, n, budget, seed, recipe, args, X_eval, pairs) -> tuple[np.ndarray, float, int]:
@@ -367,7 +411,8 @@ def run_cell(arrays, order, kind, n, budget, seed, recipe, args, X_eval, pairs) 
 
 
 def experiment(arrays, args, recipe) -> dict:
-    eval_rows, train_pool = split(len(arrays["scores"]), args.eval_prompts, args.split_seed)
+    eval_rows, train_pool = split(len(arrays["scores"]), args.eval_prompts, args.split_seed,
+                                  arrays.get("eval_candidates"))
     n = arrays["scores"].shape[1]
     all_idx = np.tile(np.arange(n), (len(eval_rows), 1))
     X_eval, pairs = features(arrays, eval_rows, all_idx, recipe), eval_pairs(arrays, eval_rows)
@@ -397,8 +442,12 @@ def summarise(runs, resamples) -> dict:
 
 
 def add_differences(cells: dict, resamples) -> None:
-    """Paired bootstrap intervals of each cell minus random at the same budget."""
+    """Paired bootstrap intervals of each cell minus random at the same budget, and consensus minus extremes."""
     for (label, budget), cell in cells.items():
+        if label == LABELS["prescreen_consensus"] and (LABELS["prescreen_extremes"], budget) in cells:
+            extremes = cells[(LABELS["prescreen_extremes"], budget)]["_counts"]
+            cell["minus_extremes_ci"] = diff_ci(cell["_counts"], extremes, resamples, 0)
+            cell["minus_extremes_matched_ci"] = diff_ci(cell["_counts"], extremes, resamples, 2)
         base = cells.get((LABELS["random"], budget))
         if base is None or label == LABELS["random"]:
             continue
@@ -446,6 +495,9 @@ def table(result: dict, budgets: list[int]) -> str:
                 lines.append(f"| {b} | {label} | {cell['prompts']:.1f} | {cell['train_margin']:.3f} | {_ci(cell, 'acc')} | "
                              f"{_ci(cell, 'acc_matched')} | {_d(cell, 'minus_random_ci')} | "
                              f"{_d(cell, 'minus_random_matched_ci')} | {cell['seed_sd']:.3f} |")
+    lines += ["", "| budget B | prescreen consensus − extremes, paired 95 % CI | length-matched |", "|---|---|---|"]
+    lines += [f"| {b} | {_d(cell, 'minus_extremes_ci')} | {_d(cell, 'minus_extremes_matched_ci')} |"
+              for (label, b), cell in result["cells"].items() if "minus_extremes_ci" in cell]
     lines += ["", "| reference (not at a budget) | accuracy [95 % CI] | length-matched [95 % CI] |", "|---|---|---|"]
     lines += [f"| {name} | {_ci(c, 'acc')} | {_ci(c, 'acc_matched')} |" for name, c in result["references"].items()]
     return "\n".join(lines)
@@ -497,14 +549,23 @@ def main() -> None:
     parser.add_argument("--reuse_embeddings", type=Path, default=None,
                         help="response embeddings from benchmarks/prescreen_cache.py's npz (same held-out prompts)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (tiny models: 1 is fastest)")
+    parser.add_argument("--pool", choices=["held_out", "all"], default="held_out",
+                        help="all: every prompt of aepo-mini's training file, its training prompts scored out of fold "
+                             "(needs scripts/train_aepo_mini.py's embedding cache; see all_prompt_arrays)")
     parser.add_argument("--out", default="downstream", help="basename under benchmarks/results/")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.time()
     data_hash = sha256_file(args.data)
     arrays_n = __import__("pyarrow.parquet", fromlist=["x"]).read_metadata(args.data).num_rows
-    ids, note = pool_ids(arrays_n, data_hash, args.max_prompts)
-    arrays = cached_arrays(args, ids, data_hash)
+    if args.pool == "all":
+        arrays = all_prompt_arrays(args, data_hash)
+        ids = np.arange(len(arrays["scores"]))
+        note = ("every prompt; evaluation prompts from aepo-mini's 121 held-out, its 484 training prompts scored by "
+                "out-of-fold heads")
+    else:
+        ids, note = pool_ids(arrays_n, data_hash, args.max_prompts)
+        arrays = cached_arrays(args, ids, data_hash)
     embed_s = float(arrays["embed_seconds"])
     result = experiment(arrays, args, HEADS[args.head])
     text = "\n".join([

@@ -156,10 +156,10 @@ def paired_interval(margins: list[float], baseline: list[float], resamples: int 
     return float(diff.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
-def tune_options(tune: list[dict], rule, grid: list[dict]) -> dict:
+def tune_options(tune: list[dict], rule, grid: list[dict], limit: float | None = None) -> dict:
     """The options with the highest margin on the tuning half among those whose longer-wins share is at most
-    West-of-N's there (λ = 0; first in grid order on ties)."""
-    limit = evaluate(tune, west_of_n(tune))["longer_wins"]
+    `limit` (default West-of-N's there; λ = 0; first in grid order on ties); None if no options are within it."""
+    limit = evaluate(tune, west_of_n(tune))["longer_wins"] if limit is None else limit
     best, best_margin = None, -np.inf
     for options in grid:
         r = evaluate(tune, [pick(p, rule, 0.0, options) for p in tune])
@@ -168,12 +168,15 @@ def tune_options(tune: list[dict], rule, grid: list[dict]) -> dict:
     return best
 
 
-def tuned_variants(tune: list[dict]) -> dict[str, tuple]:
-    """name: (rule, λ, options) of the consensus rule and the explored ones, options picked on the tuning half."""
-    consensus = tune_options(tune, "consensus", CONSENSUS_GRID)
-    out = {consensus_name(consensus): ("consensus", 0.0, consensus)}
+def tuned_variants(tune: list[dict], limit: float | None = None) -> dict[str, tuple]:
+    """name: (rule, λ, options) of the consensus rule and the explored ones, options picked on the tuning half
+    (`tune_options`, longer wins at most `limit`)."""
+    consensus = tune_options(tune, "consensus", CONSENSUS_GRID, limit)
+    out = {} if consensus is None else {consensus_name(consensus): ("consensus", 0.0, consensus)}
     for name, (rule, grid) in EXPLORED.items():
-        options = tune_options(tune, rule, grid)
+        options = tune_options(tune, rule, grid, limit)
+        if options is None:  # no options within the longer-wins bound
+            continue
         label = ", ".join(f"{k} {v}" for k, v in options.items())
         out[f"{name} ({label}; tuned, measured here only)"] = (rule, 0.0, options)
     return out

@@ -152,6 +152,24 @@ def bt_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (weight * torch.nn.functional.softplus(-margin)).sum() / weight.sum().clamp(min=1e-8)
 
 
+def listwise_loss(pred: torch.Tensor, target: torch.Tensor, tau: float) -> torch.Tensor:
+    """Cross-entropy of the head's softmax against softmax(judge score / tau) per prompt: the mass goes to the
+    prompt's best few, so the head learns to tell the top apart (what a pre-screen's chosen side needs)."""
+    return -(torch.softmax(target / tau, dim=1) * torch.log_softmax(pred, dim=1)).sum(dim=1).mean()
+
+
+def recipe_loss(recipe: dict, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The recipe's loss: "bt" (default), "listwise", or "bt+listwise" (their sum)."""
+    kind, tau = recipe.get("loss", "bt"), recipe.get("tau", 0.1)
+    if kind == "bt":
+        return bt_loss(pred, target)
+    if kind == "listwise":
+        return listwise_loss(pred, target, tau)
+    if kind == "bt+listwise":
+        return bt_loss(pred, target) + listwise_loss(pred, target, tau)
+    raise ValueError(f"unknown loss {kind!r}: bt, listwise or bt+listwise")
+
+
 def off_topic_sample(rows: torch.Tensor, columns: torch.Tensor, n_responses: int, k: int,
                      gen: torch.Generator) -> torch.Tensor:
     """(len(rows), k) flat indices of responses to *other* prompts in `rows` (from `columns`)."""
@@ -183,7 +201,7 @@ def train_head(fs: FeatureSet, rows: np.ndarray, Y: torch.Tensor, recipe: dict, 
             Xneg = fs.pairs(rows_t.repeat_interleave(k), neg.reshape(-1)).reshape(len(rows), k, -1)
             Xe, ye = torch.cat([X, Xneg], 1), torch.cat([y, torch.full((len(rows), k), OFF_TOPIC_SCORE)], 1)
         for idx in torch.randperm(len(rows), generator=gen).split(batch_prompts):
-            loss = bt_loss(head(Xe[idx]), ye[idx])
+            loss = recipe_loss(recipe, head(Xe[idx]), ye[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -9,6 +9,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+import torch
 
 from aepo_datasets.rewards.aepo_mini import WEIGHTS_DIR, AepoMiniScorer, load_config
 
@@ -162,3 +163,17 @@ def test_training_script_on_a_subset(tmp_path):
     assert config["training"]["n_prompts"] == 10
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"aepo-mini", "longer wins", "random"} <= set(metrics["held_out"])
+
+
+def test_training_losses_reward_the_right_order():
+    """The training script's losses (scripts/train_aepo_mini.py, compared in benchmarks/prescreen_tune.py): each is
+    lower when the head ranks a prompt's responses as the judge does, and an unknown loss is refused."""
+    script = _load_script()
+    target = torch.tensor([[0.9, 0.1, 0.0, 0.5]])
+    right, wrong = target * 4, -target * 4
+    for loss in ("bt", "listwise", "bt+listwise"):
+        recipe = {"loss": loss, "tau": 0.1}
+        assert script.recipe_loss(recipe, right, target) < script.recipe_loss(recipe, wrong, target)
+    assert torch.equal(script.recipe_loss({}, right, target), script.bt_loss(right, target))
+    with pytest.raises(ValueError, match="unknown loss"):
+        script.recipe_loss({"loss": "hinge"}, right, target)
