@@ -201,7 +201,7 @@ def main() -> None:
     consensus = next((options for rule, _, options in variants.values() if rule == "consensus"), None)
     text = "\n\n".join(
         [f"Tuned on aepo-mini's {len(tune)} training prompts, each scored by an out-of-fold head ({args.folds} "
-         f"folds); picked there (highest margin, longer wins ≤ the default rule's there, {limit:.3f}): **{best_name}**; consensus options "
+         f"folds); picked there (highest margin, longer wins ≤ extremes' (λ = 1) there, {limit:.3f}): **{best_name}**; consensus options "
          f"picked from {len(pv.CONSENSUS_GRID)}: {consensus}"]
         + [pv.table(r, f"{name}: {len(p)} prompts") for (name, r), p in zip(sections.items(), (tune, held_out))])
     print(text)
