@@ -22,6 +22,11 @@ diversity term is 512). The data is answers from many different LLMs per prompt,
 
     python benchmarks/downstream.py [--data PATH] [--budgets 48,96,160] [--seeds 5]
         [--reuse_embeddings /work/wt-search/benchmarks/results/prescreen_cache.npz]
+    python benchmarks/downstream.py --pool all --budgets 96,192,384,768 --eval_prompts 80   # all 605 prompts
+
+`--pool all` (only on the file aepo-mini was trained on) adds its 484 training prompts to the training pool, each
+scored by an out-of-fold head (`benchmarks/prescreen_tune.py`), and draws the evaluation prompts from the 121
+held-out ones; it reads `scripts/train_aepo_mini.py`'s embedding cache (see `all_prompt_arrays`).
 
 Embeddings are computed once per data file and cached in benchmarks/results/downstream_cache_<key>.npz (not
 committed). Writes benchmarks/results/downstream.{md,json,png}.
@@ -67,6 +72,7 @@ HEADS = {  # aepo-mini's GRID recipes (scripts/train_aepo_mini.py), without off-
     "mlp": {"embedding": ["r", "cos"], "surface": SURFACE, "hidden": 128, "dropout": 0.2},
 }
 K2 = ("aepo", "mbr", "random", "prescreen_extremes", "prescreen_consensus")
+# (package strategy, prescreen rule) of each prescreen row; the other k = 2 rows are the strategy of their own name
 SELECTIONS = {"prescreen_extremes": ("prescreen", "extremes"), "prescreen_consensus": ("prescreen", "consensus")}
 
 
@@ -76,7 +82,6 @@ def _prescreen_label(rule: str) -> str:
 
 LABELS = {"aepo": "AEPO (λ = 1), k = 2", "mbr": "MBR (λ = 0), k = 2", "random": "random, k = 2",
           **{name: _prescreen_label(rule) for name, (_, rule) in SELECTIONS.items()}}
-# (package strategy, prescreen rule) of each k = 2 row; the others are the strategy of their own name
 
 
 # --- data and the embedding cache ---------------------------------------------------------------------------
