@@ -196,36 +196,28 @@ def cached_arrays(args, ids: np.ndarray, data_hash: str) -> dict[str, np.ndarray
     return arrays
 
 
-def all_prompt_arrays(args, data_hash: str) -> dict[str, np.ndarray]:
+def all_prompt_arrays(args) -> dict[str, np.ndarray]:
     """`--pool all`: every prompt of the file aepo-mini was trained on. Its 484 training prompts are scored by
     out-of-fold heads (`benchmarks/prescreen_tune.py`: each scored by a head that never saw it), its 121 held-out
     prompts by the shipped head; embeddings from `scripts/train_aepo_mini.py`'s cache (the same encoder call at the
     same 256 tokens). Evaluation prompts are then drawn from the held-out ones only (`eval_candidates`), so no head
     that chose a training pair was fit on an evaluation prompt's judge scores."""
     import prescreen_tune as pt
-    import train_aepo_mini as tam
+    from train_aepo_mini import parse_args as training_defaults
 
+    file = pt.training_file(args.data, training_defaults([]).cache_dir)
     config = am.load_config()
-    training = config["training"]
-    if data_hash != training["data_sha256"]:
-        raise SystemExit(f"--pool all: {args.data} is not the file aepo-mini was trained on")
-    prompts, responses, scores = tam.load_data(args.data, None)
-    args.cache_dir, args.max_seq_length, args.max_prompts = tam.parse_args([]).cache_dir, am.encoder_max_seq_length(), None
-    args.folds, args.seed = 4, training["seed"]
-    _, prompt_emb, response_emb, n_tokens = tam.load_embeddings(args, prompts, responses, data_hash)
-    train, test = tam.split_prompts(len(prompts), training["seed"], training["test_frac"])
-    flat = [r for rs in responses for r in rs]
-    P, N = scores.shape
-    surface = am.surface_features(flat, n_tokens.reshape(-1).tolist(), SURFACE).reshape(P, N, -1)
+    P, N = file.scores.shape
+    flat = [r for rs in file.responses for r in rs]
+    surface = am.surface_features(flat, file.n_tokens.reshape(-1).tolist(), SURFACE).reshape(P, N, -1)
     cheap = np.zeros((P, N))
-    cheap[test] = aepo_mini_scores(config, prompt_emb[test], response_emb[test], surface[test])
-    recipe = training["recipe"]
-    cheap[train] = pt.cached_oof(args, tam.FeatureSet(prompt_emb, response_emb, n_tokens, responses, recipe),
-                                 torch.tensor(scores, dtype=torch.float32), train, recipe, data_hash)
-    return {"prompt_emb": prompt_emb, "response_emb": response_emb, "surface": surface, "cheap": cheap,
-            "lengths": np.asarray([[len(r) for r in rs] for rs in responses], dtype=np.int64),
-            "embed_seconds": np.asarray(0.0), "scores": scores, "usable": usable(responses),
-            "eval_candidates": test}
+    test = file.test
+    cheap[test] = aepo_mini_scores(config, file.prompt_emb[test], file.response_emb[test], surface[test])
+    cheap[file.train] = pt.cached_oof(file, config["training"]["recipe"], seed=config["training"]["seed"],
+                                      threads=args.threads)
+    return {"prompt_emb": file.prompt_emb, "response_emb": file.response_emb, "surface": surface, "cheap": cheap,
+            "lengths": np.asarray([[len(r) for r in rs] for rs in file.responses], dtype=np.int64),
+            "embed_seconds": np.asarray(0.0), "scores": file.scores, "usable": file.usable, "eval_candidates": test}
 
 
 # --- building each strategy's training pairs -----------------------------------------------------------------
@@ -564,7 +556,7 @@ def main() -> None:
     data_hash = sha256_file(args.data)
     arrays_n = __import__("pyarrow.parquet", fromlist=["x"]).read_metadata(args.data).num_rows
     if args.pool == "all":
-        arrays = all_prompt_arrays(args, data_hash)
+        arrays = all_prompt_arrays(args)
         ids = np.arange(len(arrays["scores"]))
         note = ("every prompt; evaluation prompts from aepo-mini's 121 held-out, its 484 training prompts scored by "
                 "out-of-fold heads")

@@ -5,7 +5,9 @@ Here the options are tuned on aepo-mini's 484 *training* prompts instead, each s
 training prompts are cut into `--folds` folds and each fold is scored by a head trained (with the package's recipe,
 `aepo_datasets/rewards/aepo_mini/config.json`) on the other folds only, so the cheap judge has not seen the prompts
 it scores, as on the held-out ones. The rules are then reported once on all 121 held-out prompts
-(`prescreen_cache.npz`, scored by the package's aepo-mini), none of which took part in any choice.
+(`prescreen_cache.npz`, scored by the package's aepo-mini), none of which took part in any choice. The two sources
+are checked against each other: the held-out prompts rebuilt from the embedding cache and scored by the shipped
+head must keep the same responses as `prescreen_cache.npz`, and the report names how far their scores differ.
 
     python benchmarks/prescreen_tune.py [--folds 4] [--cache benchmarks/results/prescreen_cache.npz]
 
@@ -21,6 +23,7 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +37,48 @@ import prescreen_variants as pv  # noqa: E402
 import train_aepo_mini as tam  # noqa: E402
 
 from aepo_datasets.rewards import aepo_mini as am  # noqa: E402
+from aepo_datasets.selection.strategies import _z  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+@dataclass
+class TrainingFile:
+    """aepo-mini's training file (the judged parquet its config names) with what the benchmarks read from it: texts,
+    judge scores, the MiniLM embeddings `scripts/train_aepo_mini.py` cached (the same `encode_texts` call, at
+    aepo-mini's 256 tokens), aepo-mini's own prompt split, and which responses the package keeps (`usable`)."""
+
+    responses: list[list[str]]
+    scores: np.ndarray  # (P, N) the judge's
+    prompt_emb: np.ndarray
+    response_emb: np.ndarray  # (P, N, d)
+    n_tokens: np.ndarray
+    train: np.ndarray  # aepo-mini's training prompts
+    test: np.ndarray  # its held-out prompts
+    usable: np.ndarray  # (P, N) non-empty, first of exact duplicates: ToResponseLists' own rule
+    data_hash: str
+    max_seq_length: int
+
+    def features(self, recipe: dict) -> tam.FeatureSet:
+        return tam.FeatureSet(self.prompt_emb, self.response_emb, self.n_tokens, self.responses, recipe)
+
+
+def training_file(data: Path, cache_dir: Path) -> TrainingFile:
+    from downstream import usable  # the package's cleaning rule, asked of the step itself
+
+    config = am.load_config()
+    training = config["training"]
+    data_hash = tam.sha256_file(data)
+    if data_hash != training["data_sha256"]:
+        raise SystemExit(f"error: {data} is not the file aepo-mini was trained on (sha256 differs)")
+    prompts, responses, scores = tam.load_data(data, None)
+    max_seq_length = config["encoder"]["max_seq_length"]
+    embed_args = argparse.Namespace(cache_dir=cache_dir, max_seq_length=max_seq_length, max_prompts=None,
+                                    encode_batch_size=16)
+    _, prompt_emb, response_emb, n_tokens = tam.load_embeddings(embed_args, prompts, responses, data_hash)
+    train, test = tam.split_prompts(len(prompts), training["seed"], training["test_frac"])
+    return TrainingFile(responses, scores, prompt_emb, response_emb, n_tokens, train, test, usable(responses),
+                        data_hash, max_seq_length)
 
 
 def out_of_fold_scores(fs: tam.FeatureSet, Y: torch.Tensor, train: np.ndarray, recipe: dict, folds: int,
@@ -54,20 +97,70 @@ def out_of_fold_scores(fs: tam.FeatureSet, Y: torch.Tensor, train: np.ndarray, r
     return scores
 
 
+def cached_oof(file: TrainingFile, recipe: dict, folds: int = 4, seed: int = 0, threads: int = 2,
+               init_seed: int | None = None, tag: str = "", fs: tam.FeatureSet | None = None) -> np.ndarray:
+    """`out_of_fold_scores` of the training prompts, cached in benchmarks/results/ by everything that decides them
+    (`fs`: other head inputs than the recipe's, named by `tag`; `init_seed` changes only the heads'
+    initialisation and batch order, not the folds)."""
+    key = hashlib.sha256(f"{file.data_hash}|{json.dumps(recipe, sort_keys=True)}|{folds}|{seed}|"
+                         f"{file.max_seq_length}|{init_seed}|{tag}".encode()).hexdigest()[:16]
+    path = RESULTS / f"prescreen_oof_{key}.npz"
+    if path.is_file():
+        return np.load(path)["scores"]
+    torch.set_num_threads(threads)
+    scores = out_of_fold_scores(fs or file.features(recipe), torch.tensor(file.scores, dtype=torch.float32),
+                                file.train, recipe, folds, seed, init_seed)
+    np.savez(path, scores=scores)
+    return scores
+
+
+def tuning_prompts(file: TrainingFile, cheap: np.ndarray) -> list[dict]:
+    """prescreen_variants' per-prompt dicts for the training prompts (`cheap`: one row per training prompt), of the
+    responses the package keeps."""
+    prompts = []
+    for row, p in enumerate(file.train):
+        keep = np.nonzero(file.usable[p])[0]
+        emb = file.response_emb[p, keep].astype(np.float64)
+        prompts.append({"sim": emb @ emb.T, "cheap": cheap[row, keep], "oracle": file.scores[p, keep],
+                        "length": np.asarray([len(file.responses[p][j]) for j in keep], dtype=np.float64)})
+    return prompts
+
+
+def held_out_agrees(file: TrainingFile, held_out: list[dict]) -> str:
+    """The held-out prompts rebuilt from the embedding cache and scored by the shipped head against
+    `prescreen_cache.npz` (built through the pipeline): the same kept responses, and the largest differences of
+    aepo-mini's scores and of the similarities. Refuses when they are not the same prompts."""
+    config = am.load_config()
+    fs = file.features(config["training"]["recipe"])
+    head = am.load_head(config)
+    worst_cheap = worst_sim = 0.0
+    for position, p in enumerate(file.test):
+        keep = np.nonzero(file.usable[p])[0]
+        lengths = np.asarray([len(file.responses[p][j]) for j in keep], dtype=np.float64)
+        if not np.array_equal(lengths, held_out[position]["length"]):
+            raise SystemExit(f"error: held-out prompt {position} has other responses than the embedding cache's")
+        cheap = tam.predict(head, fs.aligned[int(p), torch.as_tensor(keep)])
+        emb = file.response_emb[p, keep].astype(np.float64)
+        worst_cheap = max(worst_cheap, float(np.abs(cheap - held_out[position]["cheap"]).max()))
+        worst_sim = max(worst_sim, float(np.abs(emb @ emb.T - held_out[position]["sim"]).max()))
+    return (f"held-out prompts rebuilt from the embedding cache agree with {pv.CACHE.name}: the same kept responses, "
+            f"aepo-mini's scores within {worst_cheap:.1e}, similarities within {worst_sim:.1e}")
+
+
 LOSSES = [{"loss": "listwise", "tau": 0.05}, {"loss": "listwise", "tau": 0.1}, {"loss": "listwise", "tau": 0.2},
           {"loss": "bt+listwise", "tau": 0.1}]
 BAG_SEEDS = (0, 100, 200, 300, 400)
 TAIL_FROM = 254  # the second window: tokens 254..507 of the response (the first 256-token pass sees 0..253)
 
 
-def tail_embeddings(args, responses, data_hash: str) -> torch.Tensor:
+def tail_embeddings(file: TrainingFile, cache_dir: Path) -> torch.Tensor:
     """(P * N, d) MiniLM embeddings of each response's second window of tokens (zeros for responses that fit in the
     first), the same `encode_texts` call at the same 256 tokens; cached beside the first window's."""
-    path = args.cache_dir / f"aepo_mini_tail_{data_hash[:16]}_{TAIL_FROM}.npz"
+    path = cache_dir / f"aepo_mini_tail_{file.data_hash[:16]}_{TAIL_FROM}.npz"
     if path.is_file():
         return torch.from_numpy(np.load(path)["tail"])
-    encoder = am.load_encoder({"encoder": {"max_seq_length": args.max_seq_length}})
-    flat = [r for rs in responses for r in rs]
+    encoder = am.load_encoder({"encoder": {"max_seq_length": file.max_seq_length}})
+    flat = [r for rs in file.responses for r in rs]
     ids = encoder.tokenizer(flat, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
     long = [i for i, x in enumerate(ids) if len(x) > TAIL_FROM]
     print(f"embedding the second window of {len(long)} responses (~7 min on 2 cores)", flush=True)
@@ -88,69 +181,40 @@ def with_extra(fs: tam.FeatureSet, extra: torch.Tensor) -> tam.FeatureSet:
     return out
 
 
-def judge_variants(args, fs, Y, train, recipe, data_hash, responses):
+def judge_variants(file: TrainingFile, recipe: dict, args):
     """(name, out-of-fold scores) of the cheap judges compared: the package's recipe, other losses, a bag of
     heads, and the second 256-token window of each response as extra inputs."""
-    yield "package recipe (Bradley-Terry, gap-weighted)", cached_oof(args, fs, Y, train, recipe, data_hash)
+    oof = {"folds": args.folds, "seed": args.seed, "threads": args.threads}
+    yield "package recipe (Bradley-Terry, gap-weighted)", cached_oof(file, recipe, **oof)
     for loss in LOSSES:
-        yield f"loss {loss}", cached_oof(args, fs, Y, train, {**recipe, **loss}, data_hash)
-    bag = [cached_oof(args, fs, Y, train, recipe, data_hash, init_seed=s) for s in BAG_SEEDS]
-    yield f"mean of {len(BAG_SEEDS)} heads (z-scores)", np.mean([standardised(b) for b in bag], axis=0)
-    tail = tail_embeddings(args, responses, data_hash)
-    P = fs.aligned.shape[0]
-    cos = (tail * fs.p[np.repeat(np.arange(P), fs.n_responses)]).sum(1, keepdim=True)
-    yield "+ second window's embedding", cached_oof(args, with_extra(fs, tail), Y, train, recipe, data_hash,
-                                                    tag="tail")
-    yield "+ second window's embedding and cosine", cached_oof(args, with_extra(fs, torch.cat([tail, cos], 1)), Y,
-                                                               train, recipe, data_hash, tag="tail+cos")
+        yield f"loss {loss}", cached_oof(file, {**recipe, **loss}, **oof)
+    bag = [cached_oof(file, recipe, init_seed=s, **oof) for s in BAG_SEEDS]
+    yield f"mean of {len(BAG_SEEDS)} heads (z-scores)", np.mean([np.apply_along_axis(_z, 1, b) for b in bag], axis=0)
+    fs = file.features(recipe)
+    tail = tail_embeddings(file, args.cache_dir)
+    cos = (tail * fs.p[np.repeat(np.arange(len(file.responses)), fs.n_responses)]).sum(1, keepdim=True)
+    yield "+ second window's embedding", cached_oof(file, recipe, tag="tail", fs=with_extra(fs, tail), **oof)
+    yield "+ second window's embedding and cosine", cached_oof(file, recipe, tag="tail+cos",
+                                                               fs=with_extra(fs, torch.cat([tail, cos], 1)), **oof)
 
 
-def standardised(scores: np.ndarray) -> np.ndarray:
-    return (scores - scores.mean(1, keepdims=True)) / scores.std(1, keepdims=True).clip(1e-12)
-
-
-def compare_judges(args, fs, Y, train, recipe, data_hash, responses, tune_of, lengths: np.ndarray) -> str:
+def compare_judges(file: TrainingFile, recipe: dict, args) -> str:
     """Out of fold on the training prompts only: the judge score of each cheap judge's best response, and the k = 2
     margins of the extremes and the consensus rule × West-of-N (with their longer-wins shares)."""
+    lengths = np.asarray([[len(r) for r in rs] for rs in file.responses])
     lines = ["| cheap judge (out of fold) | judge score of its best | extremes × West-of-N (longer wins) | "
              "consensus × West-of-N (longer wins) | pairwise acc |", "|---|---|---|---|---|"]
-    for name, cheap in judge_variants(args, fs, Y, train, recipe, data_hash, responses):
-        prompts = tune_of(cheap)
+    for name, cheap in judge_variants(file, recipe, args):
+        prompts = tuning_prompts(file, cheap)
         wn = pv.evaluate(prompts, pv.west_of_n(prompts))["oracle_margin"]
         top = np.mean([p["oracle"][int(np.argmax(p["cheap"]))] for p in prompts])
         ext = pv.evaluate(prompts, [pv.pick(p, "extremes", 1.0, {}) for p in prompts])
         con = pv.evaluate(prompts, [pv.pick(p, "consensus", 1.0, {}) for p in prompts])
-        acc = tam.pair_metrics(cheap, Y.numpy()[train].astype(np.float64), lengths[train])["acc"]
+        acc = tam.pair_metrics(cheap, file.scores[file.train], lengths[file.train])["acc"]
         lines.append(f"| {name} | {top:.3f} | {ext['oracle_margin'] / wn:.3f} ({ext['longer_wins']:.2f}) | "
                      f"{con['oracle_margin'] / wn:.3f} ({con['longer_wins']:.2f}) | {acc:.3f} |")
         print(lines[-1], flush=True)
     return "\n".join(lines)
-
-
-def cached_oof(args, fs, Y, train, recipe, data_hash: str, init_seed: int | None = None, tag: str = "") -> np.ndarray:
-    """`out_of_fold_scores`, cached in benchmarks/results/ by everything that decides them (`tag` names extra
-    inputs; `init_seed` changes only the heads' initialisation and batch order, not the folds)."""
-    key = hashlib.sha256(f"{data_hash}|{json.dumps(recipe, sort_keys=True)}|{args.folds}|{args.seed}|"
-                         f"{args.max_seq_length}|{init_seed}|{tag}".encode()).hexdigest()[:16]
-    path = RESULTS / f"prescreen_oof_{key}.npz"
-    if path.is_file():
-        return np.load(path)["scores"]
-    torch.set_num_threads(args.threads)
-    scores = out_of_fold_scores(fs, Y, train, recipe, args.folds, args.seed, init_seed)
-    np.savez(path, scores=scores)
-    return scores
-
-
-def tuning_prompts(responses, scores, r_emb, cheap, train) -> list[dict]:
-    """prescreen_variants' per-prompt dicts for the training prompts; exact duplicate responses dropped (the
-    pipeline drops them too)."""
-    prompts = []
-    for row, p in enumerate(train):
-        keep = [j for j, text in enumerate(responses[p]) if text.strip() and text not in responses[p][:j]]
-        emb = r_emb[p, keep].astype(np.float64)
-        prompts.append({"sim": emb @ emb.T, "cheap": cheap[row, keep], "oracle": scores[p, keep],
-                        "length": np.asarray([len(responses[p][j]) for j in keep], dtype=np.float64)})
-    return prompts
 
 
 def main() -> None:
@@ -165,31 +229,19 @@ def main() -> None:
     parser.add_argument("--compare_judges", action="store_true",
                         help="compare stronger cheap judges out of fold (writes prescreen_judges.md) and stop")
     args = parser.parse_args()
-    config = am.load_config()
-    recipe, training = config["training"]["recipe"], config["training"]
-    args.max_seq_length, args.max_prompts, args.encode_batch_size = config["encoder"]["max_seq_length"], None, 16
-    data_hash = tam.sha256_file(args.data)
-    if data_hash != training["data_sha256"]:
-        sys.exit(f"error: {args.data} is not the file aepo-mini was trained on (sha256 differs)")
-    prompts, responses, scores = tam.load_data(args.data, None)
-    _, p_emb, r_emb, n_tok = tam.load_embeddings(args, prompts, responses, data_hash)
-    train, test = tam.split_prompts(len(prompts), training["seed"], training["test_frac"])
-    fs = tam.FeatureSet(p_emb, r_emb, n_tok, responses, recipe)
-    Y = torch.tensor(scores, dtype=torch.float32)
-    cheap = cached_oof(args, fs, Y, train, recipe, data_hash)
-    tune = tuning_prompts(responses, scores, r_emb, cheap, train)
+    file = training_file(args.data, args.cache_dir)
+    recipe = am.load_config()["training"]["recipe"]
     if args.compare_judges:
-        lengths = np.asarray([[len(r) for r in rs] for rs in responses])
-        text = compare_judges(args, fs, Y, train, recipe, data_hash, responses,
-                              lambda c: tuning_prompts(responses, scores, r_emb, c, train), lengths)
-        (RESULTS / "prescreen_judges.md").write_text(text + "\n")
+        (RESULTS / "prescreen_judges.md").write_text(compare_judges(file, recipe, args) + "\n")
         return
+    tune = tuning_prompts(file, cached_oof(file, recipe, args.folds, args.seed, args.threads))
     held_out = pv.load(args.cache)
-    if len(held_out) != len(test):
-        sys.exit(f"error: {args.cache} holds {len(held_out)} prompts, aepo-mini held out {len(test)}")
+    if len(held_out) != len(file.test):
+        sys.exit(f"error: {args.cache} holds {len(held_out)} prompts, aepo-mini held out {len(file.test)}")
+    agreement = held_out_agrees(file, held_out)
 
     # On these prompts every rule's chosen answer is the longer one more often than West-of-N's (even `extremes`':
-    # 0.98 vs 0.95), so options are picked under "no more length-biased than the default rule's pairs" here; the
+    # 0.98 vs 0.95), so options are picked under "no more length-biased than `extremes`' pairs" here; the
     # issue's bound (≤ West-of-N's) is checked on the held-out prompts, in the report.
     limit = pv.evaluate(tune, [pv.pick(p, "extremes", 1.0, {}) for p in tune])["longer_wins"]
     variants = pv.tuned_variants(tune, limit)
@@ -201,15 +253,16 @@ def main() -> None:
     consensus = next((options for rule, _, options in variants.values() if rule == "consensus"), None)
     text = "\n\n".join(
         [f"Tuned on aepo-mini's {len(tune)} training prompts, each scored by an out-of-fold head ({args.folds} "
-         f"folds); picked there (highest margin, longer wins ≤ extremes' (λ = 1) there, {limit:.3f}): **{best_name}**; consensus options "
-         f"picked from {len(pv.CONSENSUS_GRID)}: {consensus}"]
+         f"folds); picked there (highest margin, longer wins ≤ extremes' (λ = 1) there, {limit:.3f}): "
+         f"**{best_name}**; consensus options picked from {len(pv.CONSENSUS_GRID)}: {consensus}; {agreement}"]
         + [pv.table(r, f"{name}: {len(p)} prompts") for (name, r), p in zip(sections.items(), (tune, held_out))])
     print(text)
     (RESULTS / "prescreen_tune.md").write_text(text + "\n")
     for r in (r for section in sections.values() for r in section.values()):
         del r["margins"]
     (RESULTS / "prescreen_tune.json").write_text(json.dumps(
-        {"picked": best_name, "consensus_options": consensus, "folds": args.folds, **sections}, indent=1))
+        {"picked": best_name, "consensus_options": consensus, "folds": args.folds, "held_out_check": agreement,
+         **sections}, indent=1))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aepo_datasets.selection.strategies import agreement_with_top, select_prescreen
+from aepo_datasets.selection.strategies import _z, agreement_with_top, select_prescreen
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / "results" / "prescreen_cache.npz"
@@ -71,10 +71,6 @@ def mbr_among_top(prompt: dict, top_m: int) -> list[int]:
     top = np.argsort(-cheap, kind="stable")[:top_m]
     block = prompt["sim"][np.ix_(top, top)] - np.eye(top_m)
     return sorted([int(top[np.argmax(block.sum(axis=1))]), int(np.argmin(cheap))])
-
-
-def _z(v: np.ndarray) -> np.ndarray:
-    return (v - v.mean()) / v.std() if v.std() > 0 else np.zeros_like(v)
 
 
 def _rank(v: np.ndarray) -> np.ndarray:
