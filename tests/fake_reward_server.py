@@ -14,7 +14,7 @@ SGLang (docs.sglang.io, native API `/classify` for reward models; `/get_model_in
     POST /classify         {"model", "text"} -> [{"embedding": [logit], "meta_info": {"prompt_tokens"}}]
     Text is tokenized as SGLang does, with the tokenizer's special tokens added.
 
-The score is `logits[0, 0]` of one unpadded forward pass in float32. Fault injection: `fail_next(status, times)`,
+The score is `logits[0, 0]` of one unpadded forward pass in float32, read at the last token (vLLM's pooling). Fault injection: `fail_next(status, times)`,
 `drop_next(times)` (headers promise more bytes than are sent, then the connection closes: the client reads
 `http.client.IncompleteRead`). `delay_s` holds each scoring request open so concurrency can be observed
 (`max_in_flight`). Every request is recorded in `requests`.
@@ -73,6 +73,9 @@ class FakeRewardServer:
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.model = AutoModelForSequenceClassification.from_pretrained(self.model_path, dtype="float32").eval()
+        # vLLM pools the last token of each request (no pad id is looked for): one sequence, position -1
+        config = self.model.config.get_text_config()
+        config.pad_token_id = self.model.config.pad_token_id = None
         self._forward_lock = threading.Lock()
 
     def fail_next(self, status: int, times: int = 1) -> None:

@@ -86,14 +86,15 @@ def test_config_without_pad_id_gets_the_tokenizers(tiny_qwen3_reward_model):
     assert scorer.pad_id == tok.eos_token_id == scorer._model.config.pad_token_id
 
 
-def test_exactly_one_bos(tiny_llama_reward_model, tiny_qwen3_reward_model):
+def test_the_templates_tokens_nothing_added(tiny_llama_reward_model, tiny_qwen3_reward_model):
+    """Issue 26 replaced issue 17's "exactly one BOS": the tokens are the template's, as model cards and vLLM use."""
     scorer = SequenceClassifierScorer(tiny_llama_reward_model, device="cpu")
     tok = scorer._load()[0]
     ids = scorer.encode(["Why is the sky blue?"], ["Rayleigh scattering."])[0]
     assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1  # the template writes it
     tok.chat_template = tok.chat_template.replace("{{ bos_token }}", "")
     ids = ChatEncoder(tok, 512)(["Why is the sky blue?"], ["Rayleigh scattering."])[0]
-    assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1  # the tokenizer adds it once
+    assert tok.bos_token_id not in ids  # the tokenizer would add one to plain text; a chat gets none
     qwen = SequenceClassifierScorer(tiny_qwen3_reward_model, device="cpu")
     qwen_tok = qwen._load()[0]
     ids = qwen.encode(["Hi"], ["Hello"])[0]

@@ -1,8 +1,9 @@
 """Reward-model inputs as token ids: a conversation through the model's chat template, or a text pair.
 
 Chat models: `conversation(prompt, response)` is rendered by the tokenizer's own template and tokenized
-without special tokens; BOS is added once when the template did not write it and the tokenizer normally
-adds one, never twice. A conversation longer than `max_length` keeps what is judged: whole earlier turns
+without special tokens: exactly `tokenizer.apply_chat_template(messages, tokenize=True)`, the tokens the model
+cards and vLLM score, with nothing added (no BOS the template did not write, even when the tokenizer adds one
+to plain text). A conversation longer than `max_length` keeps what is judged: whole earlier turns
 go first (a system message stays while it can), then the start of the first remaining turn, then the
 system message; only a response that does not fit alone is cut, at its end, and the template's closing
 tokens are always kept (the conversation is re-rendered, never sliced as ids).
@@ -34,27 +35,18 @@ class ChatEncoder:
     def __init__(self, tokenizer, max_length: int):
         self.tokenizer, self.max_length = tokenizer, max_length
         self.bulk = BulkTokenizer(tokenizer, add_special_tokens=False)
-        bos = tokenizer.bos_token
-        self._bos = (bos, tokenizer.bos_token_id) if bos and adds_bos(tokenizer) else None
         self.truncated = 0
 
     def render(self, messages: list[dict]) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False)
 
-    def with_bos(self, text: str, ids: list[int]) -> list[int]:
-        """One BOS: the template's own, or the tokenizer's added once."""
-        if self._bos is None or text.startswith(self._bos[0]):
-            return ids
-        return [self._bos[1], *ids]
-
     def ids(self, messages: list[dict]) -> list[int]:
-        text = self.render(messages)
-        return self.with_bos(text, self.bulk([text])[0])
+        """`apply_chat_template(messages, tokenize=True)`: the rendered text without added special tokens."""
+        return self.bulk([self.render(messages)])[0]
 
     def __call__(self, prompts, responses) -> list[list[int]]:
         chats = [conversation(p, r) for p, r in zip(prompts, responses)]
-        texts = [self.render(c) for c in chats]
-        ids = [self.with_bos(t, x) for t, x in zip(texts, self.bulk(texts))]
+        ids = self.bulk([self.render(c) for c in chats])
         for i, x in enumerate(ids):
             if len(x) > self.max_length:
                 self.truncated += 1

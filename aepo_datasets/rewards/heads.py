@@ -3,12 +3,15 @@
 `--reward_output`: `logits` (column 0 of a one-label head), `logits:I` (column I of a multi-label head), or
 another output field (ArmoRM's `score`), optionally with a column (`score:0`). The head's modules run in
 float32 on float32 inputs even when the body runs in bf16/fp16, so scores are not rounded to 8 bits of
-mantissa (3.501 -> 3.5), which would make spurious ties.
+mantissa (3.501 -> 3.5), which would make spurious ties. The head reads each input's last real token, found by
+the attention mask (`last_token_forward`): batches are padded with an id no real token of the batch has.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 
@@ -99,3 +102,46 @@ def float32_head(model) -> list[str]:
 def _inputs_to_float32(_module, args, kwargs):
     cast = lambda v: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v  # noqa: E731
     return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+
+
+def text_config(model):
+    """The config whose `pad_token_id` a transformers classification head reads."""
+    config = model.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def distinct_pad_id(input_ids: torch.Tensor, attention_mask: torch.Tensor, preferred: int, vocab_size: int) -> int:
+    """A pad id that no real token of the batch has: `preferred` when it is free, else the smallest free id. A head
+    that looks for the last token that is not the pad id (transformers' `*ForSequenceClassification`) then finds
+    the last real token by the attention mask, even when the pad id equals EOS and an input ends in EOS."""
+    real = input_ids[attention_mask.bool()]
+    if not bool((real == preferred).any()):
+        return preferred
+    used = set(real.unique().tolist())
+    return next(i for i in range(vocab_size) if i not in used)
+
+
+@contextmanager
+def head_pad_id(model, pad_id: int) -> Iterator[None]:
+    """The model's head reads `pad_id` as the pad id for one forward pass; the config is restored afterwards."""
+    configs = {id(c): c for c in (model.config, text_config(model))}.values()
+    before = [c.pad_token_id for c in configs]
+    for config in configs:
+        config.pad_token_id = pad_id
+    try:
+        yield
+    finally:
+        for config, value in zip(configs, before):
+            config.pad_token_id = value
+
+
+def last_token_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_id: int):
+    """The model's output on right-padded inputs, its head reading each input's last real token (found by the
+    attention mask, never by a pad id that real tokens may share)."""
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    vocab = getattr(embeddings, "num_embeddings", None) or text_config(model).vocab_size
+    pad = distinct_pad_id(input_ids, attention_mask, pad_id, vocab)
+    if pad != pad_id:
+        input_ids = input_ids.masked_fill(attention_mask == 0, pad)
+    with head_pad_id(model, pad):
+        return model(input_ids=input_ids, attention_mask=attention_mask)

@@ -2,9 +2,11 @@
 decoder RM such as Skywork-Reward-V2: Llama/Qwen `*ForSequenceClassification` with a chat template).
 
 Models without a chat template are scored on the text pair (prompt, response); models whose tokenizer has
-one on `conversation(prompt, response)` through it (`chat_encoding`: one BOS, truncation that keeps the
-response). Batches are padded with exactly `config.pad_token_id`, the id the head uses to find the last
-token; the head runs in float32 (`heads`); the reward is read where `--reward_output` says. All pairs of a call are tokenized up front in bulk; batches are length-sorted under a padded-token
+one on `conversation(prompt, response)` through it (`chat_encoding`: exactly the tokens of
+`apply_chat_template(messages, tokenize=True)`, truncation that keeps the response). Batches are right-padded
+and the head reads each input's last real token, found by the attention mask (`heads.last_token_forward`: the
+padding gets an id no real token of the batch has, so a pad id equal to EOS never moves the head off a final
+EOS); the head runs in float32 (`heads`); the reward is read where `--reward_output` says. All pairs of a call are tokenized up front in bulk; batches are length-sorted under a padded-token
 budget with right padding, under `torch.inference_mode()`, prepared one ahead of a GPU in a background
 thread; a CUDA out-of-memory halves the batch and continues.
 """
@@ -23,7 +25,7 @@ from ..defaults import DEFAULT_REWARD_MODEL
 from ..errors import AEPOInputError
 from ..models.identity import looks_like_path
 from .chat_encoding import ChatEncoder, PairEncoder
-from .heads import RewardOutput, float32_head
+from .heads import RewardOutput, float32_head, last_token_forward
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +56,9 @@ def load_reward_model(name: str, device: torch.device, dtype: torch.dtype, revis
 
 
 def pad_id_for(tokenizer, model) -> int:
-    """The id batches are padded with: the model's `config.pad_token_id`, which its head uses to find each
-    input's last token. A config without one gets the tokenizer's pad id (else eos, else unk), set on the
-    config too, so the padding and the head agree."""
+    """The id batches are padded with: the model's `config.pad_token_id`. A config without one gets the
+    tokenizer's pad id (else eos, else unk), set on the config too. Each forward pass swaps it for an id no real
+    token of the batch has when it must (`heads.last_token_forward`)."""
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     if config.pad_token_id is None:
         pad = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id)
@@ -162,7 +164,7 @@ class SequenceClassifierScorer:
         return CPU_MAX_PADDING if model.device.type == "cpu" else GPU_MAX_PADDING
 
     def _forward(self, batch: Batch) -> torch.Tensor:
-        output = self._model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        output = last_token_forward(self._model, batch.input_ids, batch.attention_mask, self.pad_id)
         return self.output.read(output, f"--reward_model {self.name!r}")
 
     def _halve_budget(self, failed_tokens: int) -> None:
