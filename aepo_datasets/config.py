@@ -1,21 +1,21 @@
-"""AEPOConfig: every option of the job, defined once.
+"""AEPOConfig: every option of the job's steps, declared once, each with its scope (input, models, annotator, split).
 
-The `aepo` flags, the launcher's YAML keys and `key=value` overrides and `AEPOTransform(**kwargs)` are all
-generated from these fields (`schema.add_flags`, `schema.coerce`); each step's config is derived here and
-checks its own options, so there is one set of rules. To add an option: add a field with `option(...)`,
-pass it on in the `*_config` method of the step that uses it, and use it in that step.
+The flags of every command, the YAML keys, the launcher's `key=value` and `AEPOTransform(**kwargs)` all come from
+these fields (`schema.parse_command`, `schema.coerce`); each step's config is derived here and checks its own
+options, so there is one set of rules. A combination where one option would be ignored is refused here
+(`check_conflicts`). To add an option: add a field with `option(...)`, pass it on in the `*_config` method of the
+step that uses it, and use it in that step.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from .defaults import DEFAULT_EMBEDDER, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_PRESCREEN_MODEL, DEFAULT_REWARD_MODEL, DTYPE_NAMES
 from .errors import AEPOInputError
-from .options import RESEARCH
-from .schema import coerce_fields, option
+from .schema import ANNOTATOR, INPUT, MODELS, RUN, SPLIT, coerce_fields, option
 from .selection.base import DEFAULT_CONSENSUS_WEIGHT, DEFAULT_LENGTH_WEIGHT, DEFAULT_TOP_M
 from .selection.strategies import DEFAULT_PRESCREEN_RULE, PRESCREEN_RULES, STRATEGIES
 from .transforms.pair_responses import TIE_RULES, PairConfig
@@ -31,85 +31,85 @@ if TYPE_CHECKING:  # the steps' configs live beside their models: imported when 
 class AEPOConfig:
     """Keyword names match the `aepo` command's flags."""
 
-    num_responses: int | None = option(None, "responses per prompt, N (the first N response columns)",
-                                       group=RESEARCH)
-    num_annotations: int = option(2, "responses annotated per prompt, k (2 <= k <= N)", group=RESEARCH)
-    diversity_penalty: float = option(1.0, "lambda, finite and >= 0", group=RESEARCH)
-    similarity_measure: str = option("sentbert", "sentbert (cosine of sentence embeddings), unigram_f1, sacrebleu",
-                                     group=RESEARCH)
+    num_responses: int | None = option(None, "responses per prompt, N (the first N response columns)", scope=INPUT,
+                                       aepo_default=32)
+    num_annotations: int = option(2, "responses annotated per prompt, k (2 <= k <= N)", scope=SPLIT)
+    diversity_penalty: float = option(1.0, "lambda, finite and >= 0", scope=SPLIT)
+    similarity_measure: str = option("sentbert", "sentbert (cosine of sentence embeddings), unigram_f1, sacrebleu", scope=SPLIT)
     reward_model: Any = option(DEFAULT_REWARD_MODEL, "Hub id, local path, aepo-mini (shipped, offline), length, "
-                               "judge:MODEL (with --api_base) or server:[vllm:|sglang:]URL (a served reward model)",
-                               group=RESEARCH)
-    west_of_n: bool = option(False, "annotate all N, keep best and worst", group=RESEARCH)
-    selection: str = option("aepo", "which responses to annotate", choices=STRATEGIES.names)
-    embedding_model: str = option(DEFAULT_EMBEDDER, "any sentence-transformers name or path")
-    prompt_column: str | None = option(None, "default: 'prompt' or 'instruction'")
+                               "judge:MODEL (with --api_base) or server:[vllm:|sglang:]URL (a served reward model)", scope=ANNOTATOR)
+    west_of_n: bool = option(False, "annotate all N, keep best and worst", scope=SPLIT)
+    selection: str = option("aepo", "which responses to annotate", choices=STRATEGIES.names, scope=SPLIT)
+    embedding_model: str = option(DEFAULT_EMBEDDER, "any sentence-transformers name or path", scope=MODELS)
+    prompt_column: str | None = option(None, "default: 'prompt' or 'instruction'", scope=INPUT)
     response_columns: tuple[str, ...] | None = option(
-        None, "names or a glob, e.g. 'response_*' (default: detected from the columns' names and values)")
+        None, "names or a glob, e.g. 'response_*' (default: detected from the columns' names and values)", scope=INPUT)
     reward_column: tuple[str, ...] | None = option(
-        None, "existing scores as the annotator, e.g. 'score_*' (one per response)")
+        None, "existing scores as the annotator, e.g. 'score_*' (one per response)", scope=ANNOTATOR)
     embedding_batch_size: int | None = option(None, "texts per embedding batch (default: 64 on CPU, unlimited on "
-                                              "CUDA, where the token budget decides)")
+                                              "CUDA, where the token budget decides)", scope=MODELS)
     embedding_max_tokens: int | None = option(None, "padded tokens per embedding batch (default: 32768 on CPU, "
-                                              "131072 on CUDA)")
-    max_seq_length: int = option(DEFAULT_MAX_SEQ_LENGTH, "embedder truncation in tokens (paper: 512)")
-    reward_batch_size: int | None = option(None, "pairs per reward batch (default: 8 on CPU, unlimited on CUDA)")
-    max_length: int = option(1024, "reward model truncation in tokens, capped at the model's limit")
-    max_tokens: int | None = option(None, "padded tokens per reward batch (default: 8192 on CPU, 32768 on CUDA)")
-    dtype: str = option("auto", "auto: bf16 on CUDA, fp32 on CPU", choices=["auto", *DTYPE_NAMES])
-    device: str | None = option(None, "cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    seed: int = option(0, "seeds the local search and random selection (per prompt)")
+                                              "131072 on CUDA)", scope=MODELS)
+    max_seq_length: int = option(DEFAULT_MAX_SEQ_LENGTH, "embedder truncation in tokens (paper: 512)", scope=MODELS)
+    reward_batch_size: int | None = option(None, "pairs per reward batch (default: 8 on CPU, unlimited on CUDA)", scope=MODELS)
+    max_length: int = option(1024, "reward model truncation in tokens, capped at the model's limit", scope=ANNOTATOR)
+    max_tokens: int | None = option(None, "padded tokens per reward batch (default: 8192 on CPU, 32768 on CUDA)", scope=MODELS)
+    dtype: str = option("auto", "auto: bf16 on CUDA, fp32 on CPU", choices=["auto", *DTYPE_NAMES], scope=MODELS)
+    device: str | None = option(None, "cpu, cuda, cuda:1 ... (default: CUDA when available)", scope=MODELS)
+    seed: int = option(0, "seeds the local search and random selection (per prompt)", scope=SPLIT)
     conversational: bool = option(False, "saved dataset in TRL's conversational format (message lists; automatic "
-                                  "when the input's prompts or responses are messages)")
-    use_chat_template: bool | None = option(
+                                  "when the input's prompts or responses are messages)", scope=SPLIT)
+    chat_template: bool | None = option(
         None, "score reward inputs through the tokenizer's chat template (auto: when it has one)",
-        flag="--chat_template", flag_values={"auto": None, "on": True, "off": False})
-    embedding_revision: str | None = option(None, "Hub revision of the embedding model")
-    reward_revision: str | None = option(None, "Hub revision of the reward model")
+        flag_values={"auto": None, "on": True, "off": False}, scope=ANNOTATOR)
+    embedding_revision: str | None = option(None, "Hub revision of the embedding model", scope=MODELS)
+    reward_revision: str | None = option(None, "Hub revision of the reward model", scope=ANNOTATOR)
     trust_remote_code: bool = option(False, "let the reward model run its own code from its folder or Hub repo "
-                                     "(e.g. ArmoRM); off by default")
+                                     "(e.g. ArmoRM); off by default", scope=ANNOTATOR)
     reward_output: str | None = option(
         None, "where the reward model's score is read: logits (default, one label), logits:I (column I of a "
-        "multi-label head) or an output field such as ArmoRM's score", metavar="FIELD[:I]")
+        "multi-label head) or an output field such as ArmoRM's score", metavar="FIELD[:I]", scope=ANNOTATOR)
     ties: str = option("drop", "a prompt whose selected responses all tie in reward carries no preference: drop "
-                       "it (counted), or keep it with the earlier response chosen", choices=list(TIE_RULES))
+                       "it (counted), or keep it with the earlier response chosen", choices=list(TIE_RULES), scope=SPLIT)
     prescreen_model: Any = option(
         DEFAULT_PRESCREEN_MODEL, "cheap judge of --selection prescreen, scoring all N: aepo-mini, length, or a "
-        "reward model path or Hub id")
+        "reward model path or Hub id", scope=MODELS)
     prescreen_rule: str = option(DEFAULT_PRESCREEN_RULE, "how --selection prescreen picks from the cheap scores: "
                                  "extremes, mu_minus_2sigma, debiased (length), ensemble (with length), consensus "
                                  "(the chosen one agrees with the judge's best few)",
-                                 choices=list(PRESCREEN_RULES))
+                                 choices=list(PRESCREEN_RULES), scope=SPLIT)
     prescreen_length_weight: float = option(
-        DEFAULT_LENGTH_WEIGHT, "weight of z(log length) in --prescreen_rule ensemble and consensus")
+        DEFAULT_LENGTH_WEIGHT, "weight of z(log length) in --prescreen_rule ensemble and consensus", scope=SPLIT)
     prescreen_consensus_weight: float = option(
         DEFAULT_CONSENSUS_WEIGHT, "weight of z(agreement with the cheap judge's --prescreen_top_m best) in "
-        "--prescreen_rule consensus")
+        "--prescreen_rule consensus", scope=SPLIT)
     prescreen_top_m: int = option(
         DEFAULT_TOP_M, "how many of the cheap judge's best the chosen response is compared with in --prescreen_rule "
-        "consensus")
+        "consensus", scope=SPLIT)
     oracle_column: tuple[str, ...] | None = option(
         None, "oracle scores for the pair-quality report only, e.g. 'score_*' (one per response; never used to "
-        "select or pair)")
+        "select or pair)", scope=INPUT)
     plot: bool | None = option(None, "PNG of the pair-quality report beside the outputs (auto: when matplotlib "
-                               "is importable)", flag_values={"auto": None, "on": True, "off": False})
+                               "is importable)", flag_values={"auto": None, "on": True, "off": False}, scope=RUN)
     api_base: str | None = option(None, "OpenAI-compatible endpoint of --reward_model judge:MODEL, e.g. "
-                                  "https://api.openai.com/v1 (key from AEPO_JUDGE_API_KEY or OPENAI_API_KEY)")
+                                  "https://api.openai.com/v1 (key from AEPO_JUDGE_API_KEY or OPENAI_API_KEY)", scope=ANNOTATOR)
     judge_template: str | None = option(None, "text file with {prompt} and {response}: the judge's prompt "
-                                        "(default: a pointwise 1-10 rating answered as [[rating]])")
-    judge_concurrency: int = option(8, "requests in flight at once to judge:MODEL or server:URL")
+                                        "(default: a pointwise 1-10 rating answered as [[rating]])", scope=ANNOTATOR)
+    judge_concurrency: int = option(8, "requests in flight at once to judge:MODEL or server:URL", scope=MODELS)
     judge_cache_dir: str | None = option(None, "cache of the answers of judge:MODEL and server:URL (default: "
-                                         "CACHE_DIR/.aepo_cache/judge)")
+                                         "CACHE_DIR/.aepo_cache/judge)", scope=MODELS)
     judge_max_chars: int | None = option(None, "the judge's context in characters (default: no limit); a longer "
-                                         "request loses the oldest part of the prompt first, never the response")
+                                         "request loses the oldest part of the prompt first, never the response", scope=ANNOTATOR)
 
     def __post_init__(self):
         coerce_fields(self)  # flags, YAML values and keywords all get the field's type
         object.__setattr__(self, "response_columns", as_column_tuple(self.response_columns))
         object.__setattr__(self, "reward_column", as_column_tuple(self.reward_column))
         object.__setattr__(self, "oracle_column", as_column_tuple(self.oracle_column))
-        if self.west_of_n:
+        check_conflicts(self)
+        if self.west_of_n or self.selection == "west_of_n":
             object.__setattr__(self, "selection", "west_of_n")
+            object.__setattr__(self, "west_of_n", True)
         k, n = self.num_annotations, self.num_responses
         if k < 2 or (n is not None and k > n):
             raise AEPOInputError(f"--num_annotations must be between 2 and --num_responses ({n}), got {k!r}.")
@@ -128,9 +128,14 @@ class AEPOConfig:
         """Usable responses a prompt needs (fewer: skipped and counted)."""
         return 2 if self.selection == "west_of_n" else self.num_annotations
 
-    def reshape_config(self, min_responses: int | None = None) -> ResponseListsConfig:
-        return ResponseListsConfig(self.prompt_column, self.response_columns, self.num_responses,
-                                   self.reward_column, min_responses or self.min_usable, self.oracle_column)
+    def reshape_config(self, min_responses: int | None = None, split_scores: dict | None = None
+                       ) -> ResponseListsConfig:
+        """`split_scores`: reshaped column -> score columns, for splits whose annotator is a reward column of its
+        own (`given_scores` among them when the first split's is not the run's)."""
+        extra = dict(split_scores or {})
+        given = extra.pop("given_scores", self.reward_column)
+        return ResponseListsConfig(self.prompt_column, self.response_columns, self.num_responses, given,
+                                   min_responses or self.min_usable, self.oracle_column, tuple(extra.items()))
 
     def embed_config(self) -> EmbedConfig:
         from .transforms.embed_responses import EmbedConfig
@@ -160,9 +165,81 @@ class AEPOConfig:
 
         return ScoreConfig("column" if self.reward_column else self.reward_model, self.reward_revision,
                            self.reward_batch_size, self.max_length, self.max_tokens, self.dtype, self.device,
-                           self.use_chat_template, selection_columns, self.api_base, self.judge_template,
+                           self.chat_template, selection_columns, self.api_base, self.judge_template,
                            self.judge_cache_dir, self.judge_concurrency, self.trust_remote_code,
                            self.reward_output, self.judge_max_chars)
 
-    def pair_config(self, selection_column: str = "selected") -> PairConfig:
-        return PairConfig(self.output_format, self.num_annotations, selection_column, self.conversational, self.ties)
+    def pair_config(self, selection_column: str = "selected", reward_column: str = "rewards") -> PairConfig:
+        return PairConfig(self.output_format, self.num_annotations, selection_column, self.conversational, self.ties,
+                          reward_column)
+
+
+DEFAULT_SELECTION = "aepo"
+CLASSIFIER_ONLY = ("reward_revision", "reward_output", "chat_template", "trust_remote_code")
+JUDGE_ONLY = ("api_base", "judge_template", "judge_max_chars")
+
+
+def check_conflicts(config: AEPOConfig, given: dict | None = None) -> None:
+    """Refuse, in one line, two options of which one would be ignored. `given`: the options the user wrote (a command
+    line or YAML), so that an explicit default conflicts too; without it, values other than the defaults do."""
+    given = given if given is not None else {}
+    if config.west_of_n and config.selection not in ("west_of_n", DEFAULT_SELECTION) or \
+            given.get("west_of_n") is True and given.get("selection") not in (None, "west_of_n"):
+        raise AEPOInputError(f"--west_of_n annotates all N responses, so --selection {config.selection} would be "
+                             "ignored: give one of them.")
+    if config.reward_column and (config.reward_model not in (DEFAULT_REWARD_MODEL, None, "column") or
+                                 given.get("reward_model") is not None):
+        raise AEPOInputError(f"--reward_column {','.join(config.reward_column)} uses the given scores as the "
+                             f"annotator, so --reward_model {config.reward_model} would be ignored: give one of them.")
+    if config.reward_model is not None:
+        _check_annotator_options(config)
+
+
+def annotator_kind(config: AEPOConfig) -> str:
+    """"column", "judge", "server", "callable", "registered" (aepo-mini, length...) or "classifier"."""
+    from .rewards import REWARD_MODELS, is_judge, is_server
+
+    model = config.reward_model
+    if config.reward_column:
+        return "column"
+    if callable(model):
+        return "callable"
+    if is_judge(model):
+        return "judge"
+    if is_server(model):
+        return "server"
+    return "registered" if model in REWARD_MODELS else "classifier"
+
+
+def _check_annotator_options(config: AEPOConfig) -> None:
+    """An annotator option that this annotator does not read is refused (it would be accepted and ignored)."""
+    defaults = {f.name: f.default for f in fields(AEPOConfig)}
+    changed = [name for name in (*CLASSIFIER_ONLY, *JUDGE_ONLY) if getattr(config, name) != defaults[name]]
+    if not changed:
+        return  # nothing to check: the reward model libraries stay unloaded (a parser is fast)
+    kind = annotator_kind(config)
+    wrong = [name for name in changed if (name in CLASSIFIER_ONLY and kind != "classifier")
+             or (name in JUDGE_ONLY and kind != "judge")]
+    if wrong:
+        who = {"column": f"--reward_column {','.join(config.reward_column or ())}", "judge": "a judge",
+               "server": "a served reward model", "callable": "a Python callable"}.get(kind, repr(config.reward_model))
+        readers = "a reward model given by path or Hub id" if wrong[0] in CLASSIFIER_ONLY else "--reward_model judge:MODEL"
+        raise AEPOInputError(f"--{wrong[0]} is an option of {readers}; the annotator here is {who}, which does not "
+                             f"read it: leave --{wrong[0]} out or change --reward_model.")
+
+
+def merge_split(config: AEPOConfig, overrides: dict) -> AEPOConfig:
+    """The configuration of a split: the run's, with what the split sets. A split that sets its selection or West-of-N
+    gets exactly that (the other follows), and a split that sets its annotator (a reward model or a reward column)
+    replaces the run's annotator rather than adding to it."""
+    changes = dict(overrides)
+    if "selection" in changes and "west_of_n" not in changes:
+        changes["west_of_n"] = changes["selection"] == "west_of_n"
+    if "west_of_n" in changes and "selection" not in changes:
+        changes["selection"] = "west_of_n" if changes["west_of_n"] else (
+            DEFAULT_SELECTION if config.selection == "west_of_n" else config.selection)
+    if "reward_model" in changes or "reward_column" in changes:  # the split's annotator, with its own options
+        for f in fields(AEPOConfig):
+            if f.metadata.get("scope") == ANNOTATOR and f.name not in changes:
+                changes[f.name] = f.default
+    return replace(config, **changes)

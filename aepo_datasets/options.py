@@ -1,34 +1,71 @@
-"""Options shared by the entry points, and the one place where the research CLI's defaults differ.
+"""The options of a run that are not the selection's or the models': which input (`InputOptions`) and what the command
+does with the result (`RunOptions`). Torch-free, so building a parser is fast.
 
-`aepo DATASET`, `aepo select` and the launcher all read the same input options (`InputOptions`); each
-option has one default, the launcher's and Python's. The `aepo` commands keep the research CLI's defaults
-where those differ (`RESEARCH_DEFAULTS`): `--help` shows both. Torch-free, so building a parser is fast.
+Every option is declared once, here or in `config.AEPOConfig`; each command takes the ones it names (`cli/commands.py`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .schema import option
-
-RESEARCH = "research CLI flags (same names and defaults)"
-INPUT = "input"
-
-# The research CLI's defaults, kept by `aepo DATASET` and `aepo select` so its commands give the same
-# results; the launcher and `AEPOTransform(**kwargs)` use the fields' own defaults (every prompt, every
-# response column), which is what a job over a whole dataset wants.
-RESEARCH_DEFAULTS = {
-    "num_responses": 32,  # the research code samples 32 responses per prompt
-    "num_instructions": 4,  # the research CLI's quick look at the first 4 prompts
-}
+from .schema import INPUT, RUN, option
 
 
 @dataclass(frozen=True)
 class InputOptions:
     """Which rows of which dataset: the same keys for `aepo`, `aepo select` and the launcher."""
 
-    split: str = option("train", "split of a Hub dataset or saved DatasetDict", group=INPUT)
+    dataset: str | None = option(None, "a .csv/.json/.jsonl/.parquet file (.csv/.json/.jsonl may be .gz/.bz2/.xz), a "
+                                 "quoted glob of such files ('data/*.parquet'), a save_to_disk folder, or a Hub dataset "
+                                 "id", scope=INPUT)
+    split: str = option("train", "split of a Hub dataset or saved DatasetDict (a local file has one: train)",
+                        scope=INPUT)
     subset: str | None = option(None, "configuration (subset) of a Hub dataset: load_dataset's `name`",
-                                metavar="NAME", group=INPUT)
-    num_instructions: int | None = option(None, "use the first N prompts, or `all`", group=INPUT)
-    access_token: str | None = option(None, "Hugging Face token (or HF_TOKEN, or `hf auth login`)", group=INPUT)
+                                metavar="NAME", scope=INPUT)
+    num_instructions: int | None = option(None, "use the first N prompts, or `all`", scope=INPUT, aepo_default=4)
+    access_token: str | None = option(None, "Hugging Face token (or HF_TOKEN, or `hf auth login`)", scope=INPUT)
+    id_column: str | None = option(None, "the prompt ids (unique) of a selection; default: the input row number",
+                                   scope=INPUT)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where the outputs go and what is kept: the commands' own options."""
+
+    cache_dir: str | None = option(None, "aepo commands: outputs go to CACHE_DIR/output/, the datasets cache to "
+                                   "CACHE_DIR/.aepo_cache/ (default: .); launcher: the datasets cache (default: "
+                                   "OUTPUT_DIR)", scope=RUN)
+    output: str | None = option(None, "aepo and aepo pair: the output file under CACHE_DIR/output/, whose extension "
+                                "(.csv, .json, .jsonl, .parquet) decides the format (default: preference.csv); aepo "
+                                "select: the folder under CACHE_DIR/output/ (default: selection)", scope=RUN)
+    output_dir: str | None = option(None, "launcher: where the chunks, the dataset and the plot go (required)",
+                                    scope=RUN)
+    folder: str | None = option(None, "a folder written by `aepo select` (aepo pair) or a saved output folder "
+                                "(aepo push)", scope=RUN)
+    repo_id: str | None = option(None, "aepo push: the dataset repository", scope=RUN)
+    labels: str | None = option(None, "aepo pair: the labels that came back (.jsonl or .csv): prompt_id, "
+                                "response_id, score; or prompt_id, ranking; or prompt_id, winner_id, loser_id",
+                                scope=RUN)
+    push_to_hub: str | None = option(None, "publish the result with a dataset card", metavar="REPO_ID", scope=RUN)
+    private: bool = option(True, "the pushed dataset is private (false: public)", scope=RUN)
+    use_sample_cache: bool = option(False, "reuse the prepared samples of an earlier run", scope=RUN)
+    use_matrix_cache: bool = option(False, "reuse the embeddings of an earlier run (and keep this run's on disk for "
+                                    "the next)", scope=RUN)
+    keep_cache: bool = option(False, "keep every stage's cache files under CACHE_DIR/.aepo_cache/ after the run "
+                              "(default: removed, except the samples and embeddings asked for by --use_*_cache)",
+                              scope=RUN)
+    baselines: bool = option(False, "also build (aepo select: select) the random, mbr and west_of_n splits from the "
+                             "same embeddings and rewards, saved beside 'train', with their reward statistics",
+                             scope=RUN)
+    splits: dict | None = option(None, "launcher: output splits, name -> the split and annotator options it changes "
+                                 "(YAML), e.g. {aepo: {}, west: {west_of_n: true}}", metavar="YAML", scope=RUN)
+    stage: str = option("all", "launcher: all, or select (only select, and write the folder of `aepo select`)",
+                        choices=["all", "select"], scope=RUN)
+    chunk_size: int = option(1000, "launcher: prompts per saved chunk (the unit of resuming)", scope=RUN)
+    map_batch_size: int = option(64, "launcher: prompts per `map` batch", scope=RUN)
+    debug: bool = option(False, "verbose logging", scope=RUN)
+
+
+def instruction_count(value):
+    """`--num_instructions`: a whole number, or `all` (None: every prompt)."""
+    return None if isinstance(value, str) and value.strip().lower() == "all" else value

@@ -1,8 +1,10 @@
-"""Flags, YAML files (`--config`) and `key=value` overrides, coerced to the types of a configuration dataclass.
+"""Every option declared once (`option(...)`: name, type, default, help, scope), and the one parser of every entry point.
 
-`key=value` overrides arrive as text and are converted by the field's type (so `1e-3` is a float and
-`prompt_column=yes` stays the string "yes"); YAML values are checked the same way. A value that does
-not fit its field raises one line naming the key, the value and what was expected.
+`aepo`, `aepo select|pair|push` and the launcher read their command lines with `parse_command`: `--config FILE.yaml`
+plus overriding `--key value`, `--key=value` or `key=value`; a boolean takes `--flag`, `--flag true|false`. Values
+arrive as text and are converted by the field's type (so `1e-3` is a float and `prompt_column=yes` stays the string
+"yes"); YAML values are checked the same way. A value that does not fit its field raises one line naming the key,
+the value and what was expected. `--help` is generated from the same declarations (`help_parser`).
 """
 
 from __future__ import annotations
@@ -119,71 +121,165 @@ def _describe(kind) -> str:
     return _DESCRIPTIONS.get(kind, "a value")
 
 
-def option(default, help: str, *, group: str = "more options", choices=None, flag: str | None = None,
-           flag_values: dict | None = None, metavar: str | None = None):
-    """A dataclass field that also describes its command-line flag, YAML key and launcher key.
+# Scopes: where an option may be set. A split (the launcher's `splits:`) may set SPLIT and ANNOTATOR options.
+INPUT = "input"  # which data, which columns, which prompts: one for the whole run
+MODELS = "models"  # embedder, pre-screen judge, dtype, device, batch sizes: loaded once for the whole run
+ANNOTATOR = "annotator"  # who scores the selected responses: the run's, or a split's own
+SPLIT = "split"  # how a split selects and pairs
+RUN = "run"  # where the outputs go, caches, logging: the command's own
+SCOPES = {INPUT: "input: the data, its columns and prompts (one for the whole run)",
+          MODELS: "models: embedder, pre-screen judge, devices (loaded once for the whole run)",
+          ANNOTATOR: "annotator: who scores the selected responses (a split may have its own)",
+          SPLIT: "split: how responses are selected and paired (a split may set its own)",
+          RUN: "run: outputs, caches, logging"}
+PER_SPLIT = (SPLIT, ANNOTATOR)
+NO_DEFAULT = object()
 
-    `flag`: a flag name other than the field's; `flag_values`: the flag's words -> field values (e.g.
-    `--chat_template on` -> True). A command whose defaults differ passes them to `add_flags`
-    (`options.RESEARCH_DEFAULTS`)."""
+
+def option(default, help: str, *, scope: str, choices=None, metavar: str | None = None,
+           flag_values: dict | None = None, aepo_default=NO_DEFAULT):
+    """A dataclass field that is also a flag, a YAML key, a launcher key and a Python keyword, all of one name.
+
+    `flag_values`: the flag's words -> field values (e.g. `--chat_template on` -> True). `aepo_default`: the
+    default of the `aepo` commands where the research CLI's differs from the field's (the launcher's and Python's)."""
     from dataclasses import field
 
-    meta = {"help": help, "group": group, "choices": choices, "flag": flag, "flag_values": flag_values,
-            "metavar": metavar}
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+    meta = {"help": help, "scope": scope, "choices": choices, "flag_values": flag_values, "metavar": metavar,
+            "aepo_default": aepo_default}
     return field(default=default, metadata=meta)
 
 
-def add_flags(parser, *classes, defaults: dict | None = None) -> None:
-    """One `--field` flag per `option(...)` field of `classes`, in argument groups named by the fields.
-
-    `defaults`: this command's defaults where they differ from the fields' (shown by `--help` with both)."""
+def declared(*classes) -> dict:
+    """Option name -> dataclass field, for every `option(...)` field of `classes` (the first declaration wins)."""
     from dataclasses import fields
 
-    groups: dict[str, Any] = {}
+    found: dict = {}
     for cls in classes:
         for f in fields(cls):
-            if "help" not in f.metadata:
-                continue
-            group = f.metadata["group"]
-            if group not in groups:
-                groups[group] = parser.add_argument_group(group)
-            groups[group].add_argument(f.metadata["flag"] or f"--{f.name}", dest=f.name,
-                                       **_flag_options(f, (defaults or {}).get(f.name, f.default)))
+            if "scope" in f.metadata:
+                found.setdefault(f.name, f)
+    return found
 
 
-def _flag_options(f, default) -> dict:
-    meta = f.metadata
-    text = meta["help"].replace("%", "%%")
-    if meta["flag_values"]:
-        word = next(w for w, v in meta["flag_values"].items() if v == default)
-        return {"choices": list(meta["flag_values"]), "default": word, "help": f"{text} (default: {word})"}
-    if default is False:
-        return {"action": "store_true", "help": text}
-    shown = "" if default is None else f" (default: {default}"
-    if default != f.default:
-        shown += f", as in the research CLI; the launcher and Python: {'all' if f.default is None else f.default}"
-    shown += ")" if shown else ""
-    # values stay text here and are coerced by the dataclass, so every bad value gets the same kind of message
-    if callable(meta["choices"]):  # a registry's names, read when the parser is built (after the plugins loaded);
-        # checked by the dataclass, whose message says "did you mean"
-        names = meta["choices"]()
-        return {"default": default, "metavar": meta["metavar"] or "{" + ",".join(names) + "}", "help": text + shown}
-    return {"default": default, "choices": meta["choices"], "metavar": meta["metavar"], "help": text + shown}
+def is_boolean(f) -> bool:
+    return _unwrap(_TYPES.get(f.name, Any))[0] is bool
 
 
-def values_from_args(cls, args) -> dict:
-    """Keyword arguments for `cls` from parsed flags (flag words such as `on`/`off` translated)."""
-    from dataclasses import fields
+_TYPES: dict[str, Any] = {}  # filled by `register_types`: string annotations resolved once per class
 
+
+def register_types(*classes) -> None:
+    _TYPES.update(field_types(*classes))
+
+
+# The one parser -----------------------------------------------------------------------------------------------
+
+
+_BOOL_WORDS = _TRUE | _FALSE | {"auto"}
+_KEY = r"[A-Za-z_][A-Za-z0-9_]*"
+
+
+class Command:
+    """One command line: its name, the option classes it takes (or some of their fields), its positionals and help."""
+
+    def __init__(self, prog: str, classes: tuple, *, names=None, positionals: tuple[str, ...] = (),
+                 description: str = "", epilog: str = "", aepo_defaults: bool = True, extra: tuple[str, ...] = ()):
+        register_types(*classes)
+        fields_ = declared(*classes)
+        self.prog, self.description, self.epilog = prog, description, epilog
+        self.fields = {n: f for n, f in fields_.items() if names is None or n in names or n in extra}
+        self.positionals, self.aepo_defaults = positionals, aepo_defaults
+
+    def default(self, name: str):
+        f = self.fields[name]
+        research = f.metadata.get("aepo_default", NO_DEFAULT)
+        return research if self.aepo_defaults and research is not NO_DEFAULT else f.default
+
+    def defaults(self) -> dict:
+        """This command's defaults: the fields', or the research CLI's where it differs (`aepo` commands)."""
+        return {name: self.default(name) for name in self.fields}
+
+
+def parse_command(command: Command, argv: list[str]) -> dict:
+    """The options the user gave (from `--config FILE.yaml` and the command line, which wins), coerced to the fields'
+    types; nothing of the defaults. Mistakes raise AEPOInputError with one line; `--help` raises SystemExit(0)
+    after printing the help."""
+    if {"-h", "--help"} & set(argv):
+        help_parser(command).print_help()
+        raise SystemExit(0)
+    config_path, line = _tokens(command, argv)
+    given = _from_yaml(command, Path(config_path)) if config_path else {}
+    given.update({name: coerce_option(command, name, value) for name, value in line.items()})
+    return given
+
+
+def coerce_option(command: Command, name: str, value):
+    f = command.fields[name]
+    words = f.metadata.get("flag_values") or {}
+    if isinstance(value, str) and value.strip().lower() in words:
+        value = words[value.strip().lower()]
+    return coerce(name, value, _TYPES.get(name, Any))
+
+
+def _tokens(command: Command, argv: list[str]) -> tuple[str | None, dict]:
+    """(--config's path, {name: text}) from argv; positionals fill `command.positionals` in order."""
+    import re
+
+    values: dict = {}
+    config = None
+    positionals = list(command.positionals)
+    args = list(argv)
+    while args:
+        item = args.pop(0)
+        if item.startswith("--"):
+            key, sep, value = item[2:].partition("=")
+            if not sep:
+                value = _flag_value(command, key, args)
+        elif re.fullmatch(_KEY, item.partition("=")[0]) and "=" in item and not Path(item).exists():
+            key, _, value = item.partition("=")
+        elif positionals:
+            key, value = positionals.pop(0), item
+        else:
+            raise AEPOInputError(f"unexpected argument {item!r}: options are --key value or key=value (e.g. "
+                                 "num_responses=8)" + (f"; {command.prog} takes no positional argument"
+                                                       if not command.positionals else ""))
+        if key == "config":
+            config = value
+            continue
+        _check_known(command, key)
+        values[key] = value
+    return config, values
+
+
+def _flag_value(command: Command, key: str, args: list[str]) -> str:
+    """The value after `--key`: the next word, or for a boolean `true` unless a true/false word follows."""
+    if key == "config":
+        if not args or args[0].startswith("--"):
+            raise AEPOInputError("--config needs a YAML file path.")
+        return args.pop(0)
+    _check_known(command, key)
+    if is_boolean(command.fields[key]):
+        return args.pop(0) if args and args[0].strip().lower() in _BOOL_WORDS else "true"
+    if not args or (args[0].startswith("--") and len(args[0]) > 2):
+        raise AEPOInputError(f"--{key} needs a value ({_describe(_unwrap(_TYPES.get(key, Any))[0])}).")
+    return args.pop(0)
+
+
+def _check_known(command: Command, key: str) -> None:
+    if key not in command.fields:
+        raise AEPOInputError(f"{command.prog}: " + unknown_choice_message("option", key, sorted(command.fields)))
+
+
+def _from_yaml(command: Command, path: Path) -> dict:
+    """The YAML's keys, coerced; an unknown key gets "did you mean" and the file's name."""
     values = {}
-    for f in fields(cls):
-        value = getattr(args, f.name)
-        translate = f.metadata.get("flag_values") or {}
-        values[f.name] = translate.get(value, value) if isinstance(value, str) else value  # YAML may hold True
+    for key, value in read_config(path).items():
+        if key not in command.fields:
+            raise AEPOInputError(f"{path}: " + unknown_choice_message("option", key, sorted(command.fields)))
+        values[key] = coerce_option(command, key, value)
     return values
-
-
-# `--config FILE.yaml` plus flags, the way TRL's TrlParser reads them ------------------------------------
 
 
 def read_config(path: Path) -> dict:
@@ -199,42 +295,74 @@ def read_config(path: Path) -> dict:
     return loaded
 
 
-def add_config_flag(parser) -> None:
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of options: its keys are the option names "
-                        "(the flags without --); flags given on the command line override it")
-
-
-def parse_args(parser, argv: list[str], required: tuple[str, ...] = ()):
-    """Flags over `--config FILE.yaml` over the defaults. The YAML's values become the parser's defaults, so a
-    flag on the command line wins; an unknown key gets "did you mean"; positionals in `required` (declared
-    with nargs="?") may come from the YAML too. Mistakes exit 2 with the usage, as argparse's own do."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config")
-    known, _ = pre.parse_known_args(argv)
-    if known.config:
-        try:
-            parser.set_defaults(**config_defaults(parser, Path(known.config)))
-        except AEPOInputError as err:
-            parser.error(str(err))
-    args = parser.parse_args(argv)
-    missing = [name for name in required if getattr(args, name) is None]
+def require(given: dict, names: tuple[str, ...]) -> None:
+    missing = [name for name in names if given.get(name) in (None, "")]
     if missing:
-        parser.error(f"the following arguments are required: {', '.join(missing)} (on the command line or as "
-                     f"{missing[0]}: in --config)")
-    return args
+        raise AEPOInputError(f"the following arguments are required: {', '.join(missing)} (on the command line or "
+                             f"as {missing[0]}: in --config)")
 
 
-def config_defaults(parser, path: Path) -> dict:
-    """The YAML's keys as the parser's destinations (a flag's own name, e.g. chat_template, works too)."""
-    keys = {}
-    for action in parser._actions:
-        if action.dest in ("help", "version", "config"):
+# --help, generated from the declarations -------------------------------------------------------------------------
+
+
+def help_parser(command: Command) -> argparse.ArgumentParser:
+    """An argparse parser that only formats `--help`: the options grouped by scope, with this command's defaults."""
+    p = argparse.ArgumentParser(prog=command.prog, description=command.description, epilog=command.epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter, add_help=True)
+    for name in command.positionals:
+        p.add_argument(name, nargs="?", help=command.fields[name].metadata["help"].replace("%", "%%"))
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML file of options: its keys are the option names; "
+                   "options given on the command line override it")
+    groups: dict[str, Any] = {}
+    for name, f in sorted(command.fields.items(), key=lambda item: list(SCOPES).index(item[1].metadata["scope"])):
+        if name in command.positionals:
             continue
-        keys[action.dest] = action.dest
-        keys.update({flag.lstrip("-"): action.dest for flag in action.option_strings if flag.startswith("--")})
-    values = {}
-    for key, value in read_config(path).items():
-        if key not in keys:
-            raise AEPOInputError(f"{path}: " + unknown_choice_message("option", key, sorted(set(keys.values()))))
-        values[keys[key]] = value
-    return values
+        scope = f.metadata["scope"]
+        if scope not in groups:
+            groups[scope] = p.add_argument_group(SCOPES[scope])
+        groups[scope].add_argument(f"--{name}", **_help_options(command, name, f))
+    return p
+
+
+def _help_options(command: Command, name: str, f) -> dict:
+    meta = f.metadata
+    text = meta["help"].replace("%", "%%")
+    default = command.default(name)
+    if meta["flag_values"]:
+        word = next(w for w, v in meta["flag_values"].items() if v == default)
+        return {"metavar": "{" + ",".join(meta["flag_values"]) + "}", "help": f"{text} (default: {word})"}
+    if is_boolean(f):
+        return {"metavar": "[true|false]", "help": text + (" (default: true)" if default else "")}
+    shown = "" if default is None else f" (default: {default}"
+    if shown and default != f.default:
+        shown += f", as in the research CLI; the launcher and Python: {'all' if f.default is None else f.default}"
+    shown += ")" if shown else ""
+    choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+    metavar = meta["metavar"] or ("{" + ",".join(map(str, choices)) + "}" if choices else None)
+    return {"metavar": metavar, "help": text + shown}
+
+
+def options_reference(commands: dict[str, Command]) -> str:
+    """Markdown: every option of every command, by scope, from the declarations (docs/options.md)."""
+    rows: dict[str, dict] = {}
+    for label, command in commands.items():
+        for name, f in command.fields.items():
+            entry = rows.setdefault(name, {"field": f, "commands": [], "defaults": {}})
+            entry["commands"].append(label)
+            entry["defaults"][label] = command.default(name)
+    lines = []
+    for scope, title in SCOPES.items():
+        names = sorted(n for n, e in rows.items() if e["field"].metadata["scope"] == scope)
+        if not names:
+            continue
+        lines += [f"## {title[0].upper()}{title[1:]}", "", "| option | type | default | commands | what |",
+                  "|---|---|---|---|---|"]
+        for name in names:
+            entry = rows[name]
+            defaults = sorted({repr(v) for v in entry["defaults"].values()})
+            text = entry["field"].metadata["help"].replace("|", "\\|")
+            kind = _describe(_unwrap(_TYPES.get(name, Any))[0])
+            lines.append(f"| `{name}` | {kind} | {' / '.join(f'`{d}`' for d in defaults)} | "
+                         f"{', '.join(entry['commands'])} | {text} |")
+        lines.append("")
+    return "\n".join(lines)

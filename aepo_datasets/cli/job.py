@@ -1,7 +1,7 @@
 """`aepo DATASET [options]`: a drop-in for the research CLI, built on the AEPO transforms.
 
-The flags are generated from `CommandOptions` (this command's own options) and `AEPOConfig` (the job's).
-`aepo push` and `aepo run` are dispatched by `cli/main.py`.
+The flags are the options `job.COMMANDS["aepo"]` names, declared once (`options.py`, `config.py`).
+`aepo select|pair|push|run` are dispatched by `cli/main.py`.
 """
 
 from __future__ import annotations
@@ -10,20 +10,14 @@ import argparse
 import logging
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import exit_code
+from ..errors import AEPOInputError, exit_code
 from ..logs import setup_logging
-from ..options import RESEARCH, RESEARCH_DEFAULTS, InputOptions
-from ..pipeline.prepare import instruction_count
-from ..schema import add_config_flag, add_flags, coerce_fields, option, parse_args, values_from_args
-from ..config import AEPOConfig
-from ..version import __version__
 
 logger = logging.getLogger("aepo_datasets")
 
-COMMANDS = """commands:
+COMMANDS_TEXT = """commands:
   aepo DATASET [options]        the main job: select k of N responses, annotate them, write preference pairs
   aepo select DATASET [options] select only, and write what to annotate (for people or a judge)
   aepo pair FOLDER --labels F   the main job's outputs from a selection and the labels that came back
@@ -44,88 +38,74 @@ EXAMPLES = """examples:
 """
 
 
-@dataclass(frozen=True)
-class CommandOptions(InputOptions):
-    """The options of the `aepo` command that are not options of the job itself (AEPOConfig)."""
+def command_spec():
+    """The `aepo` command's options (`job.COMMANDS`), with this module's help text."""
+    from ..job import COMMANDS
 
-    cache_dir: str = option(".", "outputs go to CACHE_DIR/output/, the datasets cache to CACHE_DIR/.aepo_cache/",
-                            group=RESEARCH)
-    output: str = option("preference.csv", "output file under CACHE_DIR/output/; its extension (.csv, .json, "
-                         ".jsonl, .parquet) decides the format", group=RESEARCH)
-    use_sample_cache: bool = option(False, "reuse the prepared samples of an earlier run", group=RESEARCH)
-    use_matrix_cache: bool = option(False, "reuse the embeddings of an earlier run (and keep this run's on disk "
-                                    "for the next)", group=RESEARCH)
-    keep_cache: bool = option(False, "keep every stage's cache files under CACHE_DIR/.aepo_cache/ after the run "
-                              "(default: removed, except the samples and embeddings asked for by --use_*_cache)")
-    debug: bool = option(False, "verbose logging", group=RESEARCH)
-    baselines: bool = option(False, "also build random, mbr and west_of_n splits from the same embeddings and "
-                             "rewards, saved beside 'train', with their reward statistics")
-    push_to_hub: str | None = option(None, "publish the result (private) with a dataset card", metavar="REPO_ID")
-
-    def __post_init__(self):
-        object.__setattr__(self, "num_instructions", instruction_count(self.num_instructions))
-        coerce_fields(self)  # flags, YAML values and keywords all get the field's type
+    spec = COMMANDS["aepo"]
+    spec.description = ("Turn N responses per prompt into preference data, annotating only k of them (AEPO).\n\n"
+                        + COMMANDS_TEXT)
+    spec.epilog = EXAMPLES
+    return spec
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Flags generated from CommandOptions and AEPOConfig: a field there is a flag here."""
-    p = argparse.ArgumentParser(
-        prog="aepo", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Turn N responses per prompt into preference data, annotating only k of them (AEPO).\n\n"
-        + COMMANDS)
-    p.add_argument("dataset", nargs="?", help="a .csv/.json/.jsonl/.parquet file (.csv/.json/.jsonl may be "
-                   ".gz/.bz2/.xz), a quoted glob of such files ('data/*.parquet'), a save_to_disk folder, or a Hub "
-                   "dataset id (or `dataset:` in --config)")
-    add_config_flag(p)
-    add_flags(p, CommandOptions, AEPOConfig, defaults=RESEARCH_DEFAULTS)
-    p.add_argument("--version", action="version", version=f"aepo_datasets {__version__}")
-    return p
+    """`--help` of `aepo`, generated from the option declarations."""
+    from ..schema import help_parser
+
+    return help_parser(command_spec())
 
 
-def config_from_args(args) -> AEPOConfig:
-    return AEPOConfig(**values_from_args(AEPOConfig, args))
-
-
-def options_from_args(args) -> CommandOptions:
-    return CommandOptions(**values_from_args(CommandOptions, args))
-
-
-def run(args) -> int:
+def run(job, argv: list[str]) -> int:
     from ..io.files import input_source, load_input, output_paths
     from ..io.outputs import OutputTarget, write_outputs
     from ..pipeline.runner import run_pipeline
     from ..pipeline.preflight import check_run_paths
     from ..pipeline.sequence import load_prompts
     from ..rewards.judge import with_cache_under
-    from ..pipeline.chain import baseline_splits
+    from ..pipeline.chain import baseline_splits, used_split_options
 
-    opts = options_from_args(args)
-    config = with_cache_under(config_from_args(args), opts.cache_dir)  # validates flags before anything loads
+    opts, dataset = job.run, job.values["dataset"]
+    inputs = job.input
+    config = with_cache_under(job.config, opts.cache_dir)
     out_dir = Path(opts.cache_dir) / "output"
     table_path, data_dir = output_paths(out_dir, opts.output)  # the dataset folder sits beside the file
     splits_wanted = baseline_splits(config) if opts.baselines else None
-    check_run_paths(args.dataset, opts.cache_dir, data_dir, opts.access_token)
+    check_run_paths(dataset, opts.cache_dir, data_dir, inputs.access_token)
     start = time.time()
-    prompts = load_prompts(lambda: load_input(args.dataset, opts.split, str(Path(opts.cache_dir) / ".aepo_cache"),
-                                              opts.access_token, opts.subset),
-                           config, splits_wanted, opts.num_instructions, opts.access_token)
+    prompts = load_prompts(lambda: load_input(dataset, inputs.split, str(Path(opts.cache_dir) / ".aepo_cache"),
+                                              inputs.access_token, inputs.subset),
+                           config, splits_wanted, inputs.num_instructions, inputs.access_token)
     splits, report = run_pipeline(prompts.dataset, config, splits_wanted, use_sample_cache=opts.use_sample_cache,
                                   use_matrix_cache=opts.use_matrix_cache, keep_cache=opts.keep_cache,
                                   layout=prompts.layout, reward_scorer=prompts.reward_scorer)
     report.prompts_available = prompts.available
-    target = OutputTarget(table_path, data_dir, getattr(args, "command", ["aepo", *sys.argv[1:]]),
-                          push_to_hub=opts.push_to_hub, access_token=opts.access_token,
-                          source=input_source(args.dataset, opts.split, opts.subset))
+    target = OutputTarget(table_path, data_dir, ["aepo", *argv], push_to_hub=opts.push_to_hub,
+                          access_token=inputs.access_token, source=input_source(dataset, inputs.split, inputs.subset),
+                          private=opts.private, split_options=used_split_options(config, splits_wanted))
     write_outputs(splits, config, report, target, start)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(build_parser(), argv, required=("dataset",))
-    args.command = ["aepo", *argv]
-    setup_logging(args.debug)
-    return exit_code("aepo", lambda: run(args))
+    return run_command("aepo", argv, run, command_spec)
+
+
+def run_command(name: str, argv: list[str], run_job, spec=None) -> int:
+    """Parse `argv` as command `name`'s (a mistake: one line, exit 2), then `run_job(job, argv)` with its errors as
+    one line and an exit code."""
+    from ..job import parse_job
+
+    if spec is not None:
+        spec()  # the help text of the command
+    try:
+        job = parse_job(name, argv)
+    except AEPOInputError as err:
+        print(f"{name}: error: {err}", file=sys.stderr)
+        return 2
+    setup_logging(job.values.get("debug", False))
+    return exit_code(name, lambda: run_job(job, argv))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     except AEPOInputError as err:
         print(f"aepo: error: {err}", file=sys.stderr)
         return 2
+    if argv == ["--version"]:
+        from ..version import __version__
+
+        print(f"aepo_datasets {__version__}")
+        return 0
+    typo = command_typo(argv[0]) if argv else None
+    if typo:
+        print(f"aepo: error: {typo}", file=sys.stderr)
+        return 2
     if argv[:1] == ["run"]:
         from ..launch.launcher import main as launcher_main
 
@@ -38,6 +47,24 @@ def main(argv: list[str] | None = None) -> int:
     from .job import main as job_main
 
     return job_main(argv)
+
+
+SUBCOMMANDS = ("select", "pair", "push", "run")
+
+
+def command_typo(first: str) -> str | None:
+    """"aepo selct data.csv": a first word close to a command that is no file, folder or Hub-like id is a typo."""
+    import difflib
+    from pathlib import Path
+
+    if first in SUBCOMMANDS or first.startswith("-") or "=" in first or Path(first).exists() or "/" in first \
+            or "." in first:
+        return None
+    close = difflib.get_close_matches(first, SUBCOMMANDS, n=1, cutoff=0.6)
+    if not close:
+        return None
+    return (f"unknown command {first!r}. Did you mean 'aepo {close[0]}'? Commands: {', '.join(SUBCOMMANDS)}, or "
+            "aepo DATASET for the main job.")
 
 
 if __name__ == "__main__":

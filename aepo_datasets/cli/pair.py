@@ -12,18 +12,14 @@ import argparse
 import logging
 import sys
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 
-from ..errors import AEPOInputError, exit_code
+from ..errors import AEPOInputError
 from ..io.labels import prompt_key, read_labels
 from ..io.selection_folder import SELECTED_PREFIX
-from ..logs import setup_logging
-from ..schema import add_config_flag, add_flags, coerce_fields, option, parse_args, values_from_args
-from ..transforms.pair_responses import TIE_RULES
 
 logger = logging.getLogger("aepo_datasets")
-GROUP = "aepo pair"
 SKIP_NO_LABELS = "too_few_labels"
 
 EXAMPLES = """examples:
@@ -33,84 +29,75 @@ EXAMPLES = """examples:
 """
 
 
-@dataclass(frozen=True)
-class PairOptions:
-    labels: str | None = option(None, "the labels that came back (.jsonl or .csv): prompt_id, response_id, score; or "
-                                "prompt_id, ranking; or prompt_id, winner_id, loser_id", group=GROUP)
-    reward_model: str | None = option(None, "instead of --labels: an annotator for the selected responses "
-                                      "(judge:MODEL, server:URL, aepo-mini, length, a reward model path or Hub id)", group=GROUP)
-    num_annotations: int | None = option(None, "the output layout: 2 (chosen/rejected) or k (ranked); default: k as "
-                                         "selected", group=GROUP)
-    conversational: bool = option(False, "saved dataset in TRL's conversational format", group=GROUP)
-    ties: str | None = option(None, "drop or position (default: as selected)", choices=list(TIE_RULES), group=GROUP)
-    cache_dir: str = option(".", "outputs go to CACHE_DIR/output/", group=GROUP)
-    output: str = option("preference.csv", "output file under CACHE_DIR/output/ (.csv, .json, .jsonl, .parquet); "
-                         "the dataset folder goes beside it", group=GROUP)
-    push_to_hub: str | None = option(None, "publish the result (private) with a dataset card", group=GROUP,
-                                     metavar="REPO_ID")
-    access_token: str | None = option(None, "Hugging Face token (or HF_TOKEN, or `hf auth login`)", group=GROUP)
-    api_base: str | None = option(None, "OpenAI-compatible endpoint of --reward_model judge:MODEL", group=GROUP)
-    judge_template: str | None = option(None, "the judge's prompt template file ({prompt}, {response})", group=GROUP)
-    judge_concurrency: int = option(8, "requests in flight at once to judge:MODEL or server:URL", group=GROUP)
-    judge_cache_dir: str | None = option(None, "cache of the answers of judge:MODEL and server:URL (default: "
-                                         "CACHE_DIR/.aepo_cache/judge)", group=GROUP)
-    debug: bool = option(False, "verbose logging", group=GROUP)
+def command_spec():
+    from ..job import COMMANDS
 
-    def __post_init__(self):
-        coerce_fields(self)  # flags, YAML values and keywords all get the field's type
-        if (self.labels is None) == (self.reward_model is None):
-            raise AEPOInputError("Give either --labels FILE (labels that came back) or --reward_model (an annotator "
-                                 "for the selected responses), not both or neither.")
+    spec = COMMANDS["aepo pair"]
+    spec.description = "Build the preference outputs from a selection and its labels (or an annotator)."
+    spec.epilog = EXAMPLES
+    return spec
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aepo pair", epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description="Build the preference outputs from a selection and its labels.")
-    p.add_argument("folder", nargs="?", help="a folder written by `aepo select` (or the launcher's stage: select; "
-                   "or `folder:` in --config)")
-    add_config_flag(p)
-    add_flags(p, PairOptions)
-    return p
+    """`--help` of `aepo pair`, generated from the option declarations."""
+    from ..schema import help_parser
+
+    return help_parser(command_spec())
 
 
-def pair_config(recorded: dict, opts: PairOptions):
-    """The selection's AEPOConfig with the annotator and the output options of this command."""
+def check_source(job) -> None:
+    """Labels or an annotator: exactly one."""
+    given = job.given
+    annotator = given.get("reward_model") is not None or given.get("reward_column") is not None
+    if (given.get("labels") is None) == (not annotator):
+        raise AEPOInputError("Give either --labels FILE (labels that came back) or --reward_model (an annotator "
+                             "for the selected responses), not both or neither.")
+
+
+def pair_config(recorded: dict, given: dict, cache_dir: str):
+    """The selection's AEPOConfig with what this command was given: the annotator (replacing the selection's, with
+    its options) and the output options."""
     from ..rewards.judge import with_cache_under
-    from ..config import AEPOConfig
+    from ..config import AEPOConfig, merge_split
 
     known = {f.name for f in fields(AEPOConfig)}
-    base = AEPOConfig(**{k: v for k, v in recorded.items() if k in known})
+    base = AEPOConfig(**{k: v for k, v in recorded.items() if k in known and k not in _ANNOTATOR_FIELDS})
     k = base.num_annotations
-    layout = opts.num_annotations if opts.num_annotations is not None else k
+    layout = given.get("num_annotations", k)
     if layout not in (2, k):
         raise AEPOInputError(f"--num_annotations is the output layout here: 2 (chosen/rejected) or {k} (the {k} "
                              f"selected, ranked); got {layout}.")
-    judge = {name: getattr(opts, name) for name in ("api_base", "judge_template", "judge_concurrency",
-                                                     "judge_cache_dir")}
-    config = replace(base, num_annotations=layout, reward_model=opts.reward_model, reward_column=None,
-                     reward_revision=None, conversational=opts.conversational or base.conversational,
-                     ties=opts.ties or base.ties, device=None, **judge)
-    return with_cache_under(config, opts.cache_dir)
+    changes = {name: value for name, value in given.items() if name in known}
+    changes["reward_model"] = given.get("reward_model")  # None with --labels: nothing is scored here
+    config = merge_split(replace(base, device=given.get("device")), {**changes, "num_annotations": layout})
+    return with_cache_under(config, cache_dir)
 
 
-def run(args) -> int:
+def _annotator_fields() -> set:
+    from ..config import AEPOConfig
+    from ..schema import ANNOTATOR
+
+    return {f.name for f in fields(AEPOConfig) if f.metadata.get("scope") == ANNOTATOR}
+
+
+def run(job, argv: list[str]) -> int:
     from ..io.files import output_paths
     from ..io.outputs import OutputTarget, write_outputs
     from ..pipeline.runner import PreferencePipeline
-    from ..pipeline.preflight import check_models, check_run_paths
+    from ..pipeline.chain import used_split_options
+    from ..pipeline.preflight import check_annotators, check_run_paths
     from ..io.selection_folder import read_selection
 
-    opts = PairOptions(**values_from_args(PairOptions, args))
-    table, folder = output_paths(Path(opts.cache_dir) / "output", opts.output)
-    data, info = read_selection(args.folder)
-    config = pair_config(info.config, opts)
-    check_run_paths(str(args.folder), opts.cache_dir, folder)
     start = time.time()
-    splits = (info.settings or {}).get("splits")
-    scorer = None if opts.labels is not None else check_models(config, needs_embeddings=False,
-                                                                token=opts.access_token)
-    pipeline = PreferencePipeline(config, splits, reward_scorer=scorer)
+    check_source(job)
+    opts, selection = job.run, job.values["folder"]
+    table, folder = output_paths(Path(opts.cache_dir) / "output", opts.output)
+    data, info = read_selection(selection)
+    config = pair_config(info.config, job.given, opts.cache_dir)
+    check_run_paths(str(selection), opts.cache_dir, folder)
+    splits = _without_annotators((info.settings or {}).get("splits"))
+    scorers = {} if opts.labels is not None else check_annotators(config, {"train": config}, job.input.access_token)
+    pipeline = PreferencePipeline(config, splits, reward_scorer=scorers)
     report = fresh_report(info.report)
     if opts.labels is not None:
         data = apply_labels(data, Path(opts.labels), report)
@@ -118,12 +105,21 @@ def run(args) -> int:
         data = pipeline.annotate(data, report)
     out, report = pipeline.pair_all(data, report)
     annotator = f"labels {Path(opts.labels).name}" if opts.labels is not None else None
-    settings = {**(info.settings or {}), "stage": "pair", "selection": str(args.folder), "labels": opts.labels}
-    target = OutputTarget(table, folder, getattr(args, "command", ["aepo", "pair", *sys.argv[1:]]), settings,
-                          annotator, opts.push_to_hub, opts.access_token, source=info.input)  # the selection's input
+    settings = {**(info.settings or {}), "stage": "pair", "selection": str(selection), "labels": opts.labels}
+    target = OutputTarget(table, folder, ["aepo", "pair", *argv], settings, annotator, opts.push_to_hub,
+                          job.input.access_token, source=info.input,  # the selection's input
+                          private=opts.private, split_options=used_split_options(config, splits))
     write_outputs(out, config, report, target, start)
     pipeline.remove_cache_files()  # the annotate stage's file beside the selection
     return 0
+
+
+def _without_annotators(splits: dict | None) -> dict | None:
+    """The selection's splits, each scored by this command's annotator (or labels)."""
+    if not splits:
+        return splits
+    return {name: {k: v for k, v in (options or {}).items() if k not in _ANNOTATOR_FIELDS}
+            for name, options in splits.items()}
 
 
 def fresh_report(selected):
@@ -189,7 +185,9 @@ def _with_columns(data, rewards, reasons):
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(build_parser(), argv, required=("folder",))
-    args.command = ["aepo", "pair", *argv]
-    setup_logging(args.debug)
-    return exit_code("aepo pair", lambda: run(args))
+    from .job import run_command
+
+    return run_command("aepo pair", argv, run, command_spec)
+
+
+_ANNOTATOR_FIELDS = _annotator_fields()

@@ -126,6 +126,9 @@ def _load_any(source: str, split: str, cache_dir: str | None, token: str | None,
                              f"{kind}. Leave --subset out.")
     if kind == "folder":
         return _load_saved(path, split)
+    if kind in ("file", "glob") and split != "train":
+        raise AEPOInputError(f"--split {split!r}: {source!r} is a local {kind}, which has one split, 'train'. Leave "
+                             "--split out, or name the file that holds that split.")
     if kind in ("file", "glob"):
         return _load_files(glob_files(source) if kind == "glob" else [path], cache_dir)
     return _load_hub(source, split, cache_dir, token, datasets, subset)
@@ -312,6 +315,9 @@ def _load_saved(path: Path, split: str):
         if split not in loaded:
             raise AEPOInputError(f"Split {split!r} not in {path}. Available splits: {list(loaded)}.")
         return loaded[split]
+    if split != "train":
+        raise AEPOInputError(f"--split {split!r}: {path} holds one dataset, not a DatasetDict with splits. Leave "
+                             "--split out.")
     return loaded
 
 

@@ -40,6 +40,8 @@ class OutputTarget:
     push_to_hub: str | None = None
     access_token: str | None = None
     source: dict | None = None  # the input: dataset, split, subset (io.input_source)
+    private: bool = True
+    split_options: dict | None = None  # what each split used (chain.used_split_options)
 
 
 def write_outputs(splits: dict, config, report, target: OutputTarget, start: float) -> None:
@@ -55,7 +57,7 @@ def write_outputs(splits: dict, config, report, target: OutputTarget, start: flo
     # not `or`: an empty Dataset is falsy and would silently swap in a baseline's rows
     table_split = splits["train"] if "train" in splits else next(iter(splits.values()))
     rows, columns = research_rows(table_split, config)
-    info = build_run_info(config, report, target.command, target.settings, target.source)
+    info = build_run_info(config, report, target.command, target.settings, target.source, target.split_options)
     if target.annotator is not None:
         info = replace(info, annotator=target.annotator)
     write_table_and_folder(rows, columns, target.table, DatasetDict(splits), target.folder, info.to_dict())
@@ -63,11 +65,12 @@ def write_outputs(splits: dict, config, report, target: OutputTarget, start: flo
     outputs = {f"output {OUTPUT_TYPES[target.table.suffix.lower()]}": str(target.table),
                "output dataset": str(target.folder),
                **quality_plot(report, config.plot, target.table.with_name(f"{target.table.stem}_quality.png"))}
-    pusher = (lambda: push(target.folder, target.push_to_hub, target.access_token)) if target.push_to_hub else None
+    pusher = (lambda: push(target.folder, target.push_to_hub, target.access_token, target.private)) \
+        if target.push_to_hub else None
     push_and_summarize(report, outputs, pusher)
 
 
-def push(folder: Path, repo_id: str, token: str | None) -> str:
+def push(folder: Path, repo_id: str, token: str | None, private: bool = True) -> str:
     from ..hub.push import push_saved_folder
 
-    return push_saved_folder(str(folder), repo_id, token=token)
+    return push_saved_folder(str(folder), repo_id, token=token, private=private)

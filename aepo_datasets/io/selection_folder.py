@@ -108,19 +108,23 @@ def read_selection(folder: str | Path):
 
 
 def select_summary(report, to_annotate: int, folder: Path) -> str:
-    """What `aepo select` (or the launcher's stage: select) did and where the responses to annotate are."""
+    """What `aepo select` (or the launcher's stage: select) did and where the responses to annotate are: the same
+    fields as the main job's summary, up to the annotation."""
+    from ..report.summary import columns_lines, prompts_in, time_lines
+
     skipped = ", ".join(f"{reason}: {count}" for reason, count in sorted(report.skipped.items())) or "none"
     per_split = ", ".join(f"{name} {count}" for name, count in report.split_annotations.items())
     return "\n".join([
         "Selection",
-        f"  prompts in:            {report.prompts_in}",
+        f"  prompts in:            {prompts_in(report)}",
         f"  prompts kept:          {report.prompts_kept}",
         f"  prompts skipped:       {sum(report.skipped.values())} ({skipped})",
+        *columns_lines(report),
         f"  responses dropped:     {report.dropped_empty} empty, {report.dropped_duplicate} duplicate",
         f"  texts embedded:        {report.texts_embedded}",
         f"  to annotate:           {to_annotate} of West-of-N's {report.west_of_n_annotations} "
         f"(per split: {per_split})",
-        "  time per stage:        " + ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items()),
+        *time_lines(report.seconds),
         f"  to annotate (JSONL):   {folder / 'to_annotate.jsonl'}",
         f"  to annotate (CSV):     {folder / 'to_annotate.csv'}",
         f"  then:                  aepo pair {folder} --labels LABELS.jsonl",

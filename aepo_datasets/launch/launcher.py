@@ -14,114 +14,44 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
 
 from ..version import __version__
 from ..errors import AEPOInputError, IncompleteRunError, exit_code
-from ..registry import unknown_choice_message
-from ..pipeline.prepare import instruction_count
 from .chunks import (assemble, chunk_ranges, clean_stale, fresh_maps, is_done, my_chunks, release_freed_memory,
                      require_complete, save_chunk)
-from ..options import InputOptions
-from ..schema import coerce, field_types, read_config
-from .select_stage import STAGES
 from ..config import AEPOConfig
 
 logger = logging.getLogger(__name__)
 
-USAGE = f"""usage: accelerate launch aepo_datasets/run.py [--config FILE.yaml] [key=value | --key value ...]
+USAGE = """usage: accelerate launch aepo_datasets/run.py [--config FILE.yaml] [key=value | --key value ...]
        python aepo_datasets/run.py ...   |   aepo run ...
 
-{__doc__.strip()}
+""" + (__doc__ or "").strip() + """
 
-Keys: the `aepo` flag names ({{aepo}}) and {{launch}}; `key=value`, `--key value` and `--key=value` override
-the config, and a lone `--key` means true. Defaults are the options' own: every prompt (`aepo` looks at 4).
+`key=value`, `--key value` and `--key=value` override the config; a boolean takes `--key`, `--key true|false`.
+Defaults are the options' own: every prompt (`aepo` looks at 4). A split under `splits:` may set the split and
+annotator options (its own reward model, say); anything else there is refused.
 Example: python aepo_datasets/run.py --config configs/offline_demo.yaml output_dir=out --chunk_size 500"""
 
-
-
-@dataclass(frozen=True)
-class LaunchSettings(InputOptions):
-    """The launcher's own keys (beside AEPOConfig's); split, subset, num_instructions, access_token: InputOptions."""
-
-    dataset: str | None = None
-    output_dir: str | None = None
-    splits: dict | None = None
-    push_to_hub: str | None = None
-    private: bool = True
-    chunk_size: int = 1000
-    map_batch_size: int = 64
-    cache_dir: str | None = None
-    stage: str = "all"  # or "select": only select, and write the folder of `aepo select` (select_stage.py)
-    id_column: str | None = None  # stage select: the prompt ids (default: the row number)
-
-
-LAUNCH_DEFAULTS = asdict(LaunchSettings())
-SETTING_TYPES = field_types(LaunchSettings, AEPOConfig)
-AEPO_KEYS = [f.name for f in fields(AEPOConfig)]
 # keys that do not change the rows produced; they are left out of the run key
 OUTPUT_ONLY = {"output_dir", "push_to_hub", "private", "access_token", "device", "cache_dir", "map_batch_size",
                "embedding_batch_size", "embedding_max_tokens", "plot", "reward_batch_size", "max_tokens",
-               "stage", "id_column", "judge_cache_dir", "judge_concurrency"}  # a select stage keeps its chunks apart (chunks/select-<key>); ids come after
+               "stage", "id_column", "judge_cache_dir", "judge_concurrency", "debug"}  # a select stage keeps its chunks apart (chunks/select-<key>); ids come after
 
 
 def parse_settings(argv: list[str]) -> dict:
-    """`--config FILE` (optional) then overrides (`key=value`, `--key value`, `--key=value`, `--key` for true);
-    values are coerced to the keys' types."""
-    overrides = override_pairs(argv)
-    settings: dict = {}
-    if "config" in overrides:
-        settings.update(read_config(Path(overrides.pop("config"))))
-    return validate_settings({**settings, **overrides})
+    """The launcher's settings: every option of `aepo run` (given over the defaults), with its splits checked
+    (`job.parse_job`)."""
+    from ..job import parse_job
+
+    return job_settings(parse_job("aepo run", argv))
 
 
-def override_pairs(argv: list[str]) -> dict:
-    """The command line's overrides as key -> text, in order (a later one wins)."""
-    pairs, args = {}, list(argv)
-    while args:
-        item = args.pop(0)
-        key, sep, value = item.partition("=")
-        if not sep and item.startswith("--"):
-            value = args.pop(0) if args and not args[0].startswith("--") else None
-            if value is None and key == "--config":
-                raise AEPOInputError("--config needs a YAML file path.")
-            value = "true" if value is None else value
-        elif not sep:
-            raise AEPOInputError(f"Override {item!r} is not key=value or --key value (e.g. num_responses=8).")
-        pairs[key.lstrip("-")] = value
-    return pairs
-
-
-def validate_settings(settings: dict) -> dict:
-    """Fill defaults, reject unknown keys, and check the AEPO options by building their config."""
-    known = list(LAUNCH_DEFAULTS) + AEPO_KEYS
-    for key in settings:
-        if key not in known:
-            raise AEPOInputError(unknown_choice_message("setting", key, sorted(known)))
-    settings = {**settings, **({"num_instructions": instruction_count(settings["num_instructions"])}
-                               if "num_instructions" in settings else {})}
-    merged = {**LAUNCH_DEFAULTS, **{key: coerce(key, value, SETTING_TYPES[key]) for key, value in settings.items()}}
-    for key in ("dataset", "output_dir"):
-        if not merged[key]:
-            raise AEPOInputError(f"Setting {key!r} is required (in the config or as {key}=...).")
-    if merged["stage"] not in STAGES:
-        raise AEPOInputError(unknown_choice_message("stage", merged["stage"], list(STAGES)))
-    for key in ("chunk_size", "map_batch_size", "num_instructions"):
-        if merged[key] is not None and merged[key] < 1:
-            raise AEPOInputError(f"{key} must be a positive whole number, got {merged[key]!r}")
-    for name, overrides in (merged["splits"] or {}).items():
-        bad = [k for k in (overrides or {}) if k not in AEPO_KEYS]
-        if bad:
-            raise AEPOInputError(f"Split {name!r}: unknown option(s) {bad}. Options: {', '.join(AEPO_KEYS)}.")
-        merged["splits"][name] = {k: coerce(f"splits.{name}.{k}", v, SETTING_TYPES[k])
-                                  for k, v in (overrides or {}).items()}
-    checked = annotated_settings(merged)
-    aepo_config(checked)
-    for name, split in split_options(checked).items():
-        aepo_config({**checked, **split})
-    return merged
+def job_settings(job) -> dict:
+    return {**job.values, "splits": job.splits}
 
 
 def annotated_settings(settings: dict) -> dict:
@@ -135,7 +65,8 @@ def split_options(settings: dict) -> dict[str, dict]:
 
 
 def aepo_config(settings: dict) -> AEPOConfig:
-    return AEPOConfig(**{k: settings[k] for k in AEPO_KEYS if k in settings and settings[k] is not None})
+    keys = {f.name for f in fields(AEPOConfig)}
+    return AEPOConfig(**{k: v for k, v in settings.items() if k in keys})
 
 
 def run_key(settings: dict, fingerprint: str, identity: dict | None = None) -> str:
@@ -299,10 +230,13 @@ def finish(settings, command, work: Path, count: int, seconds: float, source: di
     report.seconds["total"] = seconds
     report.prompts_available = available
     target = Path(settings["output_dir"]) / "dataset"
-    info = build_run_info(aepo_config(settings), report, command, settings, source)
+    from ..pipeline.chain import used_split_options
+
+    config = aepo_config(settings)
+    info = build_run_info(config, report, command, settings, source, used_split_options(config, split_options(settings)))
     atomic_save_to_disk(merged, target, info.to_dict())
     _mention_other_runs(work)
-    outputs = {"output dataset": str(target), **quality_plot(report, aepo_config(settings).plot,
+    outputs = {"output dataset": str(target), **quality_plot(report, config.plot,
                                                              Path(settings["output_dir"]) / "quality.png")}
     push_and_summarize(report, outputs, (lambda: _push(merged, settings, info, target))
                        if settings["push_to_hub"] else None)  # a failed push still shows the summary
@@ -327,9 +261,14 @@ def _mention_other_runs(work: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     from ..logs import setup_logging
 
+    from ..job import COMMANDS
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    if {"-h", "--help"} & set(argv):
-        print(USAGE.format(aepo=", ".join(AEPO_KEYS), launch=", ".join(LAUNCH_DEFAULTS)))
-        return 0
-    setup_logging(False)
-    return exit_code("aepo run", lambda: launch(parse_settings(argv), ["aepo_datasets/run.py", *argv]))
+    COMMANDS["aepo run"].description, COMMANDS["aepo run"].epilog = USAGE, ""
+    try:
+        settings = parse_settings(argv)
+    except AEPOInputError as err:
+        print(f"aepo run: error: {err}", file=sys.stderr)
+        return 2
+    setup_logging(settings.get("debug", False))
+    return exit_code("aepo run", lambda: launch(settings, ["aepo_datasets/run.py", *argv]))

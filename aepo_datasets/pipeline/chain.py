@@ -6,11 +6,11 @@ pipeline (one `map` per stage, several splits sharing the embeddings and the rew
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from ..errors import AEPOInputError
 from ..transforms.base import Transform
-from ..config import AEPOConfig
+from ..config import AEPOConfig, merge_split
 from ..transforms.embed_responses import EmbedResponses
 from ..transforms.pair_responses import PairResponses
 from ..transforms.prescreen_responses import PrescreenResponses
@@ -20,18 +20,46 @@ from ..transforms.to_response_lists import ToResponseLists
 
 
 def split_configs(config: AEPOConfig, splits: dict[str, dict] | None = None) -> dict[str, AEPOConfig]:
-    """One AEPOConfig per output split; `splits` maps a name to overrides (selection, num_annotations...)."""
+    """One AEPOConfig per output split; `splits` maps a name to the split and annotator options it changes
+    (`config.merge_split`: a split that names its selection gets it, so a `--west_of_n` run's random and mbr
+    baselines stay random and mbr)."""
     if not splits:
         return {"train": config}
-    return {name: replace(config, **_own_selection(overrides)) for name, overrides in splits.items()}
+    return {name: merge_split(config, overrides or {}) for name, overrides in splits.items()}
 
 
-def _own_selection(overrides: dict) -> dict:
-    """A split that names its selection gets it: `west_of_n` (which forces the selection) follows it, so a
-    `--west_of_n` run's random and mbr baselines stay random and mbr."""
-    if "selection" in overrides and "west_of_n" not in overrides:
-        return {**overrides, "west_of_n": overrides["selection"] == "west_of_n"}
-    return overrides
+def used_split_options(config: AEPOConfig, splits: dict | None) -> dict[str, dict]:
+    """What each output split used: its split and annotator options (run_info.json's `split_options`)."""
+    from ..schema import PER_SPLIT
+
+    return {name: {f.name: getattr(c, f.name) for f in fields(AEPOConfig) if f.metadata.get("scope") in PER_SPLIT
+                   and not callable(getattr(c, f.name))}
+            for name, c in split_configs(config, splits).items()}
+
+
+def annotator_key(config: AEPOConfig) -> str:
+    """Splits with the same key share one annotator: a response both select is scored once."""
+    return _score_key(config.score_config(()))
+
+
+def step_annotator_key(step: ScoreResponses) -> str:
+    return _score_key(step.config)
+
+
+def _score_key(score) -> str:
+    return repr(replace(score, device=None, selection_columns=(), output_column="", given_column=""))
+
+
+def reward_columns(configs: dict[str, AEPOConfig]) -> dict[str, str]:
+    """Split -> the column its rewards are written to: `rewards` for the first annotator, `rewards__<split>` for
+    each other one (named after the first split that uses it)."""
+    columns: dict[str, str] = {}
+    by_key: dict[str, str] = {}
+    for name, c in configs.items():
+        key = annotator_key(c)
+        by_key.setdefault(key, "rewards" if not by_key else f"rewards__{name}")
+        columns[name] = by_key[key]
+    return columns
 
 
 def baseline_splits(config: AEPOConfig) -> dict[str, dict]:
@@ -51,13 +79,18 @@ class Steps:
     reshape: ToResponseLists
     embed: EmbedResponses | None
     selects: dict[str, SelectResponses]
-    score: ScoreResponses
+    scores: dict[str, ScoreResponses]  # reward column -> the annotator that writes it
     pairs: dict[str, PairResponses]
     prescreen: PrescreenResponses | None = None  # the cheap judge, when a split selects with prescreen
 
+    @property
+    def score(self) -> ScoreResponses:
+        """The first annotator's step (the only one unless a split has an annotator of its own)."""
+        return next(iter(self.scores.values()))
+
     def all(self) -> list[Transform]:
         return [self.reshape, *([self.embed] if self.embed else []), *([self.prescreen] if self.prescreen else []),
-                *self.selects.values(), self.score, *self.pairs.values()]
+                *self.selects.values(), *self.scores.values(), *self.pairs.values()]
 
 
 def build_steps(config: AEPOConfig, splits: dict[str, dict] | None = None) -> Steps:
@@ -70,19 +103,49 @@ def build_steps(config: AEPOConfig, splits: dict[str, dict] | None = None) -> St
     if len(set(map(repr, prescreens))) > 1:
         raise AEPOInputError("Splits that select with prescreen must share one --prescreen_model (and its "
                              "options): the cheap judge scores every response once.")
+    rewards = reward_columns(configs)
     return Steps(
         configs=configs,
-        reshape=ToResponseLists(config.reshape_config(max(c.min_usable for c in configs.values()))),
+        reshape=ToResponseLists(reshape_config(config, configs)),
         embed=EmbedResponses(config.embed_config()) if embeds else None,
         selects={name: SelectResponses(c.select_config(columns[name])) for name, c in configs.items()},
-        score=ScoreResponses(config.score_config(tuple(columns.values()))),
-        pairs={name: PairResponses(c.pair_config(columns[name])) for name, c in configs.items()},
+        scores={column: ScoreResponses(_scoring(configs, rewards, columns, column)) for column in
+                dict.fromkeys(rewards.values())},
+        pairs={name: PairResponses(c.pair_config(columns[name], rewards[name])) for name, c in configs.items()},
         prescreen=PrescreenResponses(prescreens[0]) if prescreens else None,
     )
 
 
+def _scoring(configs, rewards: dict[str, str], columns: dict[str, str], column: str):
+    """The annotator writing `column`: it scores the union of the selections of the splits that use it."""
+    names = [name for name, c in rewards.items() if c == column]
+    score = configs[names[0]].score_config(tuple(columns[name] for name in names))
+    given = given_scores_column(column)
+    return replace(score, output_column=column, given_column=given) if score.uses_given_scores else \
+        replace(score, output_column=column)
+
+
+def reshape_config(config: AEPOConfig, configs: dict[str, AEPOConfig]):
+    """The reshape of a run with these splits: every split's prompts usable, every split annotator's scores read."""
+    return config.reshape_config(max(c.min_usable for c in configs.values()),
+                                 split_score_columns(configs, reward_columns(configs)))
+
+
+def given_scores_column(reward_column: str) -> str:
+    """The reshaped score columns (`--reward_column`) an annotator writing `reward_column` reads."""
+    return "given_scores" + reward_column.removeprefix("rewards")
+
+
+def split_score_columns(configs: dict[str, AEPOConfig], rewards: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """Reshaped column -> the input's score columns, for each split annotator with its own `reward_column` (the
+    run's own is `given_scores`, read by the reshape as before)."""
+    return {given_scores_column(rewards[name]): c.reward_column for name, c in configs.items() if c.reward_column}
+
+
 class AEPOTransform(Transform):
-    """`ds.map(AEPOTransform(num_responses=8, num_annotations=2), batched=True, remove_columns=ds.column_names)`."""
+    """`ds.map(AEPOTransform(num_responses=8, num_annotations=2), batched=True, remove_columns=ds.column_names)`.
+
+    One split (`train`): the launcher's `splits:` are a job's, run by the pipeline."""
 
     Config = AEPOConfig
 

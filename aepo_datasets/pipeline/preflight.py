@@ -169,10 +169,10 @@ def check_judge(config) -> None:
 @dataclass(frozen=True)
 class Checked:
     """What the checks before embedding found and loaded, for the pipeline to use rather than find or load again:
-    the input's columns (`Layout`) and the reward model's scorer when its check loaded it (else None)."""
+    the input's columns (`Layout`) and the reward models' scorers that their checks loaded, by annotator key."""
 
     layout: Any
-    reward_scorer: Any = None
+    reward_scorer: dict | None = None
 
 
 def check_before_embedding(dataset, config, configs: dict, token: str | None = None) -> Checked:
@@ -182,16 +182,31 @@ def check_before_embedding(dataset, config, configs: dict, token: str | None = N
     `configs`: the AEPOConfig of each output split (the embedder is checked when any split embeds)."""
     from ..transforms.to_response_lists import resolve_layout, sample_rows
 
-    layout = resolve_layout(sample_rows(dataset), config.reshape_config())
+    from .chain import reshape_config
+
+    layout = resolve_layout(sample_rows(dataset), reshape_config(config, configs))
     for prescreen in {c.prescreen_model for c in configs.values() if c.select_config().needs_prescreen
                       and isinstance(c.prescreen_model, str)}:
         from ..rewards import REWARD_MODELS
 
         if prescreen not in REWARD_MODELS:
             check_model(prescreen, "--prescreen_model", token=token, classifier=True)
-    scorer = check_models(config, token=token, needs_embeddings=any(c.select_config().needs_embeddings
-                                                                    for c in configs.values()))  # loads last
-    return Checked(layout, scorer)
+    scorers = check_annotators(config, configs, token)
+    return Checked(layout, scorers)
+
+
+def check_annotators(config, configs: dict, token: str | None = None) -> dict:
+    """The embedder and every split's annotator load (each distinct one once); returns annotator key -> the scorer
+    its check loaded (for the pipeline to use)."""
+    from .chain import annotator_key
+
+    scorers = {}
+    embeds = any(c.select_config().needs_embeddings for c in configs.values())
+    for key, c in {annotator_key(c): c for c in [config, *configs.values()]}.items():
+        if key not in scorers:
+            scorers[key] = check_models(c, token=token, needs_embeddings=embeds)  # loads last
+            embeds = False
+    return {key: scorer for key, scorer in scorers.items() if scorer is not None}
 
 
 def check_run_paths(source: str, cache_dir: str, output_folder: Path, token: str | None = None) -> None:

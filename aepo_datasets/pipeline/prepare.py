@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from ..errors import AEPOInputError
+from ..options import instruction_count  # noqa: F401  (its home before the options moved)
 from ..transforms.to_response_lists import ResponseListsConfig, group_long_responses, is_long_layout
 
 logger = logging.getLogger(__name__)
@@ -19,11 +20,6 @@ def group_if_long(dataset, config):
     grouped = group_long_responses(dataset, *found, reward_column=reward)
     logger.info("Long layout: %d rows (one per response) grouped into %d prompts", len(dataset), len(grouped))
     return grouped
-
-
-def instruction_count(value):
-    """`--num_instructions`: a whole number, or `all` (None: every prompt)."""
-    return None if isinstance(value, str) and value.strip().lower() == "all" else value
 
 
 def take_instructions(dataset, count: int | None):

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..report.quality import quality_reports, quality_sums
 from ..report.run_report import RunReport  # noqa: F401  (also importable from here, where it used to live)
 from ..report.stats import reward_stats
-from .chain import StepGroup, build_steps
+from .chain import StepGroup, build_steps, step_annotator_key
 from ..config import AEPOConfig
 from ..transforms.pair_responses import PairResponses
 from ..transforms.summarize_similarity import SummarizeSimilarity
@@ -29,8 +29,12 @@ logger = logging.getLogger(__name__)
 def strategy(config: AEPOConfig) -> dict:
     """How a split picks the responses to annotate, as RunReport.strategies records it."""
     k = None if config.select_config().strategy.annotates_all else config.num_annotations
+    from ..report.run_info import describe_annotator
+
     rule = {"prescreen_rule": config.prescreen_rule} if config.select_config().needs_prescreen else {}
-    return {"selection": config.selection, "num_annotations": k, "diversity_penalty": config.diversity_penalty, **rule}
+    annotator = describe_annotator(config.reward_model, config.reward_column, config.reward_revision)
+    return {"selection": config.selection, "num_annotations": k, "diversity_penalty": config.diversity_penalty, **rule,
+            **({"annotator": annotator} if annotator else {})}
 
 
 def _note_cache_hit(result, start: float, report, stage: str) -> bool:
@@ -71,8 +75,8 @@ class PreferencePipeline:
     `use_matrix_cache`, everything with `keep_cache=True`.
     """
 
-    configs, reshape, embed, prescreen, selects, score, pairs = (_Step(), _Step(), _Step(), _Step(), _Step(),
-                                                                  _Step(), _Step())
+    configs, reshape, embed, prescreen, selects, scores, pairs = (_Step(), _Step(), _Step(), _Step(), _Step(),
+                                                                   _Step(), _Step())
 
     def __init__(self, config: AEPOConfig, splits: dict[str, dict] | None = None, *, batch_size: int = 64,
                  release_models: bool = True, in_memory: bool = False, keep_cache: bool = False, layout=None,
@@ -82,8 +86,10 @@ class PreferencePipeline:
         self.written: list[str] = []  # cache files this pipeline's maps wrote and nobody asked to keep
         self.steps = build_steps(config, splits)
         self.layout = layout  # the input's columns as the preflight found them; None: detected by `prepare`
-        if reward_scorer is not None:  # loaded by the preflight's forward check: not loaded a second time
-            self.score.use_scorer(reward_scorer)
+        for key, scorer in (reward_scorer or {}).items():  # loaded by the preflight: not loaded a second time
+            for step in self.scores.values():
+                if step_annotator_key(step) == key:
+                    step.use_scorer(scorer)
 
     def _map(self, dataset, transform, desc, report, stage, use_cache=False, *, adds=True, keep=False,
              in_memory=None, **kwargs):
@@ -181,7 +187,8 @@ class PreferencePipeline:
     def pair_all(self, data, report: RunReport):
         """Quality report and pairing of annotated rows (`rewards` filled): returns ({split: Dataset}, report)."""
         start = time.time()
-        report.quality = quality_sums(data, {name: (step.config.selection_column, step.config.ties)
+        report.quality = quality_sums(data, {name: (step.config.selection_column, step.config.ties,
+                                                    step.config.reward_column)
                                              for name, step in self.pairs.items()}, self.batch_size)
         report.seconds["quality"] = report.seconds.get("quality", 0.0) + time.time() - start
         report.conversational = report.conversational or any_true(data, "conversational")
@@ -225,12 +232,20 @@ class PreferencePipeline:
                     report.west_of_n_annotations += len(texts)
         return lists
 
+    @property
+    def score(self):
+        return self.steps.score
+
     def annotate(self, data, report: RunReport):
-        with self.counting(report):
-            out = self._map(data, self.score, "Scoring selected responses", report, "annotate")
-        if self.release_models:
-            self.score.release()
-        return out
+        """Each annotator scores what its splits selected (one `map` each; a response two splits share under one
+        annotator is scored once)."""
+        for column, step in self.scores.items():
+            label = "" if len(self.scores) == 1 else f" ({describe_step_annotator(step)})"
+            with self.counting(report):
+                data = self._map(data, step, f"Scoring selected responses{label}", report, "annotate")
+            if self.release_models:
+                step.release()
+        return data
 
 
 def counted_since(stats: Counter, before: Counter) -> dict:
@@ -270,3 +285,11 @@ def selected_count(data, column: str) -> int:
 
     selected = data.select_columns([column]).with_format("arrow")[:][column]
     return int(pc.sum(pc.list_value_length(selected)).as_py() or 0)
+
+
+def describe_step_annotator(step) -> str:
+    from ..report.run_info import describe_annotator
+
+    c = step.config
+    return describe_annotator(None if c.uses_given_scores else c.reward_model,
+                              ("given scores",) if c.uses_given_scores else None, c.reward_revision)

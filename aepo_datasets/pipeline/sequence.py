@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .chain import split_configs
+from .chain import reshape_config, split_configs
 from .preflight import check_before_embedding
 from .prepare import group_if_long, take_instructions
 from ..transforms.to_response_lists import resolve_layout, sample_rows
@@ -46,7 +46,7 @@ def load_prompts(load: Callable[[], Any], config, splits: dict | None, num_instr
     if prepare is not None:
         dataset, ids = prepare(dataset)
         if check_all:  # the preparation may take columns away (aepo select's --id_column): read what is left
-            checked = replace(checked, layout=resolve_layout(sample_rows(dataset), config.reshape_config()))
+            checked = replace(checked, layout=resolve_layout(sample_rows(dataset), reshape_config(config, configs)))
     if not check_all:
         checked = check_before_embedding(dataset, config, configs, access_token)
     return Prompts(dataset, available, ids, checked.layout, checked.reward_scorer)

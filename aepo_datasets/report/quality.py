@@ -157,11 +157,14 @@ def _embedding_matrix(value) -> np.ndarray | None:
     return flat.reshape(len(rows), -1)
 
 
-def quality_sums(data, splits: dict[str, tuple[str, str]], batch_size: int = 256) -> dict[str, dict]:
-    """Per split, the sums above over the annotated data. `splits`: name -> (selection column, ties rule).
+def quality_sums(data, splits: dict[str, tuple], batch_size: int = 256) -> dict[str, dict]:
+    """Per split, the sums above over the annotated data. `splits`: name -> (selection column, ties rule[, reward
+    column: the split's annotator's, default `rewards`]).
 
     One read pass over the rows; the similarity matrix of a prompt is built once for all splits."""
-    wanted = ["responses", "response_ids", "rewards", "skip_reason", *(c for c, _ in splits.values())]
+    splits = {name: (*spec, "rewards")[:3] for name, spec in splits.items()}
+    wanted = list(dict.fromkeys(["responses", "response_ids", "skip_reason", *(c for spec in splits.values()
+                                                                               for c in (spec[0], spec[2]))]))
     optional = [c for c in ("embeddings", "oracle_scores", *SUMMARY) if c in data.column_names]
     sums = {name: empty_sums() for name in splits}
     lists = {name: ([], []) for name in splits}
@@ -176,8 +179,8 @@ def quality_sums(data, splits: dict[str, tuple[str, str]], batch_size: int = 256
             if similarity is None and SUMMARY[0] in plain:
                 similarity = SimilaritySummary(*(plain[c][row] for c in SUMMARY))
             oracle = plain["oracle_scores"][row] if "oracle_scores" in plain else None
-            for name, (column, ties) in splits.items():
-                numbers = prompt_quality(plain[column][row], plain["rewards"][row], plain["response_ids"][row],
+            for name, (column, ties, rewards) in splits.items():
+                numbers = prompt_quality(plain[column][row], plain[rewards][row], plain["response_ids"][row],
                                          plain["responses"][row], ties, similarity, oracle)
                 add_prompt(sums[name], numbers, lists[name])
     for name in splits:

@@ -123,8 +123,8 @@ def _earlier_strategy(options: Mapping[str, Any]) -> dict:
 
 
 def build_run_info(config, report: RunReport, command: Sequence[str] | str,
-                   settings: Mapping[str, Any] | None = None, source: Mapping[str, Any] | None = None
-                   ) -> RunInfo:  # fmt: skip
+                   settings: Mapping[str, Any] | None = None, source: Mapping[str, Any] | None = None,
+                   split_options: Mapping[str, Any] | None = None) -> RunInfo:  # fmt: skip
     """The RunInfo of a finished run of `config` (an AEPOConfig), for the `aepo` command and the launcher alike.
 
     A reward model that given scores (`reward_column`) replaced is recorded as None; callables are left out of
@@ -133,8 +133,16 @@ def build_run_info(config, report: RunReport, command: Sequence[str] | str,
     recorded = {k: v for k, v in asdict(config).items() if not callable(v)}
     if config.reward_column:
         recorded.update(reward_model=None, reward_revision=None)
+    annotators = {name: s.get("annotator") for name, s in report.strategies.items() if s.get("annotator")}
+    annotator = describe_annotator(config.reward_model, config.reward_column, config.reward_revision)
+    if len(set(annotators.values())) > 1:  # each split its own
+        annotator = "; ".join(f"{name}: {who}" for name, who in annotators.items())
+    elif annotators:
+        annotator = next(iter(annotators.values()))
+    if split_options is not None:
+        settings = {**(settings or {}), "split_options": dict(split_options)}
     return RunInfo(config=_jsonable(recorded), report=report, command=command_text(command),
-                   annotator=describe_annotator(config.reward_model, config.reward_column, config.reward_revision),
+                   annotator=annotator,
                    settings=_jsonable(redact_settings(settings)) if settings is not None else None,
                    input=dict(source) if source is not None else None)  # fmt: skip
 

@@ -49,6 +49,7 @@ class SplitSummary:
     num_annotations: int | None = None  # k; None for West-of-N, which annotates every usable response
     diversity_penalty: float | None = None
     prescreen_rule: str | None = None  # --selection prescreen only
+    annotator: str | None = None  # who scored this split's selection (run_info.describe_annotator)
     annotations: int | None = None  # responses this split's selection sent to the annotator (tied prompts too)
     saved: int | None = None  # West-of-N's annotations minus `annotations`
     tied: int | None = None

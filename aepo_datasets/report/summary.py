@@ -37,7 +37,9 @@ def columns_lines(report: RunReport) -> list[str]:
     form = " (chat messages in, conversational rows out)" if report.conversational else ""
     lines = [f"  columns read:          prompt {used['prompt']}{form}; responses {shown}"]
     for name, columns in (used.get("scores") or {}).items():
-        lines.append(f"  {name.replace('_', ' ') + ' from:':22} {', '.join(columns)}")
+        base, _, split = name.partition("__")
+        label = base.replace("_", " ") + (f" ({split})" if split else "")
+        lines.append(f"  {label + ' from:':22} {', '.join(columns)}")
     by_reason: dict[str, list[str]] = {}
     for column, why in (used.get("ignored") or {}).items():
         by_reason.setdefault(why, []).append(column)
@@ -53,7 +55,10 @@ def _names(columns: list[str]) -> str:
 def format_summary(report: RunReport, outputs: dict[str, str]) -> str:
     skipped = ", ".join(f"{reason}: {count}" for reason, count in sorted(report.skipped.items())) or "none"
     splits = report.per_split()
+    annotators = len({s.annotator for s in splits if s.annotator})
     once = " (a response selected by several splits is scored once)" if len(splits) > 1 else ""
+    if annotators > 1:
+        once = f" ({annotators} annotators; each scores what its splits selected, a shared response once)"
     lines = [
         "Summary",
         f"  prompts in:            {prompts_in(report)}",
@@ -66,6 +71,7 @@ def format_summary(report: RunReport, outputs: dict[str, str]) -> str:
         + (f"; {report.texts_truncated} cut at --max_seq_length" if report.texts_truncated else ""),
         f"  annotations scored:    {report.annotations} of West-of-N's {report.west_of_n_annotations}{once}",
         *annotator_lines(report),
+        *split_annotator_lines(splits),
         "  per split:",
         *("    " + line for line in split_table(splits, report.west_of_n_annotations)),
     ]
@@ -112,6 +118,16 @@ def quality_table(pair_quality: dict[str, dict]) -> list[str]:
              for name, r in pair_quality.items()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+
+
+def split_annotator_lines(splits: list[SplitSummary]) -> list[str]:
+    """Who annotated: one name, or each split's when they differ."""
+    names = {s.annotator for s in splits if s.annotator}
+    if not names:
+        return []
+    if len(names) == 1:
+        return [f"  annotator:             {names.pop()}"]
+    return ["  annotators:            " + "; ".join(f"{s.name}: {s.annotator}" for s in splits)]
 
 
 def annotator_lines(report: RunReport) -> list[str]:

@@ -38,6 +38,7 @@ class PairConfig:
     selection_column: str = "selected"
     conversational: bool = False
     ties: str = "drop"
+    reward_column: str = "rewards"  # the split's annotator's column (`chain.reward_columns`)
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -85,7 +86,8 @@ class PairResponses(Transform):
 
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
         c = self.config
-        require_columns(batch, ["prompt", "responses", "response_ids", "rewards", c.selection_column], "PairResponses")
+        require_columns(batch, ["prompt", "responses", "response_ids", c.reward_column, c.selection_column],
+                        "PairResponses")
         # a chat input (message-list prompts, or responses given as messages) gives TRL's conversational rows, with
         # or without --conversational; the pipeline decides it once for the dataset and declares the features
         chat = c.conversational or any(batch.get("conversational") or ()) or \
@@ -93,8 +95,8 @@ class PairResponses(Transform):
         out: dict[str, list] = {name: [] for name in self.output_columns()}
         for row in kept_rows(batch):
             ids = batch["response_ids"][row]
-            order = rank_selected(batch[c.selection_column][row], batch["rewards"][row], ids)
-            texts, rewards = batch["responses"][row], batch["rewards"][row]
+            order = rank_selected(batch[c.selection_column][row], batch[c.reward_column][row], ids)
+            texts, rewards = batch["responses"][row], batch[c.reward_column][row]
             if c.ties == "drop" and rewards[order[0]] == rewards[order[-1]]:
                 continue
             out["prompt"].append(_message(batch["prompt"][row], "user", chat))

@@ -39,6 +39,8 @@ class ScoreConfig:
     trust_remote_code: bool = False  # sequence-classification models only
     reward_output: str | None = None  # logits, logits:I or an output field (heads.RewardOutput)
     judge_max_chars: int | None = None  # judge:MODEL only: its context, in characters
+    output_column: str = "rewards"  # a split with its own annotator writes its own column
+    given_column: str = GIVEN_SCORES  # reward_model="column": where the reshape put the given scores
 
     def __post_init__(self):
         object.__setattr__(self, "selection_columns", tuple(self.selection_columns))
@@ -59,7 +61,7 @@ class ScoreConfig:
 
 
 class ScoreResponses(Transform):
-    """Adds `rewards`: one entry per response, a float where selected by any selection column, else None.
+    """Adds `rewards` (`output_column`): one entry per response, a float where selected by any selection column, else None.
 
     Each response is scored once even when several selection columns pick it.
     """
@@ -70,7 +72,7 @@ class ScoreResponses(Transform):
     def new_features(self) -> dict:
         from datasets import List, Value
 
-        return {"rewards": List(Value("float64"))}
+        return {self.config.output_column: List(Value("float64"))}
 
     def _reset(self) -> None:
         self._scorer = None
@@ -103,7 +105,7 @@ class ScoreResponses(Transform):
 
     def __call__(self, batch: dict[str, list], rank: int | None = None) -> dict[str, list]:
         c = self.config
-        needed = ["prompt", "responses", *c.selection_columns] + ([GIVEN_SCORES] if c.uses_given_scores else [])
+        needed = ["prompt", "responses", *c.selection_columns] + ([c.given_column] if c.uses_given_scores else [])
         require_columns(batch, needed, "ScoreResponses")
         wanted = self._wanted(batch)
         rewards: list[list] = [[None] * len(texts) for texts in batch["responses"]]
@@ -113,7 +115,7 @@ class ScoreResponses(Transform):
                 raise AEPOInputError(f"Reward is NaN for response {index} of prompt {prompt_label(batch['prompt'][row])!r}.")
             rewards[row][index] = value
         self.count("annotations", len(wanted))
-        return {"rewards": rewards}
+        return {c.output_column: rewards}
 
     def _wanted(self, batch) -> list[tuple[int, int]]:
         pairs = []
@@ -124,7 +126,7 @@ class ScoreResponses(Transform):
 
     def _score(self, batch, wanted, rank: int | None = None) -> list[float]:
         if self.config.uses_given_scores:
-            return [float(batch[GIVEN_SCORES][row][i]) for row, i in wanted]
+            return [float(batch[self.config.given_column][row][i]) for row, i in wanted]
         if not wanted:
             return []
         prompts = [batch["prompt"][row] for row, _ in wanted]

@@ -32,6 +32,7 @@ class ResponseListsConfig:
     reward_columns: tuple[str, ...] | None = None
     min_responses: int = 2
     oracle_columns: tuple[str, ...] | None = None  # scores for the quality report only, never for selection
+    split_scores: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (reshaped column, score columns) of split annotators
 
     def __post_init__(self):
         for name in ("response_columns", "reward_columns", "oracle_columns"):
@@ -55,6 +56,8 @@ def resolve_layout(batch: dict[str, list], config: ResponseListsConfig) -> Layou
     prompt = find_prompt_column(columns, config.prompt_column)
     scores = {out: expand_columns(getattr(config, name), columns, what) if getattr(config, name) else []
               for out, (name, what) in SCORE_COLUMNS.items()}
+    scores.update({out: expand_columns(as_column_tuple(names), columns, "Reward column")
+                   for out, names in config.split_scores})
     ignored: dict[str, str] = {}
     if config.response_columns:
         responses = expand_columns(config.response_columns, columns, "Response column")
@@ -79,7 +82,7 @@ def resolve_layout(batch: dict[str, list], config: ResponseListsConfig) -> Layou
         )
     for out, found in scores.items():
         if len(found) > 1 and len(found) < wanted:
-            what = SCORE_COLUMNS[out][1].split()[0].lower()
+            what = SCORE_COLUMNS.get(out, ("", "Reward column"))[1].split()[0].lower()
             raise AEPOInputError(f"{len(found)} {what} columns for {wanted} responses: give one per response.")
     ignored.update({c: f"beyond --num_responses {wanted}" for c in responses[wanted:]})
     return Layout(prompt, responses[:wanted], {out: found[:wanted] for out, found in scores.items()}, ignored)
@@ -220,7 +223,8 @@ def explicit_columns(config: ResponseListsConfig, layout: Layout) -> ResponseLis
     """`config` with the columns of `layout` named, so every batch reads the same columns."""
     return replace(config, prompt_column=layout.prompt, response_columns=tuple(layout.responses),
                    reward_columns=tuple(layout.scores.get("given_scores") or ()) or None,
-                   oracle_columns=tuple(layout.scores.get("oracle_scores") or ()) or None)
+                   oracle_columns=tuple(layout.scores.get("oracle_scores") or ()) or None,
+                   split_scores=tuple((out, tuple(layout.scores.get(out) or ())) for out, _ in config.split_scores))
 
 
 def sample_rows(dataset, rows: int = 256) -> dict[str, list]:

@@ -1,0 +1,155 @@
+"""A job: the options a command line (and its `--config FILE.yaml`) asked for, parsed once, checked once, then read.
+
+Every command reads its options here: `aepo DATASET`, `aepo select`, `aepo pair`, `aepo push` and the launcher
+(`aepo run`, `aepo_datasets/run.py`). The options are declared once (`options.InputOptions`, `options.RunOptions`,
+`config.AEPOConfig`), each with its scope; a command takes the ones it names (`COMMANDS`). A split (the launcher's
+`splits:`) may set the options of the split and annotator scopes; anything else under `splits:` is refused, and so
+is any combination in which one option would be ignored (`config.check_conflicts`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from .config import AEPOConfig, check_conflicts, merge_split
+from .errors import AEPOInputError
+from .options import InputOptions, RunOptions, instruction_count
+from .schema import ANNOTATOR, INPUT, MODELS, PER_SPLIT, RUN, SCOPES, SPLIT, Command, coerce_option, declared, \
+    parse_command
+
+ALL = (InputOptions, AEPOConfig, RunOptions)
+_FIELDS = declared(*ALL)
+
+
+def _scoped(*scopes: str, classes=ALL) -> set[str]:
+    return {name for name, f in declared(*classes).items() if f.metadata["scope"] in scopes}
+
+
+_JOB = _scoped(INPUT, MODELS, ANNOTATOR, SPLIT) | {"plot"}
+_AEPO_RUN = {"cache_dir", "output", "use_sample_cache", "use_matrix_cache", "keep_cache", "baselines", "debug"}
+
+COMMANDS = {
+    "aepo": Command("aepo", ALL, names=(_JOB - {"id_column"}) | _AEPO_RUN | {"push_to_hub", "private"},
+                    positionals=("dataset",)),
+    "aepo select": Command("aepo select", ALL, names=(_JOB - _scoped(ANNOTATOR) - {"plot"}) | _AEPO_RUN,
+                           positionals=("dataset",)),
+    "aepo pair": Command("aepo pair", ALL, names=_scoped(ANNOTATOR) | {
+        "num_annotations", "conversational", "ties", "plot", "labels", "folder", "cache_dir", "output", "push_to_hub",
+        "private", "access_token", "judge_concurrency", "judge_cache_dir", "reward_batch_size", "max_tokens",
+        "dtype", "device", "debug"}, positionals=("folder",), aepo_defaults=False),
+    "aepo push": Command("aepo push", ALL, names={"folder", "repo_id", "access_token", "private", "debug"},
+                         positionals=("folder", "repo_id"), aepo_defaults=False),
+    "aepo run": Command("aepo run", ALL, names=(_JOB | {"cache_dir", "output_dir", "splits", "push_to_hub", "private",
+                                                        "chunk_size", "map_batch_size", "stage", "debug"}),
+                        aepo_defaults=False),
+}
+REQUIRED = {"aepo": ("dataset",), "aepo select": ("dataset",), "aepo pair": ("folder",),
+            "aepo push": ("folder", "repo_id"), "aepo run": ("dataset", "output_dir")}
+# the per-command defaults of the options whose one declaration says "default: depends on the command"
+COMMAND_DEFAULTS = {"aepo": {"cache_dir": ".", "output": "preference.csv"},
+                    "aepo select": {"cache_dir": ".", "output": "selection"},
+                    "aepo pair": {"cache_dir": ".", "output": "preference.csv"}}
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one command was asked to do. `given`: the options the user wrote (YAML and command line); `values`: every
+    option of the command (given over its defaults); `config`: the run's AEPOConfig (None for commands that select
+    and annotate nothing); `splits`: the launcher's splits, name -> the options each sets (checked)."""
+
+    command: str
+    given: dict
+    values: dict
+    config: AEPOConfig | None
+    splits: dict | None
+
+    def __getattr__(self, name: str):
+        values = self.__dict__.get("values", {})
+        if name in values:
+            return values[name]
+        raise AttributeError(name)
+
+    @property
+    def input(self) -> InputOptions:
+        return InputOptions(**{f.name: self.values.get(f.name, f.default) for f in fields(InputOptions)})
+
+    @property
+    def run(self) -> RunOptions:
+        return RunOptions(**{f.name: self.values.get(f.name, f.default) for f in fields(RunOptions)})
+
+
+def parse_job(command: str, argv: list[str]) -> Job:
+    """`argv` of `command` (a key of COMMANDS) as a checked Job; one AEPOInputError line for any mistake."""
+    spec = COMMANDS[command]
+    given = parse_command(spec, argv)
+    return job_from(command, given)
+
+
+def job_from(command: str, given: dict) -> Job:
+    """A Job from options already coerced (`parse_command`, or a settings dict of the launcher's tests)."""
+    spec = COMMANDS[command]
+    unknown = [key for key in given if key not in spec.fields]
+    if unknown:
+        from .registry import unknown_choice_message
+
+        raise AEPOInputError(f"{command}: " + unknown_choice_message("option", unknown[0], sorted(spec.fields)))
+    for name in REQUIRED[command]:
+        if given.get(name) in (None, ""):
+            raise AEPOInputError(f"{command}: {name} is required (on the command line or as {name}: in --config).")
+    if "num_instructions" in given:
+        given = {**given, "num_instructions": instruction_count(given["num_instructions"])}
+    values = {**spec.defaults(), **COMMAND_DEFAULTS.get(command, {}), **given}
+    _check_run_values(values)
+    config = None
+    if command not in ("aepo push", "aepo pair"):
+        config = AEPOConfig(**{k: v for k, v in values.items() if k in _AEPO_NAMES})
+        check_conflicts(config, given)
+    splits = check_splits(config, values.get("splits")) if config is not None else None
+    return Job(command, given, values, config, splits)
+
+
+_AEPO_NAMES = {f.name for f in fields(AEPOConfig)}
+
+
+def _check_run_values(values: dict) -> None:
+    for key in ("chunk_size", "map_batch_size", "num_instructions"):
+        if values.get(key) is not None and values[key] < 1:
+            raise AEPOInputError(f"--{key} must be a positive whole number, got {values[key]!r}")
+
+
+def check_splits(config: AEPOConfig, splits: dict | None) -> dict | None:
+    """Each split's options coerced and checked: only the split and annotator scopes, no conflicts, and a config
+    that builds. Returns name -> the options it sets."""
+    if splits is None:
+        return None
+    if not isinstance(splits, dict) or not splits:
+        raise AEPOInputError("splits must map split names to the options each sets, e.g. {aepo: {}, west: "
+                             "{west_of_n: true}}.")
+    checked = {}
+    for name, overrides in splits.items():
+        overrides = overrides or {}
+        if not isinstance(overrides, dict):
+            raise AEPOInputError(f"Split {name!r}: expected a mapping of options, got {overrides!r}.")
+        for key in overrides:
+            _check_split_key(name, key)
+        spec = COMMANDS["aepo run"]
+        values = {key: coerce_option(spec, key, value) for key, value in overrides.items()}
+        try:
+            check_conflicts(merge_split(config, values), values)
+        except AEPOInputError as err:
+            raise AEPOInputError(f"Split {name!r}: {err}") from None
+        checked[name] = values
+    return checked
+
+
+def _check_split_key(name: str, key: str) -> None:
+    f = _FIELDS.get(key)
+    if f is None:
+        from .registry import unknown_choice_message
+
+        allowed = sorted(n for n, f in _FIELDS.items() if f.metadata["scope"] in PER_SPLIT)
+        raise AEPOInputError(f"Split {name!r}: " + unknown_choice_message("option", key, allowed))
+    scope = f.metadata["scope"]
+    if scope not in PER_SPLIT:
+        raise AEPOInputError(f"Split {name!r}: {key} is an option of the {scope} scope ({SCOPES[scope].split(': ')[1]}),"
+                             f" so a split cannot set it: set it at the top level, or run a job of its own.")
