@@ -14,9 +14,10 @@ and the score is read from the answer (`parse_score`: the last `[[number]]`, or 
 - A malformed answer (not JSON, no message, no score) is asked again up to `MALFORMED_RETRIES` times, then the
   run stops with one line naming the response and the answer (`JudgeError`): a score is never invented and a
   response is never silently left out (its pair would change).
-- Every well-formed answer is cached on disk under `cache_dir`, keyed by (endpoint, model, template, prompt,
-  response: two servers serving the same model name do not share answers), so
-  a rerun, or a run that stopped half way, pays nothing twice.
+- Every well-formed answer is cached on disk under `cache_dir`, keyed by the endpoint and the exact request body
+  sent (the filled template after `--judge_max_chars` truncation, the model, the temperature and any other field:
+  two servers serving the same model name do not share answers, and a run that cuts the text differently is not
+  answered with the uncut text's answers), so a rerun, or a run that stopped half way, pays nothing twice.
 - `stats`: judge_requests (HTTP requests sent, retries included), judge_retries, judge_cached (answers read from
   the cache), judge_prompt_tokens and judge_completion_tokens (the endpoint's `usage`).
 """
@@ -154,16 +155,15 @@ class JudgeScorer:
         pass
 
     def _score_one(self, prompt, response: str) -> float:
-        # the endpoint is part of the key: two servers serving the same model name do not share answers
-        key = AnswerCache.key(self.url, self.model, self.template, prompt, response)
+        body = self._body(self._message(prompt, response))
+        key = self._cache_key(body)
         cached = self.cache.get(key)
         if cached is not None and parse_score(cached.get("answer", "")) is not None:
             self.client.count(cached=1)
             return parse_score(cached["answer"])
-        message = self._message(prompt, response)
         for attempt in range(MALFORMED_RETRIES + 1):
             try:
-                answer, usage = self._read_answer(self.client.post_json(self._body(message)))
+                answer, usage = self._read_answer(self.client.post_json(body))
                 score = parse_score(answer)
                 if score is None:
                     raise _Malformed(f"no [[score]] in the answer {answer[:120]!r}")
@@ -179,6 +179,11 @@ class JudgeScorer:
             self.cache.put(key, {"model": self.model, "answer": answer, "usage": usage})
             return score
         raise AssertionError("unreachable")
+
+    def _cache_key(self, body: dict) -> str:
+        """The exact request sent (the text after truncation, the model, temperature and any other field) and the
+        endpoint: two servers serving the same model name do not share answers."""
+        return AnswerCache.key("judge", self.url, body)
 
     def _message(self, prompt, response: str) -> str:
         """The filled template; past `max_chars`, cut by the reward models' rule: the oldest turns of the prompt

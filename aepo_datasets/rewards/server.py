@@ -14,9 +14,10 @@ the response as the assistant's turn. The engine is named before the URL; withou
   `tokenizer_path` that `/get_model_info` reports), without a leading BOS when the tokenizer adds one itself
   (SGLang tokenizes text with special tokens: exactly one BOS). The score is `embedding[0]` of the answer.
 
-The served model's id (vLLM `/v1/models`, SGLang `/get_model_info`: one GET per scorer) is part of the answer
-cache's key with the engine, the URL and the conversation, so a model swapped behind the same URL is not answered
-from the cache. Requests, retries, the cache and the counters (`server_requests`, `server_retries`,
+The answer cache is keyed by the engine, the URL and the exact request body sent, which holds the served model's
+id (vLLM `/v1/models`, SGLang `/get_model_info`: one GET per scorer) and the conversation (SGLang: the text rendered
+with the served tokenizer's template), so a model swapped behind the same URL, or a request rendered differently,
+is not answered from the cache. Requests, retries, the cache and the counters (`server_requests`, `server_retries`,
 `server_cached`) are `endpoint.EndpointClient` and `endpoint.AnswerCache`, shared with the judge. A key, if the
 server wants one (`vllm serve --api-key`), comes from `AEPO_SERVER_API_KEY` and goes only in the header.
 """
@@ -116,13 +117,13 @@ class ServerScorer:
         self._tokenizer = None
 
     def _score_one(self, prompt, response: str) -> float:
-        messages = conversation(prompt, response)
-        key = AnswerCache.key("server", self.target.engine, self.target.url, self.model_id, messages)
+        body = self._body(conversation(prompt, response))
+        key = AnswerCache.key("server", self.target.engine, self.target.url, body)
         cached = self.cache.get(key)
         if cached is not None and isinstance(cached.get("score"), (int, float)):
             self.client.count(cached=1)
             return float(cached["score"])
-        raw = self.client.post_json(self._body(messages))
+        raw = self.client.post_json(body)
         score = self._read_score(raw, prompt)
         self.cache.put(key, {"model": self.model_id, "score": score})
         return score

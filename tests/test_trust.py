@@ -1,0 +1,66 @@
+"""Scores and caches you can trust (issue 26): answer caches keyed by the exact request sent, long-layout data
+that keeps its chat prompts and its other columns, numbers read as text where the user named them, infinite
+scores refused, and the package's own code and weights in every fingerprint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from fake_judge import fake_judge  # noqa: F401
+from fake_reward_server import build_tiny_llama_reward_model, start_server
+
+from aepo_datasets.rewards import build_scorer
+from aepo_datasets.rewards.judge import DEFAULT_TEMPLATE, fill_template
+from aepo_datasets.rewards.server import ServerScorer
+
+HISTORY = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "old question " * 40},
+           {"role": "assistant", "content": "old answer " * 40}, {"role": "user", "content": "Capital of Peru?"}]
+ANSWER = "Lima, on the Pacific coast."
+
+
+def judge(fake, tmp_path, **options):
+    return build_scorer("judge:fake-model", api_base=fake.url, cache_dir=tmp_path / "cache", **options)
+
+
+def test_a_cut_judge_request_is_not_answered_from_the_uncut_ones_cache(fake_judge, tmp_path):  # noqa: F811
+    whole = judge(fake_judge, tmp_path)
+    whole.score([HISTORY], [ANSWER])
+    full = fill_template(DEFAULT_TEMPLATE, "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in HISTORY),
+                         ANSWER)
+    cut = judge(fake_judge, tmp_path, max_chars=len(full) - 200)
+    cut.score([HISTORY], [ANSWER])
+    assert cut.stats["judge_requests"] == 1 and cut.stats["judge_cached"] == 0
+    assert cut.stats["judge_truncated"] == 1
+    assert len(fake_judge.requests[-1]["json"]["messages"][0]["content"]) <= len(full) - 200
+    again = judge(fake_judge, tmp_path, max_chars=len(full) - 200)  # the same cut request: cached
+    again.score([HISTORY], [ANSWER])
+    assert again.stats["judge_cached"] == 1 and again.stats["judge_requests"] == 0
+
+
+@pytest.fixture(scope="module")
+def served_model(tmp_path_factory) -> str:
+    return build_tiny_llama_reward_model(tmp_path_factory.mktemp("served"))
+
+
+def test_an_sglang_request_rendered_differently_is_not_answered_from_the_cache(served_model, tmp_path):
+    """SGLang gets text rendered with the served tokenizer's template: a new template is a new request."""
+    model = shutil.copytree(served_model, tmp_path / "model")
+    fake, httpd = start_server(str(model))
+    try:
+        cache = tmp_path / "cache"
+        ServerScorer(f"server:sglang:{fake.url}/classify", cache_dir=cache).score(["Hi?"], ["Hello."])
+        config = json.loads((model / "tokenizer_config.json").read_text())
+        template = (model / "chat_template.jinja")
+        if template.exists():
+            template.write_text(template.read_text().replace("[{{ m['role'] }}]", "<{{ m['role'] }}>"))
+        else:
+            config["chat_template"] = config["chat_template"].replace("[{{ m['role'] }}]", "<{{ m['role'] }}>")
+            (model / "tokenizer_config.json").write_text(json.dumps(config))
+        again = ServerScorer(f"server:sglang:{fake.url}/classify", cache_dir=cache)
+        again.score(["Hi?"], ["Hello."])
+        assert again.stats["server_cached"] == 0 and len(fake.scoring_requests) == 2
+        assert fake.scoring_requests[-1]["json"]["text"].startswith("<user>")
+    finally:
+        httpd.shutdown()
