@@ -64,3 +64,44 @@ def test_an_sglang_request_rendered_differently_is_not_answered_from_the_cache(s
         assert fake.scoring_requests[-1]["json"]["text"].startswith("<user>")
     finally:
         httpd.shutdown()
+
+
+def chat(text: str) -> list[dict]:
+    return [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}]
+
+
+@pytest.fixture
+def long_chat_data():
+    """One row per response; chat prompts; a per-prompt id, a per-response source and an oracle score."""
+    from datasets import Dataset
+
+    prompts = [chat("Why is the sky blue?"), chat("Name a colour."), chat("Why is the sky blue?"),
+               chat("Name a colour."), chat("Why is the sky blue?"), chat("Name a colour.")]
+    return Dataset.from_dict({"qid": ["q1", "q2", "q1", "q2", "q1", "q2"], "prompt": prompts,
+                              "response": ["Rayleigh.", "Red.", "Scattering of light.", "Blue.", "Dust.", "Green."],
+                              "source": ["m1", "m1", "m2", "m2", "m3", "m3"],
+                              "score": [3.0, 1.0, 2.0, 5.0, 0.5, 4.0]})
+
+
+def test_long_layout_groups_chat_prompts_and_keeps_the_other_columns(long_chat_data):
+    from aepo_datasets import AEPOConfig
+    from aepo_datasets.io.selection_folder import prompt_ids
+    from aepo_datasets.pipeline.prepare import group_if_long
+    from aepo_datasets.transforms import ToResponseLists
+
+    grouped = group_if_long(long_chat_data, AEPOConfig(response_columns="response", oracle_column="score"))
+    assert grouped["prompt"] == [chat("Why is the sky blue?"), chat("Name a colour.")]
+    assert grouped["response"] == [["Rayleigh.", "Scattering of light.", "Dust."], ["Red.", "Blue.", "Green."]]
+    assert grouped["qid"] == ["q1", "q2"] and prompt_ids(grouped, "qid") == ["q1", "q2"]  # --id_column
+    assert grouped["source"] == [["m1", "m2", "m3"]] * 2
+    out = ToResponseLists(response_columns="response", oracle_columns="score")(grouped[:])  # --oracle_column
+    assert out["oracle_scores"] == [[3.0, 2.0, 0.5], [1.0, 5.0, 4.0]]
+
+
+def test_long_layout_fingerprint_is_deterministic_and_follows_the_input(long_chat_data):
+    from aepo_datasets import group_long_responses
+
+    first = group_long_responses(long_chat_data)
+    assert first._fingerprint == group_long_responses(long_chat_data)._fingerprint
+    other = long_chat_data.map(lambda row: {"score": row["score"] + 1})
+    assert group_long_responses(other)._fingerprint != first._fingerprint

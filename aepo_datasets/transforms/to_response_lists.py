@@ -11,6 +11,7 @@ exact duplicates (same string) keep their first occurrence. A prompt left with f
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 
 from ..conversation import is_conversation, is_empty_prompt, prompt_label, response_text
@@ -244,29 +245,61 @@ def is_long_layout(dataset, config: ResponseListsConfig) -> tuple[str, str] | No
     return None
 
 
+GROUPING_VERSION = "2"  # chat prompts grouped by content; the other columns kept
+
+
 def group_long_responses(dataset, prompt_column: str = "prompt", response_column: str = "response",
-                         reward_column: str | None = None):
-    """Long layout (one row per response) -> one row per prompt with list columns, order kept."""
-    for column in [prompt_column, response_column] + ([reward_column] if reward_column else []):
+                         reward_column: str | None = None, per_response: tuple[str, ...] = ()):
+    """Long layout (one row per response) -> one row per prompt with list columns, order kept.
+
+    Prompts group by their content (a chat prompt, a list of messages, by its messages). Every other column
+    survives: one that holds one value per prompt (an id, a source) stays one value per row; the others (scores,
+    the model that wrote each response), and `reward_column` and `per_response` always, become lists in the
+    responses' order, under their own names, so the same column options work on the result."""
+    listed = [response_column, *([reward_column] if reward_column else []), *per_response]
+    for column in [prompt_column, *listed]:
         if column not in dataset.column_names:
             raise AEPOInputError(f"Column {column!r} not in the dataset. Current columns: {dataset.column_names}.")
-    from datasets import Dataset
+    groups = _rows_by_prompt(dataset, prompt_column)
+    data = {column: _grouped_column(values, column in listed) for column, values in groups.items()}
+    return _grouped_dataset(dataset, data, prompt_column, [response_column, reward_column, *per_response])
 
-    groups: dict[str, dict[str, list]] = {}
-    columns = [prompt_column, response_column] + ([reward_column] if reward_column else [])
-    for batch in dataset.select_columns(columns).iter(batch_size=10_000):
+
+def _prompt_key(prompt):
+    """A hashable key of a prompt: the text, or a chat prompt's messages as JSON."""
+    return prompt if prompt is None or isinstance(prompt, str) else ("json", json.dumps(prompt, sort_keys=True))
+
+
+def _rows_by_prompt(dataset, prompt_column: str) -> dict[str, list[list]]:
+    """Column -> one list of values per prompt (prompts in order of first appearance)."""
+    order: dict = {}
+    groups = {column: [] for column in dataset.column_names}
+    for batch in dataset.iter(batch_size=10_000):
         for i, prompt in enumerate(batch[prompt_column]):
-            group = groups.setdefault(prompt, {"responses": [], "scores": []})
-            group["responses"].append(batch[response_column][i])
-            if reward_column:
-                group["scores"].append(batch[reward_column][i])
-    # the grouped list columns keep their names, so the same column options work on the result
-    data = {prompt_column: list(groups), response_column: [g["responses"] for g in groups.values()]}
-    if reward_column:
-        data[reward_column] = [g["scores"] for g in groups.values()]
-    grouped = Dataset.from_dict(data)
-    # deterministic, derived from the input's fingerprint, so caches and the launcher's resume still match
+            at = order.setdefault(_prompt_key(prompt), len(order))
+            if at == len(groups[prompt_column]):
+                for values in groups.values():
+                    values.append([])
+            for column, values in groups.items():
+                values[at].append(batch[column][i])
+    return groups
+
+
+def _grouped_column(values: list[list], listed: bool) -> dict:
+    """{"values": ..., "per_prompt": bool}: one value per prompt when every prompt's rows agree (and the column is
+    not one of the lists), else the list of each prompt's values."""
+    per_prompt = not listed and all(len({json.dumps(v, sort_keys=True, default=str) for v in group}) == 1
+                                    for group in values)
+    return {"values": [group[0] for group in values] if per_prompt else values, "per_prompt": per_prompt}
+
+
+def _grouped_dataset(dataset, data: dict, prompt_column: str, keys: list):
+    from datasets import Dataset, Features, List
     from datasets.fingerprint import Hasher
 
-    grouped._fingerprint = Hasher.hash([dataset._fingerprint, prompt_column, response_column, reward_column])
+    features = Features({column: dataset.features[column] if column == prompt_column or found["per_prompt"]
+                         else List(dataset.features[column]) for column, found in data.items()})
+    grouped = Dataset.from_dict({column: found["values"] for column, found in data.items()}, features=features)
+    # deterministic, derived from the input's fingerprint, so caches and the launcher's resume still match
+    grouped._fingerprint = Hasher.hash([dataset._fingerprint, GROUPING_VERSION, prompt_column, *keys])
     return grouped
