@@ -35,9 +35,10 @@ def test_number_column_is_never_a_response_and_is_named_as_ignored():
 
 
 def test_named_non_text_response_column_is_refused():
-    ds = Dataset.from_dict({"prompt": ["q"], "r0": ["x"], "score": [1.0]})
-    with pytest.raises(AEPOInputError, match="'score'.*--response_columns"):
-        ToResponseLists(response_columns=("r0", "score"))(ds[:])
+    """A named column of numbers is read as text (issue 26); one of other values is refused."""
+    ds = Dataset.from_dict({"prompt": ["q"], "r0": ["x"], "meta": [{"a": 1}]})
+    with pytest.raises(AEPOInputError, match="'meta'.*--response_columns"):
+        ToResponseLists(response_columns=("r0", "meta"))(ds[:])
 
 
 def test_list_column_and_long_layout_give_the_same_rows():

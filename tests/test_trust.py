@@ -11,6 +11,7 @@ import pytest
 from fake_judge import fake_judge  # noqa: F401
 from fake_reward_server import build_tiny_llama_reward_model, start_server
 
+from aepo_datasets.errors import AEPOInputError
 from aepo_datasets.rewards import build_scorer
 from aepo_datasets.rewards.judge import DEFAULT_TEMPLATE, fill_template
 from aepo_datasets.rewards.server import ServerScorer
@@ -105,3 +106,43 @@ def test_long_layout_fingerprint_is_deterministic_and_follows_the_input(long_cha
     assert first._fingerprint == group_long_responses(long_chat_data)._fingerprint
     other = long_chat_data.map(lambda row: {"score": row["score"] + 1})
     assert group_long_responses(other)._fingerprint != first._fingerprint
+
+
+def test_named_number_columns_are_responses_detected_ones_are_not():
+    from datasets import Dataset
+
+    from aepo_datasets.transforms import ToResponseLists
+    from aepo_datasets.transforms.to_response_lists import resolve_layout, ResponseListsConfig
+
+    math = Dataset.from_dict({"prompt": ["6 * 7?", "3 + 4?"], "response_0": [42, 7], "response_1": [41, 7],
+                              "response_2": [42.0, None]})
+    out = ToResponseLists(response_columns="response_*")(math[:])
+    assert out["responses"] == [["42", "41"], ["7"]] and out["num_duplicate"] == [1, 1]
+    with pytest.raises(AEPOInputError, match="No response columns"):
+        resolve_layout(math[:], ResponseListsConfig())  # detection never takes numbers as responses
+    mixed = Dataset.from_dict({"prompt": ["q"] * 4, "a": ["x1", "x2", "x3", "x4"], "b": ["y1", "y2", "y3", "y4"],
+                               "n": [1, 2, 3, 4]})
+    assert "--response_columns" in resolve_layout(mixed[:], ResponseListsConfig()).ignored["n"]
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+@pytest.mark.parametrize("option", ["reward_columns", "oracle_columns"])
+def test_infinite_scores_are_refused_naming_the_column(value, option):
+    from datasets import Dataset
+
+    from aepo_datasets.transforms import ToResponseLists
+
+    ds = Dataset.from_dict({"prompt": ["q1", "q2"], "r0": ["a", "b"], "r1": ["c", "d"],
+                            "s0": [1.0, 2.0], "s1": [3.0, value]})
+    with pytest.raises(AEPOInputError, match=rf"Prompt 'q2'.*response 1 in column 's1' is {value}"):
+        ToResponseLists(response_columns="r0,r1", **{option: "s0,s1"})(ds[:])
+
+
+@pytest.mark.parametrize("score", ["inf", "-inf", "Infinity", "1e999"])
+def test_infinite_labels_are_refused_naming_the_line(tmp_path, score):
+    from aepo_datasets.io.labels import read_labels
+
+    path = tmp_path / "labels.csv"
+    path.write_text(f"prompt_id,response_id,score\n0,1,2\n0,2,{score}\n")
+    with pytest.raises(AEPOInputError, match="labels.csv line 3: score .* is not a finite number"):
+        read_labels(path, {"0": {1, 2}})

@@ -145,7 +145,8 @@ def detect_responses(batch: dict[str, list], prompt: str, taken: set[str]) -> tu
 
 def _why_ignored(kind: str | None, list_column: str | None) -> str:
     if kind in ("number", "numbers"):
-        return "scores or numbers (pass --reward_column or --oracle_column to use them)"
+        return ("numbers, not taken as responses (name it in --response_columns to read it as responses, e.g. "
+                "answers like 42; or pass it as --reward_column or --oracle_column)")
     if list_column is not None:
         return f"not read: the responses are the list column {list_column!r}"
     return f"holds {kind} values, not responses"

@@ -12,6 +12,7 @@ exact duplicates (same string) keep their first occurrence. A prompt left with f
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 
 from ..conversation import is_conversation, is_empty_prompt, prompt_label, response_text
@@ -106,8 +107,9 @@ class ToResponseLists(Transform):
             prompt = batch[layout.prompt][row]
             where = _where(prompt)
             raw = self._row_values(batch, row, layout, where)
-            texts = [_as_text(value, column, where) for column, value in zip(_value_columns(layout, raw), raw)]
-            scores = {name: self._row_scores(batch, row, cols, texts, where)
+            named = self.config.response_columns is not None
+            texts = [_as_text(value, column, where, named) for column, value in zip(_value_columns(layout, raw), raw)]
+            scores = {name: (self._row_scores(batch, row, cols, texts, where), cols)
                       for name, cols in layout.scores.items() if cols}
             self._add_row(out, prompt, texts, scores)
             out["conversational"].append(is_conversation(prompt) or any(_is_message_form(v) for v in raw))
@@ -180,9 +182,9 @@ class ToResponseLists(Transform):
         out["skip_reason"].append(reason)
         out["num_empty"].append(empty)
         out["num_duplicate"].append(duplicate)
-        for name, values in scores.items():
+        for name, (values, columns) in scores.items():
             label = "oracle score" if name == "oracle_scores" else "reward"
-            out[name].append([_as_score(values[i], _where(prompt), i, label) for i in kept])
+            out[name].append([_as_score(values[i], _where(prompt), i, label, _score_column(columns, i)) for i in kept])
 
 
 def _value_columns(layout: Layout, values: list) -> list[str]:
@@ -197,7 +199,11 @@ def _is_message_form(value) -> bool:
     return isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], dict) and "role" in value[0]
 
 
-def _as_text(value, column: str, where: str) -> str | None:
+def _as_text(value, column: str, where: str, named: bool = False) -> str | None:
+    """A response's text; with `named` (the column was named in response_columns) a number is text too (`42` is
+    an answer). Detection never takes a column of numbers as responses."""
+    if named and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _number_text(value)
     try:
         return response_text(value)
     except ValueError as err:
@@ -212,11 +218,30 @@ def _where(prompt) -> str:
     return f"Prompt {prompt_label(prompt)!r}"
 
 
-def _as_score(value, where: str, position: int, label: str = "reward") -> float:
+def _number_text(value: int | float) -> str | None:
+    """42 -> "42"; 42.0 -> "42" (a CSV column of whole numbers with a gap loads as floats); NaN -> None (empty)."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if value.is_integer():
+            return str(int(value))
+    return str(value)
+
+
+def _score_column(columns: list[str], position: int) -> str:
+    """The column a response's score came from: one column per response, or one list column."""
+    return columns[position] if len(columns) > 1 else columns[0]
+
+
+def _as_score(value, where: str, position: int, label: str = "reward", column: str | None = None) -> float:
+    """A finite number; `inf` and `-inf` are refused naming the column (NaN rewards are refused when scored)."""
     try:
         score = float(value)
     except (TypeError, ValueError):
         raise AEPOInputError(f"{where}: {label} for response {position} is {value!r}, not a number.") from None
+    if math.isinf(score):
+        raise AEPOInputError(f"{where}: {label} for response {position} in column {column!r} is {score}: give a "
+                             "finite number (or fix the column's values).")
     return score
 
 
