@@ -26,6 +26,9 @@ class Transform:
 
     VERSION: ClassVar[str] = "1"
     Config: ClassVar[type]
+    # True for a step whose output rows are not its input rows (pairing drops skipped prompts): `ds.map(step,
+    # batched=True)` then returns only the step's columns, with or without `remove_columns` (`consume_inputs`)
+    REPLACES_ROWS: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         """Every transform's `__call__` first checks that it got a batch (`map(..., batched=True)`), not one row."""
@@ -87,9 +90,23 @@ def _checking_batched(call):
     @functools.wraps(call)
     def checked(self, batch, rank=None):
         check_batched(batch, type(self).__name__)
-        return call(self, batch, rank)
+        out = call(self, batch, rank)
+        if self.REPLACES_ROWS:
+            consume_inputs(batch)
+        return out
 
     return checked
+
+
+def consume_inputs(batch) -> None:
+    """Empty the batch `datasets` passed in, so that its columns are not merged into the output: a step whose
+    rows are not its input's (one per kept prompt) works under `ds.map(step, batched=True)` without
+    `remove_columns`, instead of failing with `ArrowInvalid: Column ... expected length 3 but got length 2` when
+    a prompt is skipped. `datasets` merges what is left of the batch it passed (the dict itself when the dataset
+    has no format); a plain dict built by a caller is left alone."""
+    if type(batch).__name__ == "LazyBatch":
+        for key in list(batch.keys()):
+            del batch[key]
 
 
 def check_batched(batch, step: str) -> None:
