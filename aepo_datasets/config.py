@@ -243,3 +243,42 @@ def merge_split(config: AEPOConfig, overrides: dict) -> AEPOConfig:
             if f.metadata.get("scope") == ANNOTATOR and f.name not in changes:
                 changes[f.name] = f.default
     return replace(config, **changes)
+
+
+# Which built-in selections read an option (a strategy registered by a plugin is taken to read them all).
+SELECTION_READERS = {
+    "diversity_penalty": {"aepo", "prescreen"},
+    "seed": {"aepo", "mbr", "random", "prescreen"},
+    "prescreen_model": {"prescreen"},
+    "prescreen_rule": {"prescreen"},
+    "prescreen_length_weight": {"prescreen"},
+    "prescreen_consensus_weight": {"prescreen"},
+    "prescreen_top_m": {"prescreen"},
+}
+EMBEDDER_OPTIONS = ("embedding_model", "embedding_revision", "embedding_batch_size", "embedding_max_tokens",
+                    "max_seq_length")
+BUILT_IN = {"aepo", "mbr", "random", "west_of_n", "prescreen"}
+
+
+def check_options_read(configs: list[AEPOConfig], given: dict) -> None:
+    """An option the user wrote that no split of the run reads is refused in one line (it would be accepted and
+    ignored): a selection's parameter when no split selects that way, the embedder's options when nothing is
+    embedded, k when every split is West-of-N (unless k = N, the research CLI's way of writing it)."""
+    selections = {c.selection for c in configs}
+    for name, readers in SELECTION_READERS.items():
+        if name in given and not (selections & readers or selections - BUILT_IN):
+            raise AEPOInputError(f"--{name} is read by --selection {' or '.join(sorted(readers))} only, and no split "
+                                 f"here selects that way ({', '.join(sorted(selections))}): leave it out.")
+    if "similarity_measure" in given and not any(c.select_config().needs_similarity for c in configs):
+        raise AEPOInputError(f"--similarity_measure is read by selections that compare responses, and no split here "
+                             f"does (--selection {', '.join(sorted(selections))}): leave it out.")
+    if not any(c.select_config().needs_embeddings for c in configs):
+        for name in EMBEDDER_OPTIONS:
+            if name in given:
+                raise AEPOInputError(f"--{name} is an option of the embeddings, and nothing here is embedded "
+                                     f"(--selection {', '.join(sorted(selections))}, --similarity_measure "
+                                     f"{configs[0].similarity_measure}): leave it out.")
+    k = given.get("num_annotations")
+    if k is not None and selections == {"west_of_n"} and k != configs[0].num_responses:
+        raise AEPOInputError(f"--num_annotations {k} is ignored by --west_of_n, which annotates all N responses: leave "
+                             "it out (or give k = --num_responses, as the research CLI does).")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from .config import AEPOConfig, check_conflicts, merge_split
+from .config import AEPOConfig, check_conflicts, check_options_read, merge_split
 from .errors import AEPOInputError
 from .options import InputOptions, RunOptions, instruction_count
 from .schema import ANNOTATOR, INPUT, MODELS, PER_SPLIT, RUN, SCOPES, SPLIT, Command, coerce_option, declared, \
@@ -26,12 +26,13 @@ def _scoped(*scopes: str, classes=ALL) -> set[str]:
 
 
 _JOB = _scoped(INPUT, MODELS, ANNOTATOR, SPLIT) | {"plot"}
+_ANNOTATING = {"plot", "judge_concurrency", "judge_cache_dir"}  # of runs that annotate: not `aepo select`
 _AEPO_RUN = {"cache_dir", "output", "use_sample_cache", "use_matrix_cache", "keep_cache", "baselines", "debug"}
 
 COMMANDS = {
     "aepo": Command("aepo", ALL, names=(_JOB - {"id_column"}) | _AEPO_RUN | {"push_to_hub", "private"},
                     positionals=("dataset",)),
-    "aepo select": Command("aepo select", ALL, names=(_JOB - _scoped(ANNOTATOR) - {"plot"}) | _AEPO_RUN,
+    "aepo select": Command("aepo select", ALL, names=(_JOB - _scoped(ANNOTATOR) - _ANNOTATING) | _AEPO_RUN,
                            positionals=("dataset",)),
     "aepo pair": Command("aepo pair", ALL, names=_scoped(ANNOTATOR) | {
         "num_annotations", "conversational", "ties", "plot", "labels", "folder", "cache_dir", "output", "push_to_hub",
@@ -92,10 +93,10 @@ def job_from(command: str, given: dict) -> Job:
     if unknown:
         from .registry import unknown_choice_message
 
-        raise AEPOInputError(f"{command}: " + unknown_choice_message("option", unknown[0], sorted(spec.fields)))
+        raise AEPOInputError(unknown_choice_message("option", unknown[0], sorted(spec.fields)))
     for name in REQUIRED[command]:
         if given.get(name) in (None, ""):
-            raise AEPOInputError(f"{command}: {name} is required (on the command line or as {name}: in --config).")
+            raise AEPOInputError(f"{name} is required (on the command line or as {name}: in --config).")
     if "num_instructions" in given:
         given = {**given, "num_instructions": instruction_count(given["num_instructions"])}
     values = {**spec.defaults(), **COMMAND_DEFAULTS.get(command, {}), **given}
@@ -105,6 +106,11 @@ def job_from(command: str, given: dict) -> Job:
         config = AEPOConfig(**{k: v for k, v in values.items() if k in _AEPO_NAMES})
         check_conflicts(config, given)
     splits = check_splits(config, values.get("splits")) if config is not None else None
+    if config is not None:
+        split_list = [merge_split(config, o) for o in splits.values()] if splits else [config]
+        if values.get("baselines"):  # random, mbr and West-of-N beside the selection asked for
+            split_list += [merge_split(config, {"selection": name}) for name in ("random", "mbr", "west_of_n")]
+        check_options_read(split_list, given)
     return Job(command, given, values, config, splits)
 
 
@@ -135,7 +141,9 @@ def check_splits(config: AEPOConfig, splits: dict | None) -> dict | None:
         spec = COMMANDS["aepo run"]
         values = {key: coerce_option(spec, key, value) for key, value in overrides.items()}
         try:
-            check_conflicts(merge_split(config, values), values)
+            own = merge_split(config, values)
+            check_conflicts(own, values)
+            check_options_read([own], values)
         except AEPOInputError as err:
             raise AEPOInputError(f"Split {name!r}: {err}") from None
         checked[name] = values

@@ -22,7 +22,8 @@ class InputOptions:
                         scope=INPUT)
     subset: str | None = option(None, "configuration (subset) of a Hub dataset: load_dataset's `name`",
                                 metavar="NAME", scope=INPUT)
-    num_instructions: int | None = option(None, "use the first N prompts, or `all`", scope=INPUT, aepo_default=4)
+    num_instructions: int | None = option(None, "use the first N prompts, or `all`", scope=INPUT, aepo_default=4,
+                                          flag_values={"all": None})
     access_token: str | None = option(None, "Hugging Face token (or HF_TOKEN, or `hf auth login`)", scope=INPUT)
     id_column: str | None = option(None, "the prompt ids (unique) of a selection; default: the input row number",
                                    scope=INPUT)

@@ -269,7 +269,7 @@ def _flag_value(command: Command, key: str, args: list[str]) -> str:
 
 def _check_known(command: Command, key: str) -> None:
     if key not in command.fields:
-        raise AEPOInputError(f"{command.prog}: " + unknown_choice_message("option", key, sorted(command.fields)))
+        raise AEPOInputError(unknown_choice_message("option", key, sorted(command.fields)))
 
 
 def _from_yaml(command: Command, path: Path) -> dict:
@@ -328,11 +328,13 @@ def _help_options(command: Command, name: str, f) -> dict:
     meta = f.metadata
     text = meta["help"].replace("%", "%%")
     default = command.default(name)
-    if meta["flag_values"]:
+    if meta["flag_values"] and is_boolean(f):
         word = next(w for w, v in meta["flag_values"].items() if v == default)
         return {"metavar": "{" + ",".join(meta["flag_values"]) + "}", "help": f"{text} (default: {word})"}
     if is_boolean(f):
         return {"metavar": "[true|false]", "help": text + (" (default: true)" if default else "")}
+    if meta["flag_values"]:
+        text += " (or " + ", ".join(meta["flag_values"]) + ")"
     shown = "" if default is None else f" (default: {default}"
     if shown and default != f.default:
         shown += f", as in the research CLI; the launcher and Python: {'all' if f.default is None else f.default}"

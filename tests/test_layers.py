@@ -14,7 +14,7 @@ LAYERS = [
     ("entry points", {"run", "cli"}),  # `aepo` and its subcommands; run.py is what `accelerate launch` finds
     ("launcher", {"launch"}),  # multi-process runs: chunks, process checks, the select stage
     ("pipeline", {"pipeline"}),  # the step chain, input preparation, preflight checks, the runner
-    ("configuration", {"config", "options"}),  # AEPOConfig: composes the steps' option dataclasses; InputOptions
+    ("configuration", {"job", "config", "options"}),  # the parsed job; AEPOConfig (the steps' options); the rest
     ("input/output", {"io"}),  # reading inputs, writing outputs (which carry the report and may push)
     ("hub", {"hub"}),  # push and dataset card
     ("report", {"report"}),  # run_info.json, summary, statistics, quality measures of the steps' outputs

@@ -82,7 +82,7 @@ def run(job, argv: list[str]) -> int:
                           input_source(dataset, inputs.split, inputs.subset), used_split_options(config, splits_wanted))
     count = write_selection(folder, data, info)
     pipeline.remove_cache_files()
-    logger.info("%s", select_summary(report, count, folder))
+    logging.getLogger("aepo_datasets.summary").info("%s", select_summary(report, count, folder))
     return 0
 
 

@@ -60,5 +60,5 @@ def finish_select(settings: dict, config, command, work: Path, count: int, secon
     info = build_run_info(config, report, command, settings, source)
     folder = Path(settings["output_dir"]) / "selection"
     written = write_selection(folder, data, info)
-    logger.info("%s", select_summary(report, written, folder))
+    logging.getLogger("aepo_datasets.summary").info("%s", select_summary(report, written, folder))
     return 0

@@ -11,6 +11,7 @@ from .quality import measured_columns
 from .stats import STATISTICS, SplitSummary, saved_text, strategy_text
 
 logger = logging.getLogger(__name__)
+summary_logger = logging.getLogger("aepo_datasets.summary")  # shown on stdout by the CLI (logs.setup_logging)
 
 
 def push_and_summarize(report: RunReport, outputs: dict[str, str], push: Callable[[], str] | None = None) -> None:
@@ -24,7 +25,7 @@ def push_and_summarize(report: RunReport, outputs: dict[str, str], push: Callabl
         outputs["pushed to"] = "nothing: the push failed (the error below says how to push later)"
         raise
     finally:
-        logger.info("%s", format_summary(report, outputs))
+        summary_logger.info("%s", format_summary(report, outputs))
 
 
 def columns_lines(report: RunReport) -> list[str]:
