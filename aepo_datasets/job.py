@@ -32,7 +32,8 @@ _AEPO_RUN = {"cache_dir", "output", "use_sample_cache", "use_matrix_cache", "kee
 COMMANDS = {
     "aepo": Command("aepo", ALL, names=(_JOB - {"id_column"}) | _AEPO_RUN | {"push_to_hub", "private"},
                     positionals=("dataset",)),
-    "aepo select": Command("aepo select", ALL, names=(_JOB - _scoped(ANNOTATOR) - _ANNOTATING) | _AEPO_RUN,
+    "aepo select": Command("aepo select", ALL, names=(_JOB - _scoped(ANNOTATOR) - _ANNOTATING) | _AEPO_RUN |
+                           {"reward_column"},  # score columns kept beside the selection, not read as responses
                            positionals=("dataset",)),
     "aepo pair": Command("aepo pair", ALL, names=_scoped(ANNOTATOR) | {
         "num_annotations", "conversational", "ties", "plot", "labels", "folder", "cache_dir", "output", "push_to_hub",
@@ -96,14 +97,17 @@ def job_from(command: str, given: dict) -> Job:
         raise AEPOInputError(unknown_choice_message("option", unknown[0], sorted(spec.fields)))
     for name in REQUIRED[command]:
         if given.get(name) in (None, ""):
-            raise AEPOInputError(f"{name} is required (on the command line or as {name}: in --config).")
+            raise AEPOInputError(f"{name!r} is required (on the command line or as {name}: in --config).")
     if "num_instructions" in given:
         given = {**given, "num_instructions": instruction_count(given["num_instructions"])}
     values = {**spec.defaults(), **COMMAND_DEFAULTS.get(command, {}), **given}
     _check_run_values(values)
     config = None
     if command not in ("aepo push", "aepo pair"):
-        config = AEPOConfig(**{k: v for k, v in values.items() if k in _AEPO_NAMES})
+        annotates = command != "aepo select" and values.get("stage") != "select"
+        # a selection annotates nothing: the annotator of a shared YAML is checked by `aepo pair`, which uses it
+        config = AEPOConfig(**{**{k: v for k, v in values.items() if k in _AEPO_NAMES},
+                               **({} if annotates else {"reward_model": None})})
         check_conflicts(config, given)
     splits = check_splits(config, values.get("splits")) if config is not None else None
     if config is not None:
@@ -120,7 +124,7 @@ _AEPO_NAMES = {f.name for f in fields(AEPOConfig)}
 def _check_run_values(values: dict) -> None:
     for key in ("chunk_size", "map_batch_size", "num_instructions"):
         if values.get(key) is not None and values[key] < 1:
-            raise AEPOInputError(f"--{key} must be a positive whole number, got {values[key]!r}")
+            raise AEPOInputError(f"--{key} must be >= 1 (a positive whole number), got {values[key]!r}")
 
 
 def check_splits(config: AEPOConfig, splits: dict | None) -> dict | None:

@@ -181,9 +181,10 @@ def _handler(server: FakeRewardServer):
     return Handler
 
 
-def start_server(model_path: str) -> tuple[FakeRewardServer, ThreadingHTTPServer]:
+def start_server(model_path: str, port: int = 0) -> tuple[FakeRewardServer, ThreadingHTTPServer]:
     fake = FakeRewardServer(model_path)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    ThreadingHTTPServer.allow_reuse_address = True
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(fake))
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     fake.url = f"http://127.0.0.1:{httpd.server_address[1]}"

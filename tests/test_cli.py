@@ -215,14 +215,12 @@ def test_user_error_exit_code_and_no_traceback_in_a_real_process(tmp_path):
 
 
 def test_version_and_help(capsys):
-    with pytest.raises(SystemExit):
-        main(["--help"])
+    assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "--num_annotations" in out and "examples:" in out
     from aepo_datasets import __version__
 
-    with pytest.raises(SystemExit):
-        main(["--version"])
+    assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"aepo_datasets {__version__}"
 
 

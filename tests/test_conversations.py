@@ -36,8 +36,11 @@ def chat(question: str, history: bool = False) -> list[dict]:
 
 
 def run_aepo(tmp_path, source, *flags) -> tuple[int, object]:
+    annotator = [] if "--reward_column" in flags else ["--reward_model", "length"]  # one annotator: both is refused
+    selection = flags[flags.index("--selection") + 1] if "--selection" in flags else "aepo"
+    similarity = [] if selection in ("random", "west_of_n") else ["--similarity_measure", "unigram_f1"]
     code = aepo([str(source), "--cache_dir", str(tmp_path), "--num_responses", "4", "--num_annotations", "2",
-                 "--reward_model", "length", "--similarity_measure", "unigram_f1", "--plot", "off", *flags])
+                 *annotator, *similarity, "--plot", "off", *flags])
     folder = tmp_path / "output" / "preference"
     return code, (load_from_disk(str(folder))["train"] if code == 0 else None)
 
@@ -129,8 +132,8 @@ def test_first_map_batch_holds_only_skipped_prompts(tmp_path, selection):
     same = [["same answer"] * 4] * 64
     varied = [[f"answer {i} " + "x" * j for j in range(4)] for i in range(6)]
     rows = {"prompt": [f"question {i}" for i in range(70)], "responses": same + varied}
-    code, out = run_aepo(tmp_path, save(tmp_path, rows), "--num_instructions", "100", "--selection", selection,
-                         "--prescreen_model", "length")
+    cheap = ["--prescreen_model", "length"] if selection == "prescreen" else []  # read by prescreen only
+    code, out = run_aepo(tmp_path, save(tmp_path, rows), "--num_instructions", "100", "--selection", selection, *cheap)
     assert code == 0 and len(out) == 6
 
 

@@ -61,8 +61,8 @@ def test_overrides_without_a_config_file():
     (["dataset=d.csv", "output_dir=o", "num_respones=8"], "Did you mean 'num_responses'"),
     (["output_dir=o"], "'dataset' is required"),
     (["dataset=d.csv", "output_dir=o", "num_responses=8", "num_annotations=9"], "num_annotations"),
-    (["dataset=d.csv", "output_dir=o", "splits={a: {selction: random}}"], "Split 'a': unknown option"),
-    (["dataset=d.csv", "output_dir=o", "oops"], "not key=value"),
+    (["dataset=d.csv", "output_dir=o", "splits={a: {selction: random}}"], "Split 'a': Unknown option 'selction'. Did you mean 'selection'"),
+    (["dataset=d.csv", "output_dir=o", "oops"], "unexpected argument 'oops': options are --key value or key=value"),
     (["--config", "missing.yaml"], "does not exist"),
 ])
 def test_bad_settings(argv, message):

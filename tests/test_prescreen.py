@@ -221,14 +221,11 @@ def test_consensus_prefers_a_high_scorer_the_judges_best_agree_with_and_rejects_
 
 
 def test_extremes_is_the_default_rule_and_the_consensus_options_are_flags_and_checked():
-    from aepo_datasets.cli.select import build_parser as select_parser
-    from aepo_datasets.schema import parse_args, values_from_args
+    from aepo_datasets.job import parse_job
 
     assert AEPOConfig().prescreen_rule == "extremes" and AEPOConfig().select_config().prescreen_rule == "extremes"
-    args = parse_args(select_parser(), ["d.csv", "--selection", "prescreen", "--prescreen_top_m", "3",
-                                        "--prescreen_consensus_weight", "2"], required=("dataset",))
-    values = values_from_args(AEPOConfig, args)
-    config = AEPOConfig(**values)
+    config = parse_job("aepo select", ["d.csv", "--selection", "prescreen", "--prescreen_top_m", "3",
+                                       "--prescreen_consensus_weight", "2"]).config
     assert (config.prescreen_top_m, config.prescreen_consensus_weight) == (3, 2.0)
     assert (config.select_config().prescreen_top_m, config.select_config().prescreen_consensus_weight) == (3, 2.0)
     with pytest.raises(AEPOInputError, match="prescreen_top_m must be an integer >= 2"):

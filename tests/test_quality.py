@@ -73,9 +73,8 @@ def test_oracle_columns_are_carried_like_reward_columns():
 def test_pipeline_report_matches_the_rows_and_shards_merge(tmp_path):
     ds = _data()
     config = AEPOConfig(num_responses=5, response_columns="response_*", reward_column="score_*",
-                        oracle_column="oracle_*", reward_model="length")
-    splits = {"random": {"selection": "random"}, "west_of_n": {"west_of_n": True}, "len": {"selection": "prescreen",
-                                                                                          "prescreen_model": "length"}}
+                        oracle_column="oracle_*", prescreen_model="length")
+    splits = {"random": {"selection": "random"}, "west_of_n": {"west_of_n": True}, "len": {"selection": "prescreen"}}
     out, report = run_pipeline(ds, config, splits)
     reports = quality_reports(report.quality, out)
     for name, split in out.items():

@@ -152,3 +152,35 @@ def test_aepo_end_to_end_through_the_server_equals_in_process(llama_server, char
         assert b["chosen_r"] == pytest.approx(a["chosen_r"], abs=1e-5)
         assert b["rejected_r"] == pytest.approx(a["rejected_r"], abs=1e-5)
     assert (tmp_path / "b" / ".aepo_cache" / "judge").is_dir()
+
+
+def test_a_launcher_rerun_against_a_replaced_served_model_recomputes(char_llama_reward_model, fast_retries,
+                                                                      small_wide_dataset, tmp_path):
+    """The run key holds what the endpoint serves: the same URL serving another model reuses no chunk."""
+    import shutil
+
+    from aepo_datasets.launch.launcher import main
+
+    data = tmp_path / "d.csv"
+    small_wide_dataset.to_csv(str(data))
+    other = tmp_path / "replaced_model"
+    shutil.copytree(char_llama_reward_model, other)
+    fake, httpd = start_server(char_llama_reward_model)
+    port = httpd.server_address[1]
+    args = [f"dataset={data}", f"output_dir={tmp_path / 'out'}", "num_responses=5", "response_columns=response_*",
+            "similarity_measure=unigram_f1", "ties=position", f"reward_model=server:{fake.url}/classify"]
+    try:
+        assert main(args) == 0
+        assert main(args) == 0  # the same model: every chunk reused, no new request
+        first_requests = len(fake.scoring_requests)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    fake, httpd = start_server(str(other), port)
+    try:
+        assert main([*args, f"judge_cache_dir={tmp_path / 'fresh_cache'}"]) == 0
+        assert len(fake.scoring_requests) == first_requests  # all recomputed against the new model
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert len(list((tmp_path / "out" / "chunks").iterdir())) == 2  # two run keys

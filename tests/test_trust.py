@@ -251,8 +251,6 @@ def test_without_replaces_rows_datasets_fails_as_it_did():
         ds.map(_Pairs.make(False), batched=True)
 
 
-@pytest.mark.xfail(reason="needs `REPLACES_ROWS = True` on AEPOTransform (pipeline/chain.py, being rewritten under "
-                          "issue 25); the mechanism is tested above", strict=False)
 def test_aepo_transform_maps_without_remove_columns_when_a_prompt_is_skipped():
     from datasets import Dataset
 

@@ -89,6 +89,11 @@ def run(job, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:
+        from ..version import __version__
+
+        print(f"aepo_datasets {__version__}")
+        return 0
     return run_command("aepo", argv, run, command_spec)
 
 
@@ -104,6 +109,8 @@ def run_command(name: str, argv: list[str], run_job, spec=None) -> int:
     except AEPOInputError as err:
         print(f"{name}: error: {err}", file=sys.stderr)
         return 2
+    except SystemExit as done:  # --help printed
+        return int(done.code or 0)
     setup_logging(job.values.get("debug", False))
     return exit_code(name, lambda: run_job(job, argv))
 

@@ -19,11 +19,6 @@ def main(argv: list[str] | None = None) -> int:
     except AEPOInputError as err:
         print(f"aepo: error: {err}", file=sys.stderr)
         return 2
-    if argv == ["--version"]:
-        from ..version import __version__
-
-        print(f"aepo_datasets {__version__}")
-        return 0
     typo = command_typo(argv[0]) if argv else None
     if typo:
         print(f"aepo: error: {typo}", file=sys.stderr)

@@ -18,7 +18,6 @@ from dataclasses import fields
 from pathlib import Path
 
 
-from ..version import __version__
 from ..errors import AEPOInputError, IncompleteRunError, exit_code
 from .chunks import (assemble, chunk_ranges, clean_stale, fresh_maps, is_done, my_chunks, release_freed_memory,
                      require_complete, save_chunk)
@@ -73,9 +72,21 @@ def run_key(settings: dict, fingerprint: str, identity: dict | None = None) -> s
     """Identifies the rows a run produces: same key, same chunks, safe to reuse. `identity`: the contents of the
     files and model folders the settings name and the resolved dtype (`identity.config_identity`)."""
     relevant = {k: v for k, v in sorted(settings.items()) if k not in OUTPUT_ONLY}
-    text = json.dumps({"settings": relevant, "input": fingerprint, "version": __version__, "identity": identity or {}},
-                      sort_keys=True, default=str)
+    from ..models.identity import package_identity
+
+    # the package's code, not its version alone: a change without a version bump must not reuse old chunks
+    text = json.dumps({"settings": relevant, "input": fingerprint, "version": package_identity(),
+                       "identity": identity or {}}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def served_models(configs: dict) -> dict:
+    """`server:URL` annotator -> the model the endpoint serves now (one GET each): a run against a replaced model
+    gets a new run key, so no chunk scored by the old one is reused."""
+    from ..rewards.server import ServerScorer, is_server
+
+    urls = {c.reward_model for c in configs.values() if is_server(c.reward_model) and not c.reward_column}
+    return {f"served {url}": ServerScorer(url).model_id for url in sorted(urls)}
 
 
 def process_chunks(dataset, chunks, indices, work: Path, pipeline) -> tuple[int, int]:
@@ -142,7 +153,10 @@ def launch(settings: dict, command: list[str]) -> int:
     release_freed_memory()  # converting the input leaves Arrow's pool holding memory in proportion to it
     from ..models.identity import config_identity
 
-    key = run_key(settings, dataset._fingerprint, config_identity(config))
+    from ..pipeline.chain import split_configs
+
+    identity = {**config_identity(config), **served_models(split_configs(config, split_options(settings)))}
+    key = run_key(settings, dataset._fingerprint, identity)
     work = Path(settings["output_dir"]) / "chunks" / (("select-" if selecting else "") + key)
     work.mkdir(parents=True, exist_ok=True)
     chunks = chunk_ranges(len(dataset), settings["chunk_size"])
@@ -270,5 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     except AEPOInputError as err:
         print(f"aepo run: error: {err}", file=sys.stderr)
         return 2
+    except SystemExit as done:  # --help printed
+        return int(done.code or 0)
     setup_logging(settings.get("debug", False))
     return exit_code("aepo run", lambda: launch(settings, ["aepo_datasets/run.py", *argv]))

@@ -32,9 +32,13 @@ def used_split_options(config: AEPOConfig, splits: dict | None) -> dict[str, dic
     """What each output split used: its split and annotator options (run_info.json's `split_options`)."""
     from ..schema import PER_SPLIT
 
-    return {name: {f.name: getattr(c, f.name) for f in fields(AEPOConfig) if f.metadata.get("scope") in PER_SPLIT
+    used = {name: {f.name: getattr(c, f.name) for f in fields(AEPOConfig) if f.metadata.get("scope") in PER_SPLIT
                    and not callable(getattr(c, f.name))}
             for name, c in split_configs(config, splits).items()}
+    for options in used.values():
+        if options["reward_column"]:  # the given scores replaced the reward model
+            options["reward_model"] = None
+    return used
 
 
 def annotator_key(config: AEPOConfig) -> str:
@@ -145,9 +149,11 @@ def split_score_columns(configs: dict[str, AEPOConfig], rewards: dict[str, str])
 class AEPOTransform(Transform):
     """`ds.map(AEPOTransform(num_responses=8, num_annotations=2), batched=True, remove_columns=ds.column_names)`.
 
-    One split (`train`): the launcher's `splits:` are a job's, run by the pipeline."""
+    One split (`train`): the launcher's `splits:` are a job's, run by the pipeline. A skipped prompt leaves no row,
+    so the input's rows are replaced (`REPLACES_ROWS`): it maps with or without `remove_columns`."""
 
     Config = AEPOConfig
+    REPLACES_ROWS = True
 
     def _reset(self) -> None:
         self.steps = build_steps(self.config)
