@@ -145,3 +145,19 @@ def test_setup_cfg_follows_the_moves():
         assert callable(getattr(importlib.import_module(module), function)), line
     for pattern in setup["options.package_data"]["aepo_datasets"].split(","):
         assert list(PACKAGE.glob(pattern.strip())), f"package_data {pattern.strip()!r} matches nothing"
+
+
+def test_scripts_benchmarks_and_studies_import_no_cycle():
+    """The folders of runnable scripts put each other on sys.path and import by module name: no circle there either."""
+    root = PACKAGE.parent
+    files = {p.stem: p for folder in ("scripts", "benchmarks", "studies") for p in (root / folder).glob("*.py")}
+    graph = {}
+    for stem, path in files.items():
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names.add((node.module or "").split(".")[0])
+            elif isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+        graph[stem] = {n for n in names if n in files and n != stem}
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))

@@ -1,12 +1,12 @@
 """Local search of `select_diverse` before and after the swap ascent (issue 20): time per prompt and how often
 the result is a single-swap optimum, the old code loaded from a git revision.
 
-    python benchmarks/bench_local_search.py [--baseline 3ebc12a] [--repeats 30]
+    python studies/local_search.py [--baseline 3ebc12a] [--repeats 30]
 
 Matrices: random unit vectors (384 dims, the MiniLM size, plus a 6-dim set where the landscape is rugged) and,
 when `../shared/data` is present, real ones: the packaged all-MiniLM-L6-v2 (256 tokens) over the first prompts'
 distinct AlpacaEval responses (`alpaca`, N = the first 32 or all ~126 of them), and the embeddings cached by
-`benchmarks/prescreen_cache.py` when that cache exists (`real`).
+`studies/prescreen_cache.py` when that cache exists (`real`).
 Prints a markdown table; times (CPU time of this process: the cores are shared) are medians over prompts of the best of 5 calls, old and new timed alternately per matrix.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "benchmarks" / "results" / "prescreen_cache.npz"
+CACHE = ROOT / "studies" / "results" / "prescreen_cache.npz"
 ALPACA = ROOT.parent / "shared" / "data" / "alpaca_eval_n128.parquet"
 
 

@@ -1,7 +1,7 @@
 """Per-prompt arrays for the pre-screen variants (issue 20): one pipeline pass (reshape, embed, aepo-mini) over
 the prompts aepo-mini was not trained on, saved as an .npz so that every selection rule is then a numpy function.
 
-    python benchmarks/prescreen_cache.py [--max_seq_length 256] [--out benchmarks/results/prescreen_cache.npz]
+    python studies/prescreen_cache.py [--max_seq_length 256] [--out studies/results/prescreen_cache.npz]
 
 At 256 tokens aepo-mini reuses the embeddings (one MiniLM pass per response); the diversity term then uses
 256-token embeddings instead of the paper's 512 (say so next to any number computed from it).

@@ -8,9 +8,9 @@ not trained on (`metrics.json["split"]["test_prompt_ids"]`). The annotator *and*
 that 2 (or 4) judge calls per prompt buy. Defaults otherwise (MiniLM at 512 tokens, lambda = 1, seed 0).
 Two pipeline runs share the cached embeddings: one with `--prescreen_model aepo-mini`, one with `length`.
 
-    python benchmarks/selection_quality.py [--cache_dir ~/.cache/aepo_datasets/selection_quality] [--limit N]
+    python studies/selection_quality.py [--cache_dir ~/.cache/aepo_datasets/selection_quality] [--limit N]
 
-Prints the table (markdown) and writes benchmarks/results/selection_quality.{md,json}.
+Prints the table (markdown) and writes studies/results/selection_quality.{md,json}.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def main() -> None:
                       + f"; cheap-judge passes {report.prescreen_scored}; run 2 (length) {seconds2:.0f} s, stages "
                       + ", ".join(f"{k} {v:.0f}s" for k, v in report2.seconds.items())])
     print(text)
-    results_dir = ROOT / "benchmarks" / "results"
+    results_dir = ROOT / "studies" / "results"
     results_dir.mkdir(exist_ok=True)
     (results_dir / "selection_quality.md").write_text(text + "\n")
     (results_dir / "selection_quality.json").write_text(json.dumps(

@@ -1,6 +1,6 @@
 """Pre-screen rules at k = 2 on aepo-mini's held-out prompts (issue 20), the judge as annotator and oracle.
 
-Reads the per-prompt arrays that `benchmarks/prescreen_cache.py` saved (MiniLM embeddings at 256 tokens, which
+Reads the per-prompt arrays that `studies/prescreen_cache.py` saved (MiniLM embeddings at 256 tokens, which
 aepo-mini reuses; aepo-mini's score of every response; the judge's `score_*`; lengths in characters), applies
 every rule of `aepo_datasets.selection.strategies.PRESCREEN_RULES` (and the options tried), and reports, for each, the
 judge's margin of the pair the 2 judge calls buy, averaged over **every** prompt given (a skipped prompt counts
@@ -11,9 +11,9 @@ picked on the first half of the held-out prompts (`tune`) and reported on the se
 them. Where the margin is lost: the judge's mean score of the pair's better and worse response, next to West-of-N's
 best and worst; and a paired bootstrap of each rule's margin minus `extremes`' (95 % interval, prompts resampled).
 
-    python benchmarks/prescreen_variants.py [--cache benchmarks/results/prescreen_cache.npz]
+    python studies/prescreen_variants.py [--cache studies/results/prescreen_cache.npz]
 
-Writes benchmarks/results/prescreen_variants.{md,json}.
+Writes studies/results/prescreen_variants.{md,json}.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 from aepo_datasets.selection.strategies import _z, agreement_with_top, select_prescreen
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "benchmarks" / "results" / "prescreen_cache.npz"
+CACHE = ROOT / "studies" / "results" / "prescreen_cache.npz"
 
 
 def load(path: Path) -> list[dict]:
@@ -273,7 +273,7 @@ def main() -> None:
     bigger = larger_k({"tune": tune, "test": test, "all": prompts})
     text += "\n\n" + larger_k_table(bigger)
     print(text)
-    out = ROOT / "benchmarks" / "results"
+    out = ROOT / "studies" / "results"
     (out / "prescreen_variants.md").write_text(text + "\n")
     for r in (r for section in sections.values() for r in section.values()):
         del r["margins"]

@@ -20,16 +20,16 @@ Selections use the same MiniLM embeddings at 256 tokens (aepo-mini's setting; th
 diversity term is 512). The data is answers from many different LLMs per prompt, not N samples of one policy
 (the paper's setting).
 
-    python benchmarks/downstream.py [--data PATH] [--budgets 48,96,160] [--seeds 5]
-        [--reuse_embeddings /work/wt-search/benchmarks/results/prescreen_cache.npz]
-    python benchmarks/downstream.py --pool all --budgets 96,192,384,768 --eval_prompts 80   # all 605 prompts
+    python studies/downstream.py [--data PATH] [--budgets 48,96,160] [--seeds 5]
+        [--reuse_embeddings /work/wt-search/studies/results/prescreen_cache.npz]
+    python studies/downstream.py --pool all --budgets 96,192,384,768 --eval_prompts 80   # all 605 prompts
 
 `--pool all` (only on the file aepo-mini was trained on) adds its 484 training prompts to the training pool, each
-scored by an out-of-fold head (`benchmarks/prescreen_tune.py`), and draws the evaluation prompts from the 121
+scored by an out-of-fold head (`studies/prescreen_tune.py`), and draws the evaluation prompts from the 121
 held-out ones; it reads `scripts/train_aepo_mini.py`'s embedding cache (see `all_prompt_arrays`).
 
-Embeddings are computed once per data file and cached in benchmarks/results/downstream_cache_<key>.npz (not
-committed). Writes benchmarks/results/downstream.{md,json,png}.
+Embeddings are computed once per data file and cached in studies/results/downstream_cache_<key>.npz (not
+committed). Writes studies/results/downstream.{md,json,png}.
 """
 
 from __future__ import annotations
@@ -56,13 +56,14 @@ sys.path.insert(0, str(ROOT))
 from aepo_datasets.rewards import aepo_mini as am  # noqa: E402
 from aepo_datasets.selection.base import DEFAULT_PRESCREEN_RULE  # noqa: E402
 from aepo_datasets.selection.strategies import select  # noqa: E402
-from aepo_datasets.transforms.to_response_lists import ToResponseLists  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "studies"))
 from train_aepo_mini import sha256_file  # noqa: E402  (the hash aepo-mini's config records)
+from training_data import usable  # noqa: E402  (the package's cleaning rule)
 
 DATA = ROOT.parent / "shared" / "data" / "alpaca_eval_judged_n48.parquet"
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "studies" / "results"
 MIN_GAP = 0.2  # judge-score difference for an evaluation pair
 LENGTH_MATCH = 1.2  # length-matched: the longer response at most 20 % longer (characters)
 SURFACE = ["log_chars", "log_tokens", "log_words", "log_lines", "log_paragraphs", "log_list_items",
@@ -98,16 +99,6 @@ def pool_ids(n_rows: int, data_hash: str, max_prompts: int | None) -> tuple[np.n
     return (ids[:max_prompts] if max_prompts else ids), note
 
 
-def usable(responses: list[list[str]]) -> np.ndarray:
-    """(P, N) mask of the responses the package keeps: `ToResponseLists`' own cleaning rule (non-empty, first of
-    exact duplicates), asked of the step itself."""
-    kept = ToResponseLists(min_responses=1)({"prompt": ["p"] * len(responses), "responses": responses})
-    out = np.zeros((len(responses), len(responses[0])), dtype=bool)
-    for i, ids in enumerate(kept["response_ids"]):
-        out[i, ids] = True
-    return out
-
-
 def load_rows(path: Path, ids: np.ndarray) -> tuple[list, list[list[str]], np.ndarray]:
     import pandas as pd
 
@@ -123,7 +114,7 @@ def load_rows(path: Path, ids: np.ndarray) -> tuple[list, list[list[str]], np.nd
 
 
 def reused_embeddings(path: Path | None, lengths: np.ndarray, keep: np.ndarray) -> np.ndarray | None:
-    """Response embeddings from `benchmarks/prescreen_cache.py`'s npz (p{i}_emb: the kept responses of held-out
+    """Response embeddings from `studies/prescreen_cache.py`'s npz (p{i}_emb: the kept responses of held-out
     position i, in order), checked against the responses' lengths; zeros where not kept; None without a path."""
     if path is None:
         return None
@@ -198,14 +189,14 @@ def cached_arrays(args, ids: np.ndarray, data_hash: str) -> dict[str, np.ndarray
 
 def all_prompt_arrays(args) -> dict[str, np.ndarray]:
     """`--pool all`: every prompt of the file aepo-mini was trained on. Its 484 training prompts are scored by
-    out-of-fold heads (`benchmarks/prescreen_tune.py`: each scored by a head that never saw it), its 121 held-out
+    out-of-fold heads (`studies/prescreen_tune.py`: each scored by a head that never saw it), its 121 held-out
     prompts by the shipped head; embeddings from `scripts/train_aepo_mini.py`'s cache (the same encoder call at the
     same 256 tokens). Evaluation prompts are then drawn from the held-out ones only (`eval_candidates`), so no head
     that chose a training pair was fit on an evaluation prompt's judge scores."""
-    import prescreen_tune as pt
+    from training_data import cached_oof, training_file
     from train_aepo_mini import parse_args as training_defaults
 
-    file = pt.training_file(args.data, training_defaults([]).cache_dir)
+    file = training_file(args.data, training_defaults([]).cache_dir)
     config = am.load_config()
     P, N = file.scores.shape
     flat = [r for rs in file.responses for r in rs]
@@ -213,7 +204,7 @@ def all_prompt_arrays(args) -> dict[str, np.ndarray]:
     cheap = np.zeros((P, N))
     test = file.test
     cheap[test] = aepo_mini_scores(config, file.prompt_emb[test], file.response_emb[test], surface[test])
-    cheap[file.train] = pt.cached_oof(file, config["training"]["recipe"], seed=config["training"]["seed"],
+    cheap[file.train] = cached_oof(file, config["training"]["recipe"], seed=config["training"]["seed"],
                                       threads=args.threads)
     return {"prompt_emb": file.prompt_emb, "response_emb": file.response_emb, "surface": surface, "cheap": cheap,
             "lengths": np.asarray([[len(r) for r in rs] for rs in file.responses], dtype=np.int64),
@@ -544,12 +535,12 @@ def main() -> None:
     parser.add_argument("--split_seed", type=int, default=0)
     parser.add_argument("--encode_batch_size", type=int, default=16)
     parser.add_argument("--reuse_embeddings", type=Path, default=None,
-                        help="response embeddings from benchmarks/prescreen_cache.py's npz (same held-out prompts)")
+                        help="response embeddings from studies/prescreen_cache.py's npz (same held-out prompts)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (tiny models: 1 is fastest)")
     parser.add_argument("--pool", choices=["held_out", "all"], default="held_out",
                         help="all: every prompt of aepo-mini's training file, its training prompts scored out of fold "
                              "(needs scripts/train_aepo_mini.py's embedding cache; see all_prompt_arrays)")
-    parser.add_argument("--out", default="downstream", help="basename under benchmarks/results/")
+    parser.add_argument("--out", default="downstream", help="basename under studies/results/")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.time()
