@@ -166,7 +166,7 @@ def test_training_script_on_a_subset(tmp_path):
 
 
 def test_training_losses_reward_the_right_order():
-    """The training script's losses (scripts/train_aepo_mini.py, compared in benchmarks/prescreen_tune.py): each is
+    """The training script's losses (scripts/train_aepo_mini.py, compared in studies/prescreen_tune.py): each is
     lower when the head ranks a prompt's responses as the judge does, and an unknown loss is refused."""
     script = _load_script()
     target = torch.tensor([[0.9, 0.1, 0.0, 0.5]])
