@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # the steps' configs live beside their models: imported when 
 class AEPOConfig:
     """Keyword names match the `aepo` command's flags."""
 
-    num_responses: int | None = option(None, "responses per prompt, N (the first N response columns)", scope=INPUT,
+    num_responses: int | None = option(None, "responses per prompt, N (the first N response columns; aepo generate: "
+                                       "the samples asked for per prompt)", scope=INPUT,
                                        aepo_default=32)
     num_annotations: int = option(2, "responses annotated per prompt, k (2 <= k <= N)", scope=SPLIT)
     diversity_penalty: float = option(1.0, "lambda, finite and >= 0", scope=SPLIT)
@@ -56,7 +57,8 @@ class AEPOConfig:
     max_tokens: int | None = option(None, "padded tokens per reward batch (default: 8192 on CPU, 32768 on CUDA)", scope=MODELS)
     dtype: str = option("auto", "auto: bf16 on CUDA, fp32 on CPU", choices=["auto", *DTYPE_NAMES], scope=MODELS)
     device: str | None = option(None, "cpu, cuda, cuda:1 ... (default: CUDA when available)", scope=MODELS)
-    seed: int = option(0, "seeds the local search and random selection (per prompt)", scope=SPLIT)
+    seed: int = option(0, "seeds the local search and random selection (per prompt); aepo generate: the seed sent "
+                       "with a prompt's first sample (sample i: seed + i)", scope=SPLIT)
     conversational: bool = option(False, "saved dataset in TRL's conversational format (message lists; automatic "
                                   "when the input's prompts or responses are messages)", scope=SPLIT)
     chat_template: bool | None = option(
@@ -92,14 +94,26 @@ class AEPOConfig:
     plot: bool | None = option(None, "PNG of the pair-quality report beside the outputs (auto: when matplotlib "
                                "is importable)", flag_values={"auto": None, "on": True, "off": False}, scope=RUN)
     api_base: str | None = option(None, "OpenAI-compatible endpoint of --reward_model judge:MODEL, e.g. "
-                                  "https://api.openai.com/v1 (key from AEPO_JUDGE_API_KEY or OPENAI_API_KEY)", scope=ANNOTATOR)
+                                  "https://api.openai.com/v1 (key from AEPO_JUDGE_API_KEY or OPENAI_API_KEY); aepo "
+                                  "generate: the policy's endpoint, e.g. vllm serve's http://127.0.0.1:8000/v1",
+                                  scope=ANNOTATOR)
     judge_template: str | None = option(None, "text file with {prompt} and {response}: the judge's prompt "
                                         "(default: a pointwise 1-10 rating answered as [[rating]])", scope=ANNOTATOR)
-    judge_concurrency: int = option(8, "requests in flight at once to judge:MODEL or server:URL", scope=MODELS)
+    judge_concurrency: int = option(8, "requests in flight at once to judge:MODEL or server:URL (aepo generate: to "
+                                    "the policy's endpoint)", scope=MODELS)
+    request_timeout: float = option(120.0, "seconds an endpoint (judge:MODEL, server:URL, aepo generate's) has to "
+                                    "answer one request; a request that times out is sent again after at least "
+                                    "min(this, 60 s)", scope=MODELS)
+    max_retries: int = option(5, "retries of a request that failed for a passing reason (timeout, refused or dropped "
+                              "connection, 429, 5xx), with jittered exponential backoff; 0: none", scope=MODELS)
     judge_cache_dir: str | None = option(None, "cache of the answers of judge:MODEL and server:URL (default: "
                                          "CACHE_DIR/.aepo_cache/judge)", scope=MODELS)
     judge_max_chars: int | None = option(None, "the judge's context in characters (default: no limit); a longer "
                                          "request loses the oldest part of the prompt first, never the response", scope=ANNOTATOR)
+    judge_max_tokens: int | None = option(256, "cap on the judge's answer in tokens (sent as max_tokens): room for a "
+                                          "short explanation and the [[rating]] (none: no cap)", scope=ANNOTATOR)
+    judge_temperature: float | None = option(None, "the judge's sampling temperature (default: not sent, the "
+                                             "endpoint's own; reasoning models refuse one)", scope=ANNOTATOR)
 
     def __post_init__(self):
         coerce_fields(self)  # flags, YAML values and keywords all get the field's type
@@ -167,7 +181,9 @@ class AEPOConfig:
                            self.reward_batch_size, self.max_length, self.max_tokens, self.dtype, self.device,
                            self.chat_template, selection_columns, self.api_base, self.judge_template,
                            self.judge_cache_dir, self.judge_concurrency, self.trust_remote_code,
-                           self.reward_output, self.judge_max_chars)
+                           self.reward_output, self.judge_max_chars, judge_max_tokens=self.judge_max_tokens,
+                           judge_temperature=self.judge_temperature, request_timeout=self.request_timeout,
+                           max_retries=self.max_retries)
 
     def pair_config(self, selection_column: str = "selected", reward_column: str = "rewards") -> PairConfig:
         return PairConfig(self.output_format, self.num_annotations, selection_column, self.conversational, self.ties,
@@ -176,7 +192,8 @@ class AEPOConfig:
 
 DEFAULT_SELECTION = "aepo"
 CLASSIFIER_ONLY = ("reward_revision", "reward_output", "chat_template", "trust_remote_code")
-JUDGE_ONLY = ("api_base", "judge_template", "judge_max_chars")
+JUDGE_ONLY = ("api_base", "judge_template", "judge_max_chars", "judge_max_tokens", "judge_temperature")
+ENDPOINT_OPTIONS = ("request_timeout", "max_retries")  # read only by the annotators behind HTTP
 
 
 def check_conflicts(config: AEPOConfig, given: dict | None = None) -> None:
@@ -278,7 +295,17 @@ def check_options_read(configs: list[AEPOConfig], given: dict) -> None:
                 raise AEPOInputError(f"--{name} is an option of the embeddings, and nothing here is embedded "
                                      f"(--selection {', '.join(sorted(selections))}, --similarity_measure "
                                      f"{configs[0].similarity_measure}): leave it out.")
+    _check_endpoint_options_read(configs, given)
     k = given.get("num_annotations")
     if k is not None and selections == {"west_of_n"} and k != configs[0].num_responses:
         raise AEPOInputError(f"--num_annotations {k} is ignored by --west_of_n, which annotates all N responses: leave "
                              "it out (or give k = --num_responses, as the research CLI does).")
+
+
+def _check_endpoint_options_read(configs: list[AEPOConfig], given: dict) -> None:
+    """--request_timeout and --max_retries bound the requests of judge:MODEL and server:URL: refused without one."""
+    name = next((n for n in ENDPOINT_OPTIONS if n in given), None)
+    if name is None or any(annotator_kind(c) in ("judge", "server") for c in configs):
+        return
+    raise AEPOInputError(f"--{name} bounds the requests of --reward_model judge:MODEL or server:URL, and no split here "
+                         f"annotates through an endpoint (--reward_model {configs[0].reward_model}): leave it out.")

@@ -13,11 +13,11 @@ from dataclasses import dataclass, fields
 
 from .config import AEPOConfig, check_conflicts, check_options_read, merge_split
 from .errors import AEPOInputError
-from .options import InputOptions, RunOptions, instruction_count
+from .options import GenerateOptions, InputOptions, RunOptions, instruction_count
 from .schema import ANNOTATOR, INPUT, MODELS, PER_SPLIT, RUN, SCOPES, SPLIT, Command, coerce_option, declared, \
     parse_command
 
-ALL = (InputOptions, AEPOConfig, RunOptions)
+ALL = (InputOptions, AEPOConfig, RunOptions, GenerateOptions)
 _FIELDS = declared(*ALL)
 
 
@@ -26,7 +26,7 @@ def _scoped(*scopes: str, classes=ALL) -> set[str]:
 
 
 _JOB = _scoped(INPUT, MODELS, ANNOTATOR, SPLIT) | {"plot"}
-_ANNOTATING = {"plot", "judge_concurrency", "judge_cache_dir"}  # of runs that annotate: not `aepo select`
+_ANNOTATING = {"plot", "judge_concurrency", "judge_cache_dir", "request_timeout", "max_retries"}  # not `aepo select`
 _AEPO_RUN = {"cache_dir", "output", "use_sample_cache", "use_matrix_cache", "keep_cache", "baselines", "debug"}
 
 COMMANDS = {
@@ -38,19 +38,26 @@ COMMANDS = {
     "aepo pair": Command("aepo pair", ALL, names=_scoped(ANNOTATOR) | {
         "num_annotations", "conversational", "ties", "plot", "labels", "folder", "cache_dir", "output", "push_to_hub",
         "private", "access_token", "judge_concurrency", "judge_cache_dir", "reward_batch_size", "max_tokens",
+        "request_timeout", "max_retries",
         "dtype", "device", "debug"}, positionals=("folder",), aepo_defaults=False),
     "aepo push": Command("aepo push", ALL, names={"folder", "repo_id", "access_token", "private", "debug"},
                          positionals=("folder", "repo_id"), aepo_defaults=False),
     "aepo run": Command("aepo run", ALL, names=(_JOB | {"cache_dir", "output_dir", "splits", "push_to_hub", "private",
                                                         "chunk_size", "map_batch_size", "stage", "debug"}),
                         aepo_defaults=False),
+    "aepo generate": Command("aepo generate", ALL, names={
+        "dataset", "split", "subset", "num_instructions", "access_token", "prompt_column", "api_base", "model",
+        "num_responses", "max_new_tokens", "temperature", "top_p", "seed", "request_timeout", "max_retries",
+        "judge_concurrency", "output", "cache_dir", "debug"}, positionals=("dataset",), aepo_defaults=False),
 }
 REQUIRED = {"aepo": ("dataset",), "aepo select": ("dataset",), "aepo pair": ("folder",),
-            "aepo push": ("folder", "repo_id"), "aepo run": ("dataset", "output_dir")}
+            "aepo push": ("folder", "repo_id"), "aepo run": ("dataset", "output_dir"),
+            "aepo generate": ("dataset", "api_base", "model", "num_responses", "output")}
 # the per-command defaults of the options whose one declaration says "default: depends on the command"
 COMMAND_DEFAULTS = {"aepo": {"cache_dir": ".", "output": "preference.csv"},
                     "aepo select": {"cache_dir": ".", "output": "selection"},
-                    "aepo pair": {"cache_dir": ".", "output": "preference.csv"}}
+                    "aepo pair": {"cache_dir": ".", "output": "preference.csv"},
+                    "aepo generate": {"cache_dir": "."}}
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,7 @@ def job_from(command: str, given: dict) -> Job:
     values = {**spec.defaults(), **COMMAND_DEFAULTS.get(command, {}), **given}
     _check_run_values(values)
     config = None
-    if command not in ("aepo push", "aepo pair"):
+    if command not in ("aepo push", "aepo pair", "aepo generate"):
         annotates = command != "aepo select" and values.get("stage") != "select"
         # a selection annotates nothing: the annotator of a shared YAML is checked by `aepo pair`, which uses it
         config = AEPOConfig(**{**{k: v for k, v in values.items() if k in _AEPO_NAMES},

@@ -34,11 +34,13 @@ class RunOptions:
     """Where the outputs go and what is kept: the commands' own options."""
 
     cache_dir: str | None = option(None, "aepo commands: outputs go to CACHE_DIR/output/, the datasets cache to "
-                                   "CACHE_DIR/.aepo_cache/ (default: .); launcher: the datasets cache (default: "
+                                   "CACHE_DIR/.aepo_cache/ (default: .; aepo generate keeps its answers in "
+                                   "CACHE_DIR/.aepo_cache/generate); launcher: the datasets cache (default: "
                                    "OUTPUT_DIR)", scope=RUN)
     output: str | None = option(None, "aepo and aepo pair: the output file under CACHE_DIR/output/, whose extension "
                                 "(.csv, .json, .jsonl, .parquet) decides the format (default: preference.csv); aepo "
-                                "select: the folder under CACHE_DIR/output/ (default: selection)", scope=RUN)
+                                "select: the folder under CACHE_DIR/output/ (default: selection); aepo generate: the "
+                                "file written, as given (.jsonl, .json or .parquet)", scope=RUN)
     output_dir: str | None = option(None, "launcher: where the chunks, the dataset and the plot go (required)",
                                     scope=RUN)
     folder: str | None = option(None, "a folder written by `aepo select` (aepo pair) or a saved output folder "
@@ -65,6 +67,21 @@ class RunOptions:
     chunk_size: int = option(1000, "launcher: prompts per saved chunk (the unit of resuming)", scope=RUN)
     map_batch_size: int = option(64, "launcher: prompts per `map` batch", scope=RUN)
     debug: bool = option(False, "verbose logging", scope=RUN)
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """`aepo generate`: how the policy samples (its endpoint is --api_base, the samples per prompt --num_responses,
+    the first sample's seed --seed)."""
+
+    model: str | None = option(None, "aepo generate: the policy, by the name its endpoint lists (GET /v1/models; "
+                               "vllm serve: the served model name)", scope=RUN)
+    max_new_tokens: int | None = option(1024, "aepo generate: cap on each sample's tokens, sent as max_tokens (not "
+                                        "--max_tokens, the reward batch's token budget); none: the server's own",
+                                        scope=RUN)
+    temperature: float | None = option(1.0, "aepo generate: sampling temperature (none: not sent, the server's own)",
+                                       scope=RUN)
+    top_p: float | None = option(None, "aepo generate: nucleus sampling's top_p (default: not sent)", scope=RUN)
 
 
 def instruction_count(value):

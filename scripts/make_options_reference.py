@@ -32,7 +32,8 @@ def render() -> str:
     from aepo_datasets.job import COMMANDS
     from aepo_datasets.schema import options_reference
 
-    labels = {"aepo": "aepo", "aepo select": "select", "aepo pair": "pair", "aepo push": "push", "aepo run": "launcher"}
+    labels = {"aepo": "aepo", "aepo select": "select", "aepo pair": "pair", "aepo push": "push", "aepo run": "launcher",
+              "aepo generate": "generate"}
     return HEADER + options_reference({labels[name]: spec for name, spec in COMMANDS.items()})
 
 

@@ -1,5 +1,7 @@
 """A small OpenAI-compatible chat-completions endpoint on 127.0.0.1, for testing `--reward_model judge:MODEL`.
 
+    GET  /v1/models             -> {"object": "list", "data": [{"id": name} for name in `models`]} (not recorded in
+                                   `requests`: counted in `model_lists`)
     POST /v1/chat/completions   {"model", "messages": [{"role": "user", "content": ...}]}
         -> {"choices": [{"message": {"role": "assistant", "content": "... Rating: [[S]]"}}], "usage": {...}}
 
@@ -41,6 +43,8 @@ class FakeJudge:
     faults: list[tuple] = field(default_factory=list)  # (kind, value, extra) for the next requests, in order
     rate = staticmethod(default_rate)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    models: tuple = ("fake-model",)
+    model_lists: int = 0
 
     def fail_next(self, status: int, times: int = 1, retry_after: str | None = None) -> None:
         self.faults += [("status", status, retry_after)] * times
@@ -67,6 +71,13 @@ def _handler(judge: FakeJudge):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):  # quiet
             pass
+
+        def do_GET(self):
+            if self.path != "/v1/models":
+                return self._send(404, b'{"error": "not found"}')
+            judge.model_lists += 1
+            listed = [{"id": name, "object": "model", "owned_by": "fake"} for name in judge.models]
+            self._send(200, json.dumps({"object": "list", "data": listed}).encode())
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")

@@ -22,6 +22,8 @@ COMMANDS_TEXT = """commands:
   aepo select DATASET [options] select only, and write what to annotate (for people or a judge)
   aepo pair FOLDER --labels F   the main job's outputs from a selection and the labels that came back
   aepo push FOLDER REPO_ID      publish a saved output folder to the Hub
+  aepo generate DATASET --api_base URL --model NAME --num_responses N --output FILE
+                                sample the N responses per prompt from a policy's OpenAI-compatible endpoint
   aepo run [--config F] [...]   the launcher (accelerate launch aepo_datasets/run.py), for whole datasets
   each takes --config FILE.yaml (keys: the option names) plus flags that override it; `aepo COMMAND --help`
   --plugin MODULE (or a .py file; also AEPO_PLUGINS=a,b) imports it first: a selection strategy it registers

@@ -1,4 +1,5 @@
-"""The `aepo` command: `aepo DATASET ...` (the main job), `aepo run ...` (the launcher), `aepo push ...`, and the
+"""The `aepo` command: `aepo DATASET ...` (the main job), `aepo run ...` (the launcher), `aepo push ...`, `aepo generate
+...` (N samples per prompt from a policy's endpoint), and the
 select-now-annotate-later pair `aepo select DATASET ...` / `aepo pair FOLDER --labels FILE`.
 
 `--plugin MODULE` (any command, any position) imports MODULE before the parsers are built (`cli/plugins.py`)."""
@@ -35,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         from .pair import main as pair_main
 
         return pair_main(argv[1:])
+    if argv[:1] == ["generate"]:
+        from .generate import main as generate_main
+
+        return generate_main(argv[1:])
     if argv[:1] == ["push"]:
         from .push import main as push_main
 
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     return job_main(argv)
 
 
-SUBCOMMANDS = ("select", "pair", "push", "run")
+SUBCOMMANDS = ("select", "pair", "push", "run", "generate")
 
 
 def command_typo(first: str) -> str | None:

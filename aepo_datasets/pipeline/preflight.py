@@ -1,7 +1,9 @@
 """Checks that run before the first expensive stage, so a mistake ends a run in seconds, not hours.
 
 Models (a local folder must exist and hold a config; a Hub id must be cached or answer one request,
-never a retry loop), and folders the run will write to (they must be creatable and writable).
+never a retry loop), endpoints (judge:MODEL's --api_base, server:URL: one GET of their model list, no retries:
+refused, unresolvable, 401/403/404 or a model not listed is one line), and folders the run will write to (they
+must be creatable and writable).
 """
 
 from __future__ import annotations
@@ -141,15 +143,15 @@ def check_models(config, *, needs_embeddings: bool = True, token: str | None = N
     from ..models.embedders import PACKAGED_EMBEDDERS
     from ..rewards import REWARD_MODELS, is_judge, is_server
 
-    if needs_embeddings and config.embedding_model not in PACKAGED_EMBEDDERS:
-        check_model(config.embedding_model, "--embedding_model", revision=config.embedding_revision, token=token)
     reward = config.reward_model
     if is_judge(reward) and not config.reward_column:
         check_judge(config)
     if is_server(reward) and not config.reward_column:
-        from ..rewards.server import parse_server
+        from ..rewards.server import check_server_endpoint
 
-        parse_server(reward)  # a URL with a scheme and a path the engine serves rewards at
+        check_server_endpoint(reward, config.request_timeout)  # its URL, then one GET of its model list
+    if needs_embeddings and config.embedding_model not in PACKAGED_EMBEDDERS:
+        check_model(config.embedding_model, "--embedding_model", revision=config.embedding_revision, token=token)
     if (config.reward_column or reward is None or callable(reward) or is_judge(reward) or is_server(reward)
             or reward in REWARD_MODELS):
         return None
@@ -159,11 +161,12 @@ def check_models(config, *, needs_embeddings: bool = True, token: str | None = N
 
 
 def check_judge(config) -> None:
-    """`judge:MODEL` names a model, has an endpoint (--api_base) and a readable template with its placeholders."""
-    from ..rewards.judge import check_judge_options, load_template
+    """`judge:MODEL` names a model, has a readable template with its placeholders, and an endpoint (--api_base) that
+    answers once and lists the model."""
+    from ..rewards.judge import check_judge_endpoint, load_template
 
-    check_judge_options(config.reward_model, config.api_base)
     load_template(config.judge_template)
+    check_judge_endpoint(config.reward_model, config.api_base, config.request_timeout)
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,15 @@ and the score is read from the answer (`parse_score`: the last `[[number]]`, or 
 - Requests, retries (429, 5xx, timeouts, refused or dropped connections), the answer cache and the counters are
   `endpoint.EndpointClient` and `endpoint.AnswerCache`, shared with `server:URL`. Other HTTP errors (401, 404...)
   stop the run at once. `--api_base` must be an http(s) URL (`check_url`).
+- Before anything is loaded, the preflight asks `<api_base>/models` once (`check_judge_endpoint`): a refused or
+  unresolvable endpoint, 401/403/404 or a model the endpoint does not list stop the run in one line.
 - The template's `{prompt}` is `prompt_text(prompt)`: a message-list prompt gives the judge the whole conversation.
 - A malformed answer (not JSON, no message, no score) is asked again up to `MALFORMED_RETRIES` times, then the
   run stops with one line naming the response and the answer (`JudgeError`): a score is never invented and a
   response is never silently left out (its pair would change).
 - Every well-formed answer is cached on disk under `cache_dir`, keyed by the endpoint and the exact request body
-  sent (the filled template after `--judge_max_chars` truncation, the model, the temperature and any other field:
+  sent (the filled template after `--judge_max_chars` truncation, the model, `--judge_max_tokens`,
+  `--judge_temperature` (sent only when set) and any other field:
   two servers serving the same model name do not share answers, and a run that cuts the text differently is not
   answered with the uncut text's answers), so a rerun, or a run that stopped half way, pays nothing twice.
 - `stats`: judge_requests (HTTP requests sent, retries included), judge_retries, judge_cached (answers read from
@@ -34,13 +37,14 @@ from pathlib import Path
 from .chat_encoding import fit_conversation
 from ..conversation import conversation, prompt_label, prompt_text
 from ..errors import AEPOInputError, JudgeError
-from .endpoint import DEFAULT_CACHE_DIR, AnswerCache, EndpointClient, check_url
+from .endpoint import DEFAULT_CACHE_DIR, AnswerCache, EndpointClient, ask_once, check_listed, check_url
 
 logger = logging.getLogger(__name__)
 
 JUDGE_PREFIX = "judge:"
 API_KEY_VARS = ("AEPO_JUDGE_API_KEY", "OPENAI_API_KEY")
 MALFORMED_RETRIES = 2
+DEFAULT_MAX_TOKENS = 256  # a short explanation and the [[rating]]
 
 DEFAULT_TEMPLATE = """Please act as an impartial judge and evaluate the quality of the response provided by an AI \
 assistant to the user question displayed below. Your evaluation should consider factors such as the helpfulness, \
@@ -80,6 +84,17 @@ def check_judge_options(reward_model: str, api_base: str | None) -> str:
                              "https://api.openai.com/v1 or http://127.0.0.1:8000/v1).")
     check_url(api_base, "--api_base")
     return model
+
+
+def check_judge_endpoint(reward_model: str, api_base: str | None, timeout: float | None = None) -> None:
+    """The preflight: `<api_base>/models` answers once and lists the judge's model, else one line saying what to
+    fix."""
+    model = check_judge_options(reward_model, api_base)
+    url = api_base.rstrip("/") + "/models"
+    label = f"--reward_model judge:{model} --api_base {api_base}"
+    models = ask_once(url, label, api_key=api_key(), timeout=timeout,
+                      key_hint=f"set {API_KEY_VARS[0]} (or {API_KEY_VARS[1]})")
+    check_listed(models, model, label, url)
 
 
 def with_cache_under(config, root: str | os.PathLike):
@@ -135,14 +150,16 @@ class JudgeScorer:
 
     def __init__(self, model: str, *, api_base: str | None = None, template_file: str | None = None,
                  cache_dir: str | os.PathLike | None = None, concurrency: int = 8, max_chars: int | None = None,
-                 **_ignored):
+                 max_tokens: int | None = DEFAULT_MAX_TOKENS, temperature: float | None = None,
+                 timeout: float | None = None, max_retries: int | None = None, **_ignored):
         check_judge_options(JUDGE_PREFIX + model, api_base)
         self.model, self.url = model, api_base.rstrip("/") + "/chat/completions"
         self.template = load_template(template_file)
-        self.max_chars = max_chars
+        self.max_chars, self.max_tokens, self.temperature = max_chars, max_tokens, temperature
         self.cache = AnswerCache(cache_dir or DEFAULT_CACHE_DIR)
         self.client = EndpointClient(self.url, f"judge:{model}", "judge", concurrency, api_key(),
-                                     self._http_error, counters=("prompt_tokens", "completion_tokens", "truncated"))
+                                     self._http_error, counters=("prompt_tokens", "completion_tokens", "truncated"),
+                                     timeout=timeout, max_retries=max_retries)
 
     @property
     def stats(self) -> dict:
@@ -200,7 +217,14 @@ class JudgeScorer:
         return "".join(kept)
 
     def _body(self, message: str) -> dict:
-        return {"model": self.model, "messages": [{"role": "user", "content": message}], "temperature": 0}
+        """The request: the answer capped at `max_tokens` (a small judge never stops writing otherwise); the
+        temperature only when one is set (reasoning models refuse it)."""
+        body = {"model": self.model, "messages": [{"role": "user", "content": message}]}
+        if self.max_tokens is not None:
+            body["max_tokens"] = self.max_tokens
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
+        return body
 
     def _http_error(self, err: urllib.error.HTTPError) -> Exception:
         hint = {401: f"set {API_KEY_VARS[0]} (or {API_KEY_VARS[1]}) to a valid key",

@@ -15,7 +15,8 @@ the response as the assistant's turn. The engine is named before the URL; withou
   (SGLang tokenizes text with special tokens: exactly one BOS). The score is `embedding[0]` of the answer.
 
 The answer cache is keyed by the engine, the URL and the exact request body sent, which holds the served model's
-id (vLLM `/v1/models`, SGLang `/get_model_info`: one GET per scorer) and the conversation (SGLang: the text rendered
+id (vLLM `/v1/models`, SGLang `/get_model_info`: asked once per process, by the preflight `check_server_endpoint`
+before any model loads) and the conversation (SGLang: the text rendered
 with the served tokenizer's template), so a model swapped behind the same URL, or a request rendered differently,
 is not answered from the cache. Requests, retries, the cache and the counters (`server_requests`, `server_retries`,
 `server_cached`) are `endpoint.EndpointClient` and `endpoint.AnswerCache`, shared with the judge. A key, if the
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from ..conversation import conversation, prompt_label
 from ..errors import AEPOInputError
 from .chat_encoding import adds_bos
-from .endpoint import DEFAULT_CACHE_DIR, AnswerCache, EndpointClient, check_url
+from .endpoint import DEFAULT_CACHE_DIR, AnswerCache, EndpointClient, ask_once, check_url, served_models
 
 SERVER_PREFIX = "server:"
 ENGINES = ("vllm", "sglang")
@@ -91,17 +92,26 @@ def _check_path(engine: str, url: str, reward_model: str) -> str:
     return url
 
 
+def check_server_endpoint(reward_model: str, timeout: float | None = None) -> None:
+    """The preflight: the server answers its model list once (vLLM `/v1/models`, SGLang `/get_model_info`), else one
+    line naming the server and what to fix. The answer is remembered, so the scorer does not ask again."""
+    target = parse_server(reward_model)
+    path = "/get_model_info" if target.engine == "sglang" else "/v1/models"
+    ask_once(target.origin + path, f"--reward_model {reward_model}", api_key=os.environ.get(API_KEY_VAR),
+             key_hint=f"set {API_KEY_VAR} to the server's --api-key", timeout=timeout)
+
+
 class ServerScorer:
     """`RewardScorer` for `server:[ENGINE:]URL` (see the module docstring)."""
 
     def __init__(self, reward_model: str, *, cache_dir: str | os.PathLike | None = None, concurrency: int = 8,
-                 **_ignored):
+                 timeout: float | None = None, max_retries: int | None = None, **_ignored):
         self.target = parse_server(reward_model)
         self.name = f"{SERVER_PREFIX}{self.target.engine}:{self.target.url}"
         self.client = EndpointClient(self.target.url, self.name, "server", concurrency, os.environ.get(API_KEY_VAR),
-                                     self._http_error)
+                                     self._http_error, timeout=timeout, max_retries=max_retries)
         self.cache = AnswerCache(cache_dir or DEFAULT_CACHE_DIR)
-        self._model_id = self._tokenizer = self._added_bos = None
+        self._model_id = self._tokenizer = self._added_bos = self._model_error = None
         self._lock = threading.Lock()
 
     @property
@@ -130,10 +140,17 @@ class ServerScorer:
 
     @property
     def model_id(self) -> str:
-        """The served model (one GET, on first use)."""
+        """The served model (the preflight's answer, else one GET on first use). A failed lookup is remembered:
+        the other threads raise it at once instead of each asking again in turn."""
         with self._lock:
+            if self._model_error is not None:
+                raise self._model_error
             if self._model_id is None:
-                self._model_id = self._served_model()
+                try:
+                    self._model_id = self._served_model()
+                except Exception as err:
+                    self._model_error = err
+                    raise
         return self._model_id
 
     def _served_model(self) -> str:
@@ -144,13 +161,17 @@ class ServerScorer:
         return str(models[0].get("id"))
 
     def _get_json(self, path: str) -> dict:
-        raw = self.client.get(self.target.origin + path)
+        url = self.target.origin + path
+        return served_models(url, lambda: self._fetch_json(url))  # the preflight's answer, or one GET per process
+
+    def _fetch_json(self, url: str) -> dict:
+        raw = self.client.get(url)
         try:
             data = json.loads(raw)
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            raise AEPOInputError(f"--reward_model {self.name}: {self.target.origin + path} did not answer JSON "
+            raise AEPOInputError(f"--reward_model {self.name}: {url} did not answer JSON "
                                  f"({raw[:120]!r}); is this a {self.target.engine} server?")
         return data
 

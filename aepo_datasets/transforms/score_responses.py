@@ -10,6 +10,7 @@ from ..models.devices import rank_device
 from ..conversation import prompt_label
 from ..errors import AEPOInputError
 from ..rewards import DEFAULT_REWARD_MODEL, is_judge, is_server, scorer_for
+from ..rewards.endpoint import check_bounds
 from ..rewards.heads import RewardOutput
 from ..rewards.judge import check_judge_options
 from ..rewards.server import parse_server
@@ -41,10 +42,14 @@ class ScoreConfig:
     judge_max_chars: int | None = None  # judge:MODEL only: its context, in characters
     output_column: str = "rewards"  # a split with its own annotator writes its own column
     given_column: str = GIVEN_SCORES  # reward_model="column": where the reshape put the given scores
+    judge_max_tokens: int | None = 256  # judge:MODEL only: the cap on its answer, and its temperature (None: not sent)
+    judge_temperature: float | None = None
+    request_timeout: float = 120.0  # judge:MODEL and server:URL: seconds per request, and retries of passing failures
+    max_retries: int = 5
 
     def __post_init__(self):
         object.__setattr__(self, "selection_columns", tuple(self.selection_columns))
-        for name in ("batch_size", "max_length", "max_tokens", "judge_max_chars"):
+        for name in ("batch_size", "max_length", "max_tokens", "judge_max_chars", "judge_max_tokens"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise AEPOInputError(f"reward {name} must be >= 1, got {getattr(self, name)}")
         if is_judge(self.reward_model):
@@ -54,6 +59,7 @@ class ScoreConfig:
         RewardOutput.parse(self.reward_output)
         if self.judge_concurrency < 1:
             raise AEPOInputError(f"--judge_concurrency must be >= 1, got {self.judge_concurrency}")
+        check_bounds(self.request_timeout, self.max_retries)
 
     @property
     def uses_given_scores(self) -> bool:
@@ -86,7 +92,9 @@ class ScoreResponses(Transform):
         if self._scorer is None:
             c = self.config
             judge = dict(api_base=c.api_base, template_file=c.judge_template, cache_dir=c.judge_cache_dir,
-                         concurrency=c.judge_concurrency, max_chars=c.judge_max_chars)
+                         concurrency=c.judge_concurrency, max_chars=c.judge_max_chars,
+                         max_tokens=c.judge_max_tokens, temperature=c.judge_temperature, timeout=c.request_timeout,
+                         max_retries=c.max_retries)
             self._scorer = scorer_for(c.reward_model, device=c.device or rank_device(rank), dtype=c.dtype,
                                       batch_size=c.batch_size, max_length=c.max_length, max_tokens=c.max_tokens,
                                       use_chat_template=c.use_chat_template, revision=c.reward_revision,
