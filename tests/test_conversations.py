@@ -169,6 +169,7 @@ def test_select_export_shows_the_conversation(tmp_path):
     assert out[0]["prompt"] == chat(QUESTIONS[0], history=True) and out[0]["chosen"][0]["role"] == "assistant"
 
 
+@pytest.mark.slow  # end to end, several processes or a real model: `python -m pytest -m slow` (CI runs it)
 def test_launcher_with_chat_prompts_two_processes_equal_one(tmp_path):
     from test_launcher import finished, launch, rows
 

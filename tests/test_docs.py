@@ -143,7 +143,7 @@ def write_files(page: Path, folder: Path) -> None:
             (folder / name.group(1)).write_text(body)
 
 
-SLOW_PAGES = {"data.md", "extending.md"}  # ~15-30 s each (plugins run in processes of their own): `-m slow`
+SLOW_PAGES = {"data.md", "extending.md", "scale.md"}  # 13-30 s each (plugins in processes of their own): `-m slow`
 RUNNABLE = [pytest.param(p, marks=[pytest.mark.slow] if p.name in SLOW_PAGES else [], id=p.name)
             for p in PAGES if any(not c.needs for c in JOBS if c.page == p.name)]
 

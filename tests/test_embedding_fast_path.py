@@ -118,6 +118,7 @@ def selections(vectors: np.ndarray, sizes: list[int], prompts: list[str], k: int
     return out
 
 
+@pytest.mark.slow  # end to end, several processes or a real model: `python -m pytest -m slow` (CI runs it)
 def test_real_minilm_matches_sentence_transformers_at_512_tokens():
     embedder = SentenceEmbedder("all-MiniLM-L6-v2", device="cpu")
     new, old = embedder.encode(TEXTS), reference(minilm_path(), TEXTS)
@@ -128,6 +129,7 @@ def test_real_minilm_matches_sentence_transformers_at_512_tokens():
         assert selections(new, sizes, prompts, k) == selections(old, sizes, prompts, k)
 
 
+@pytest.mark.slow  # end to end, several processes or a real model: `python -m pytest -m slow` (CI runs it)
 def test_shared_alpaca_eval_selections_identical():
     import pandas as pd
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 DEADLINE_S = 60
 
@@ -74,6 +75,7 @@ def run_with_deadline(code: str, timeout: float, log: Path) -> tuple[int | None,
     return status, "\n".join(line for line in lines if "%|" not in line)  # without progress bars
 
 
+@pytest.mark.slow  # end to end, several processes or a real model: `python -m pytest -m slow` (CI runs it)
 def test_map_with_num_proc_after_a_plain_map_in_the_same_process_does_not_hang(tiny_reward_model, tmp_path):
     code = NOTEBOOK_ORDER.format(reward_model=tiny_reward_model)
     status, output = run_with_deadline(code, timeout=DEADLINE_S, log=tmp_path / "output.txt")

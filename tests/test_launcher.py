@@ -127,6 +127,7 @@ def rows(folder):
     return {name: saved[name].to_list() for name in saved}
 
 
+@pytest.mark.slow  # end to end, several processes or a real model: `python -m pytest -m slow` (CI runs it)
 def test_two_processes_equal_one_process_row_for_row(tmp_path):
     code, out = finished(launch([*COMMON, f"output_dir={tmp_path / 'one'}", "chunk_size=3"]))
     assert code == 0, out

@@ -64,6 +64,7 @@ def one_process(tmp_path_factory):
     return rows(folder)
 
 
+@pytest.mark.slow  # end to end, several processes or a real model: `python -m pytest -m slow` (CI runs it)
 def test_two_nodes_of_two_processes_give_the_rows_of_one_process(tmp_path, one_process):
     shared = [*ARGS, f"output_dir={tmp_path / 'shared'}", "chunk_size=1"]  # 6 chunks: every one of the 4 ranks works
     (code0, out0), (code1, out1) = two_nodes([shared, shared], nproc=2)
@@ -102,6 +103,7 @@ def test_the_slurm_script_runs_one_torchrun_agent_per_node_with_c10d():
         assert flag in line
 
 
+@pytest.mark.slow  # end to end, several processes or a real model: `python -m pytest -m slow` (CI runs it)
 def test_the_slurm_torchrun_line_on_two_local_nodes_gives_the_rows_of_one_process(tmp_path, one_process):
     config = tmp_path / "job.yaml"
     config.write_text(yaml.safe_dump(dict(a.split("=", 1) for a in ARGS if not a.startswith("splits="))))
@@ -132,6 +134,7 @@ def test_the_accelerate_multi_node_config_loads_with_accelerates_own_reader():
     assert ClusterConfig.from_yaml_file(str(path)).main_process_port == 29500
 
 
+@pytest.mark.slow  # end to end, several processes or a real model: `python -m pytest -m slow` (CI runs it)
 def test_the_accelerate_multi_node_config_runs_two_local_nodes(tmp_path, one_process):
     config = str(ROOT / "configs" / "accelerate" / "multi_node.yaml")
 
@@ -235,6 +238,7 @@ def reused_in_log(log: str) -> list[int]:
     return sorted(named)
 
 
+@pytest.mark.slow  # end to end, several processes or a real model: `python -m pytest -m slow` (CI runs it)
 def test_a_node_killed_mid_run_is_resumed_by_rerunning_the_same_command(tmp_path, monkeypatch):
     from aepo_datasets.launch.chunks import my_chunks
 
