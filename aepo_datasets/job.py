@@ -131,7 +131,7 @@ _AEPO_NAMES = {f.name for f in fields(AEPOConfig)}
 def _check_run_values(values: dict) -> None:
     for key in ("chunk_size", "map_batch_size", "num_instructions"):
         if values.get(key) is not None and values[key] < 1:
-            raise AEPOInputError(f"--{key} must be >= 1 (a positive whole number), got {values[key]!r}")
+            raise AEPOInputError(f"--{key} must be a positive whole number (>= 1), got {values[key]!r}")
 
 
 def check_splits(config: AEPOConfig, splits: dict | None) -> dict | None:

@@ -144,7 +144,7 @@ def test_num_annotations_out_of_range(tmp_path, capsys, k):
 
 
 def test_num_instructions_below_one(tmp_path, capsys):
-    assert "--num_instructions must be >= 1" in bad(tmp_path, capsys, "--num_responses", "8", "--num_instructions", "0")
+    assert "--num_instructions must be a positive whole number (>= 1)" in bad(tmp_path, capsys, "--num_responses", "8", "--num_instructions", "0")
 
 
 def test_num_instructions_above_dataset_uses_all(tmp_path, caplog):

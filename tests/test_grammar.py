@@ -50,7 +50,7 @@ def test_unknown_yaml_key_says_did_you_mean(tmp_path, capsys):
 
 def test_the_dataset_is_required_somewhere(capsys):
     assert job_main(["--num_responses", "8"]) == 2
-    assert "dataset is required" in capsys.readouterr().err
+    assert "'dataset' is required" in capsys.readouterr().err
 
 
 def test_aepo_runs_from_a_yaml_config_with_a_flag_override(tmp_path):

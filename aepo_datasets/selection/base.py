@@ -22,12 +22,12 @@ from ..registry import Registry
 
 STRATEGIES: Registry[type["Strategy"]] = Registry("selection strategy", sort=False)
 # issue 20: `consensus` gives a higher judge margin than `extremes` (also on 484 prompts scored out of fold,
-# benchmarks/prescreen_tune.py), but the reward models trained on its pairs were slightly less accurate: 5 of 14
-# budget cells of four benchmarks/downstream.py runs below `extremes`' (paired interval), 1 above.
+# studies/prescreen_tune.py), but the reward models trained on its pairs were slightly less accurate: 5 of 14
+# budget cells of four studies/downstream.py runs below `extremes`' (paired interval), 1 above.
 DEFAULT_PRESCREEN_RULE = "extremes"
 # the prescreen rules' options (`prescreen_values`), one definition for the CLI, the configs and the functions
 DEFAULT_LENGTH_WEIGHT = 0.5
-DEFAULT_CONSENSUS_WEIGHT = 1.5  # picked on the tuning prompts (benchmarks/prescreen_variants.py)
+DEFAULT_CONSENSUS_WEIGHT = 1.5  # picked on the tuning prompts (studies/prescreen_variants.py)
 DEFAULT_TOP_M = 5
 
 
