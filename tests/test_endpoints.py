@@ -245,7 +245,7 @@ def test_generate_on_a_real_server_then_aepo_runs_on_its_output(smollm2_server, 
         samples = [row[f"response_{i}"] for i in range(3)]
         assert all(s.strip() for s in samples) and len(set(samples)) > 1, samples
         assert set(row["generation"]["finish_reason"]) <= {"stop", "length"}
-    print(f"generate: 6 samples in {seconds:.1f} s")
+    print(f"\ngenerate: 6 samples in {seconds:.1f} s")
     code, err, _ = run_aepo([str(tmp_path / "samples.jsonl"), "--num_responses", "3", "--reward_model", "aepo-mini",
                              "--cache_dir", str(tmp_path / "aepo")], capsys)
     assert code == 0, err
@@ -263,7 +263,7 @@ def test_the_judge_on_a_real_server_ends_with_scores_or_one_line(smollm2_server,
                                    f"judge:{smollm2_server.model}", "--api_base", smollm2_server.api_base,
                                    "--judge_max_tokens", "16", "--judge_concurrency", "1", "--similarity_measure",
                                    "unigram_f1", "--cache_dir", str(tmp_path), "--request_timeout", "60"], capsys)
-    print(f"judge: exit {code} in {seconds:.1f} s")
+    print(f"\njudge: exit {code} in {seconds:.1f} s: {err}")
     assert seconds < 7 * 60
     if code != 0:  # SmolLM2 rarely writes [[rating]]: a malformed answer stops the run in one clean line
         assert code == 1 and len(err.splitlines()) == 1 and "gave no usable score" in err, err
