@@ -112,8 +112,9 @@ class AEPOConfig:
                                          "request loses the oldest part of the prompt first, never the response", scope=ANNOTATOR)
     judge_max_tokens: int | None = option(256, "cap on the judge's answer in tokens (sent as max_tokens): room for a "
                                           "short explanation and the [[rating]] (none: no cap)", scope=ANNOTATOR)
-    judge_temperature: float | None = option(None, "the judge's sampling temperature (default: not sent, the "
-                                             "endpoint's own; reasoning models refuse one)", scope=ANNOTATOR)
+    judge_temperature: float | None = option(0.0, "the judge's sampling temperature (default 0: deterministic "
+                                             "ratings; none: not sent, for reasoning models that refuse one)",
+                                             scope=ANNOTATOR)
 
     def __post_init__(self):
         coerce_fields(self)  # flags, YAML values and keywords all get the field's type

@@ -54,7 +54,7 @@ def test_scores_in_order_with_usage_counted_and_cached(fake_judge, tmp_path):
     assert first.stats["judge_requests"] == 3 and first.stats["judge_completion_tokens"] == 15
     assert first.stats["judge_prompt_tokens"] > 0 and first.stats["judge_cached"] == 0
     body = fake_judge.requests[0]["json"]
-    assert body["model"] == "fake-model" and body["max_tokens"] == 256 and "temperature" not in body
+    assert body["model"] == "fake-model" and body["max_tokens"] == 256 and body["temperature"] == 0
     again = scorer(fake_judge, tmp_path)  # a rerun pays nothing twice
     assert again.score(PROMPTS, RESPONSES) == first.score(PROMPTS, RESPONSES)
     assert again.stats["judge_requests"] == 0 and again.stats["judge_cached"] == 3

@@ -18,7 +18,7 @@ and the score is read from the answer (`parse_score`: the last `[[number]]`, or 
   response is never silently left out (its pair would change).
 - Every well-formed answer is cached on disk under `cache_dir`, keyed by the endpoint and the exact request body
   sent (the filled template after `--judge_max_chars` truncation, the model, `--judge_max_tokens`,
-  `--judge_temperature` (sent only when set) and any other field:
+  `--judge_temperature` (0 by default; not sent when none) and any other field:
   two servers serving the same model name do not share answers, and a run that cuts the text differently is not
   answered with the uncut text's answers), so a rerun, or a run that stopped half way, pays nothing twice.
 - `stats`: judge_requests (HTTP requests sent, retries included), judge_retries, judge_cached (answers read from
@@ -150,7 +150,7 @@ class JudgeScorer:
 
     def __init__(self, model: str, *, api_base: str | None = None, template_file: str | None = None,
                  cache_dir: str | os.PathLike | None = None, concurrency: int = 8, max_chars: int | None = None,
-                 max_tokens: int | None = DEFAULT_MAX_TOKENS, temperature: float | None = None,
+                 max_tokens: int | None = DEFAULT_MAX_TOKENS, temperature: float | None = 0.0,
                  timeout: float | None = None, max_retries: int | None = None, **_ignored):
         check_judge_options(JUDGE_PREFIX + model, api_base)
         self.model, self.url = model, api_base.rstrip("/") + "/chat/completions"
