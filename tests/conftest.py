@@ -149,16 +149,22 @@ def build_tiny_decoder_rm(folder: Path, arch: str = "llama", *, flavour: str | N
     """A random 2-layer Llama/Qwen2/Qwen3 `*ForSequenceClassification`. `config_pad`: "tokenizer" (same id as
     the tokenizer's pad), "other" (a different token's id, as some released RMs have), "eos", or None.
     `tokenizer_pad="eos"` makes the tokenizer pad with its eos token."""
+    tokenizer = build_bpe_tokenizer(flavour or ("llama" if arch == "llama" else "qwen"), padding_side)
+    if tokenizer_pad == "eos":
+        tokenizer.pad_token = tokenizer.eos_token
+    return save_random_decoder(folder, tokenizer, arch, config_pad, num_labels)
+
+
+def save_random_decoder(folder: Path, tokenizer, arch: str = "llama", config_pad: str | None = "tokenizer",
+                        num_labels: int = 1) -> str:
+    """A random 2-layer Llama/Qwen2/Qwen3 `*ForSequenceClassification` for `tokenizer`, saved with it to `folder`."""
     import torch
     from transformers import AutoModelForSequenceClassification, LlamaConfig, Qwen2Config, Qwen3Config
 
     torch.manual_seed(0)
-    tokenizer = build_bpe_tokenizer(flavour or ("llama" if arch == "llama" else "qwen"), padding_side)
-    if tokenizer_pad == "eos":
-        tokenizer.pad_token = tokenizer.eos_token
+    other = "<|reserved_0|>" if "<|reserved_0|>" in tokenizer.get_vocab() else "<|im_start|>"
     pad_ids = {"tokenizer": tokenizer.pad_token_id, "eos": tokenizer.eos_token_id, None: None,
-               "other": tokenizer.convert_tokens_to_ids("<|reserved_0|>" if "<|reserved_0|>" in tokenizer.get_vocab()
-                                                       else "<|im_start|>")}
+               "other": tokenizer.convert_tokens_to_ids(other)}
     common = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512, num_labels=num_labels,
                   pad_token_id=pad_ids[config_pad], bos_token_id=tokenizer.bos_token_id,

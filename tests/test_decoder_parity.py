@@ -19,7 +19,7 @@ from aepo_datasets.rewards import SequenceClassifierScorer
 from aepo_datasets.rewards.chat_encoding import adds_bos
 from aepo_datasets.rewards.heads import distinct_pad_id, text_config
 from aepo_datasets.rewards.server import ServerScorer
-from conftest import LLAMA3_TEMPLATE, QWEN_TEMPLATE, build_bpe_tokenizer
+from conftest import LLAMA3_TEMPLATE, QWEN_TEMPLATE, build_bpe_tokenizer, save_random_decoder
 from fake_reward_server import start_server
 
 PROMPTS = ["Why is the sky blue?"] * 4 + ["Say hello in French.", [{"role": "system", "content": "Answer briefly."},
@@ -59,7 +59,6 @@ VARIANTS = {
 def build_variant(folder, variant: Variant) -> str:
     """A random 2-layer LlamaForSequenceClassification with the variant's tokenizer, saved to `folder`."""
     from tokenizers import processors
-    from transformers import LlamaConfig, LlamaForSequenceClassification
 
     tokenizer = build_bpe_tokenizer(variant.flavour, variant.padding_side)
     tokenizer.chat_template = variant.template
@@ -67,20 +66,7 @@ def build_variant(folder, variant: Variant) -> str:
         tokenizer.backend_tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     if variant.tokenizer_pad != "own":
         tokenizer.pad_token = tokenizer.eos_token if variant.tokenizer_pad == "eos" else None
-    other = "<|reserved_0|>" if variant.flavour == "llama" else "<|im_start|>"
-    pad = {"other": tokenizer.convert_tokens_to_ids(other), "eos": tokenizer.eos_token_id, None: None}
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512, num_labels=1,
-                         pad_token_id=pad[variant.config_pad], bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
-    model = LlamaForSequenceClassification(config)
-    with torch.no_grad():  # a visible head: random init of the score layer is tiny
-        for p in model.parameters():
-            p.normal_(0, 0.5)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return save_random_decoder(folder, tokenizer, "llama", variant.config_pad)
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))

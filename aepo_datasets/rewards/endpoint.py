@@ -251,11 +251,8 @@ def ask_once(url: str, label: str, *, api_key: str | None = None, key_hint: str 
             from None
     except (*TRANSIENT_ERRORS, OSError) as err:
         raise AEPOInputError(f"{label}: {unreachable(url, err, wait)}.") from None
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
+    data = json_object(raw)
+    if data is None:
         raise AEPOInputError(f"{label}: GET {url} did not answer a JSON object ({raw[:80]!r}): is this the "
                              "server's API address (an OpenAI-compatible one usually ends in /v1)?")
     with _ANSWERS_LOCK:
@@ -300,3 +297,12 @@ def unreachable(url: str, err: BaseException, timeout: float) -> str:
     if isinstance(reason, ConnectionRefusedError):
         return f"nothing listens at {host} (connection refused); start the server or fix the URL"
     return f"{url} cannot be reached ({type(reason).__name__}: {reason}); check the URL and that the server runs"
+
+
+def json_object(raw: bytes | str) -> dict | None:
+    """The JSON object in `raw`, or None when it is not JSON or not an object."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from ..conversation import conversation, prompt_label
 from ..errors import AEPOInputError
 from .chat_encoding import adds_bos
-from .endpoint import DEFAULT_CACHE_DIR, AnswerCache, EndpointClient, ask_once, check_url, served_models
+from .endpoint import DEFAULT_CACHE_DIR, AnswerCache, EndpointClient, ask_once, check_url, json_object, served_models
 
 SERVER_PREFIX = "server:"
 ENGINES = ("vllm", "sglang")
@@ -166,11 +166,8 @@ class ServerScorer:
 
     def _fetch_json(self, url: str) -> dict:
         raw = self.client.get(url)
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
+        data = json_object(raw)
+        if data is None:
             raise AEPOInputError(f"--reward_model {self.name}: {url} did not answer JSON "
                                  f"({raw[:120]!r}); is this a {self.target.engine} server?")
         return data
