@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from .config import AEPOConfig, check_conflicts, check_options_read, merge_split
 from .errors import AEPOInputError
 from .options import GenerateOptions, InputOptions, RunOptions, instruction_count
-from .schema import ANNOTATOR, INPUT, MODELS, PER_SPLIT, RUN, SCOPES, SPLIT, Command, coerce_option, declared, \
+from .schema import ANNOTATOR, INPUT, MODELS, PER_SPLIT, SCOPES, SPLIT, Command, coerce_option, declared, \
     parse_command
 
 ALL = (InputOptions, AEPOConfig, RunOptions, GenerateOptions)
@@ -27,6 +27,11 @@ def _scoped(*scopes: str, classes=ALL) -> set[str]:
 
 _JOB = _scoped(INPUT, MODELS, ANNOTATOR, SPLIT) | {"plot"}
 _ANNOTATING = {"plot", "judge_concurrency", "judge_cache_dir", "request_timeout", "max_retries"}  # not `aepo select`
+_GENERATING = {f.name for f in fields(GenerateOptions)}  # the policy's sampling: `aepo generate`, stage generate
+# what the launcher's stage: generate reads (besides the input's options)
+_GENERATE_STAGE = _GENERATING | {"api_base", "num_responses", "seed", "request_timeout", "max_retries",
+                                 "judge_concurrency", "prompt_column", "output_dir", "cache_dir", "chunk_size",
+                                 "map_batch_size", "stage", "debug"}
 _AEPO_RUN = {"cache_dir", "output", "use_sample_cache", "use_matrix_cache", "keep_cache", "baselines", "debug"}
 
 COMMANDS = {
@@ -42,9 +47,9 @@ COMMANDS = {
         "dtype", "device", "debug"}, positionals=("folder",), aepo_defaults=False),
     "aepo push": Command("aepo push", ALL, names={"folder", "repo_id", "access_token", "private", "debug"},
                          positionals=("folder", "repo_id"), aepo_defaults=False),
-    "aepo run": Command("aepo run", ALL, names=(_JOB | {"cache_dir", "output_dir", "splits", "push_to_hub", "private",
-                                                        "chunk_size", "map_batch_size", "stage", "debug"}),
-                        aepo_defaults=False),
+    "aepo run": Command("aepo run", ALL, names=(_JOB | _GENERATING | {
+        "cache_dir", "output_dir", "splits", "push_to_hub", "private", "chunk_size", "map_batch_size", "stage",
+        "debug"}), aepo_defaults=False),
     "aepo generate": Command("aepo generate", ALL, names={
         "dataset", "split", "subset", "num_instructions", "access_token", "prompt_column", "api_base", "model",
         "num_responses", "max_new_tokens", "temperature", "top_p", "seed", "request_timeout", "max_retries",
@@ -109,8 +114,10 @@ def job_from(command: str, given: dict) -> Job:
         given = {**given, "num_instructions": instruction_count(given["num_instructions"])}
     values = {**spec.defaults(), **COMMAND_DEFAULTS.get(command, {}), **given}
     _check_run_values(values)
+    if command == "aepo run":
+        _check_stage(values["stage"], given)
     config = None
-    if command not in ("aepo push", "aepo pair", "aepo generate"):
+    if command not in ("aepo push", "aepo pair", "aepo generate") and values.get("stage") != "generate":
         annotates = command != "aepo select" and values.get("stage") != "select"
         # a selection annotates nothing: the annotator of a shared YAML is checked by `aepo pair`, which uses it
         config = AEPOConfig(**{**{k: v for k, v in values.items() if k in _AEPO_NAMES},
@@ -126,6 +133,24 @@ def job_from(command: str, given: dict) -> Job:
 
 
 _AEPO_NAMES = {f.name for f in fields(AEPOConfig)}
+
+
+def _check_stage(stage: str, given: dict) -> None:
+    """The launcher's stages read different options: one given to a stage that does not read it is refused."""
+    if stage == "generate":
+        stray = [k for k in given if k not in _GENERATE_STAGE and _FIELDS[k].metadata["scope"] != INPUT]
+        missing = [k for k in ("api_base", "model", "num_responses") if given.get(k) is None]
+        if stray:
+            raise AEPOInputError(f"--{stray[0]} is not read by stage=generate, which only samples the responses: "
+                                 "leave it out (give it to the stage that selects and annotates).")
+        if missing:
+            raise AEPOInputError(f"stage=generate needs {', '.join(missing)} (the policy's endpoint, its model and "
+                                 "the samples per prompt).")
+        return
+    stray = [k for k in given if k in _GENERATING]
+    if stray:
+        raise AEPOInputError(f"--{stray[0]} is an option of sampling the responses (stage=generate, aepo generate), "
+                             f"not of stage={stage}: leave it out.")
 
 
 def _check_run_values(values: dict) -> None:

@@ -62,8 +62,9 @@ class RunOptions:
                              scope=RUN)
     splits: dict | None = option(None, "launcher: output splits, name -> the split and annotator options it changes "
                                  "(YAML), e.g. {aepo: {}, west: {west_of_n: true}}", metavar="YAML", scope=RUN)
-    stage: str = option("all", "launcher: all, or select (only select, and write the folder of `aepo select`)",
-                        choices=["all", "select"], scope=RUN)
+    stage: str = option("all", "launcher: all; select (only select, and write the folder of `aepo select`); or "
+                        "generate (sample the N responses per prompt, as `aepo generate`, into OUTPUT_DIR/generated)",
+                        choices=["all", "select", "generate"], scope=RUN)
     chunk_size: int = option(1000, "launcher: prompts per saved chunk (the unit of resuming)", scope=RUN)
     map_batch_size: int = option(64, "launcher: prompts per `map` batch", scope=RUN)
     debug: bool = option(False, "verbose logging", scope=RUN)

@@ -267,3 +267,25 @@ def test_the_judge_on_a_real_server_ends_with_scores_or_one_line(smollm2_server,
     assert seconds < 7 * 60
     if code != 0:  # SmolLM2 rarely writes [[rating]]: a malformed answer stops the run in one clean line
         assert code == 1 and len(err.splitlines()) == 1 and "gave no usable score" in err, err
+
+
+def test_the_launchers_generate_stage_writes_what_aepo_reads_and_resumes_by_chunk(fake_judge, prompts_jsonl, tmp_path,
+                                                                                   capsys):
+    import datasets
+
+    from aepo_datasets.launch.launcher import main as launcher
+
+    out = tmp_path / "out"
+    args = [f"dataset={prompts_jsonl}", f"output_dir={out}", "stage=generate", f"api_base={fake_judge.url}",
+            "model=fake-model", "num_responses=3", "max_new_tokens=8", "chunk_size=1"]
+    assert launcher(args) == 0
+    generated = datasets.load_from_disk(str(out / "generated"))["train"]
+    assert generated["id"] == [0, 1] and generated["prompt"][0] == PROMPTS[0]  # the input's columns, in order
+    assert all(generated[f"response_{i}"][0].startswith("A fine answer") for i in range(3))
+    assert len(list((out / "chunks").glob("generate-*/chunk-*"))) == 2
+    summary = capsys.readouterr().out
+    assert "2 prompts x 3 samples from fake-model" in summary and "samples:   6" in summary
+    sent = len(fake_judge.requests)
+    assert launcher(args) == 0 and len(fake_judge.requests) == sent  # every chunk reused: no request
+    assert launcher([*args[:-1], "chunk_size=1", "num_annotations=2"]) == 2  # read by the other stages only
+    assert "not read by stage=generate" in capsys.readouterr().err

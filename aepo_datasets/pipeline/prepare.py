@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from ..errors import AEPOInputError
-from ..options import instruction_count  # noqa: F401  (its home before the options moved)
 from ..transforms.to_response_lists import ResponseListsConfig, group_long_responses, is_long_layout
 
 logger = logging.getLogger(__name__)

@@ -22,6 +22,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import json
 import os
 import urllib.error
@@ -72,6 +74,15 @@ class GenerateConfig:
 
 def api_key() -> str | None:
     return next((os.environ[v] for v in API_KEY_VARS if os.environ.get(v)), None)
+
+
+def generate_config(values: dict, prompt_column: str, cache_root: str) -> GenerateConfig:
+    """The step's config from a job's options (`aepo generate`, the launcher's `stage: generate`); the samples are
+    cached under CACHE_ROOT/.aepo_cache/generate."""
+    return GenerateConfig(values["api_base"], values["model"], values["num_responses"], values["max_new_tokens"],
+                          values["temperature"], values["top_p"], values["seed"], prompt_column,
+                          str(Path(cache_root) / ".aepo_cache" / "generate"), values["judge_concurrency"],
+                          values["request_timeout"], values["max_retries"])
 
 
 def check_generation_endpoint(config: GenerateConfig) -> None:
