@@ -9,7 +9,8 @@ is any combination in which one option would be ignored (`config.check_conflicts
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import time
+from dataclasses import dataclass, field, fields
 
 from .config import AEPOConfig, check_conflicts, check_options_read, merge_split
 from .errors import AEPOInputError
@@ -76,6 +77,7 @@ class Job:
     values: dict
     config: AEPOConfig | None
     splits: dict | None
+    started: float = field(default_factory=time.time)  # the summary's wall time counts from here
 
     def __getattr__(self, name: str):
         values = self.__dict__.get("values", {})

@@ -57,7 +57,7 @@ def run(job, argv: list[str]) -> int:
     values, inputs = job.values, job.input
     output = check_output(values["output"])
     check_generation_endpoint(generate_config(values, "prompt", values["cache_dir"]))  # before the data is read
-    start = time.time()
+    start = job.started  # the command's wall time: from when it began, loading included
     dataset = load_input(values["dataset"], inputs.split, str(Path(values["cache_dir"]) / ".aepo_cache"),
                          inputs.access_token, inputs.subset)
     dataset = take_instructions(dataset, inputs.num_instructions)

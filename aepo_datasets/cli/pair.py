@@ -87,7 +87,7 @@ def run(job, argv: list[str]) -> int:
     from ..pipeline.preflight import check_annotators, check_run_paths
     from ..io.selection_folder import read_selection
 
-    start = time.time()
+    start = job.started  # the command's wall time: from when it began, loading included
     check_source(job)
     opts, selection = job.run, job.values["folder"]
     table, folder = output_paths(Path(opts.cache_dir) / "output", opts.output)

@@ -65,7 +65,7 @@ def run(job, argv: list[str]) -> int:
     folder = output_folder(opts.cache_dir, opts.output)
     splits_wanted = baseline_splits(config) if opts.baselines else None
     check_run_paths(dataset, opts.cache_dir, folder, inputs.access_token)
-    start = time.time()
+    start = job.started  # the command's wall time: from when it began, loading included
     prompts = load_prompts(lambda: load_input(dataset, inputs.split, str(Path(opts.cache_dir) / ".aepo_cache"),
                                               inputs.access_token, inputs.subset),
                            config, splits_wanted, inputs.num_instructions, inputs.access_token,
