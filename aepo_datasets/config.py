@@ -194,7 +194,8 @@ class AEPOConfig:
 DEFAULT_SELECTION = "aepo"
 CLASSIFIER_ONLY = ("reward_revision", "reward_output", "chat_template", "trust_remote_code")
 JUDGE_ONLY = ("api_base", "judge_template", "judge_max_chars", "judge_max_tokens", "judge_temperature")
-ENDPOINT_OPTIONS = ("request_timeout", "max_retries")  # read only by the annotators behind HTTP
+ENDPOINT_OPTIONS = ("request_timeout", "max_retries", "judge_concurrency", "judge_cache_dir")  # read only by the
+# annotators behind HTTP
 
 
 def check_conflicts(config: AEPOConfig, given: dict | None = None) -> None:
@@ -205,12 +206,14 @@ def check_conflicts(config: AEPOConfig, given: dict | None = None) -> None:
             given.get("west_of_n") is True and given.get("selection") not in (None, "west_of_n"):
         raise AEPOInputError(f"--west_of_n annotates all N responses, so --selection {config.selection} would be "
                              "ignored: give one of them.")
+    if given.get("west_of_n") is False and given.get("selection") == "west_of_n":
+        raise AEPOInputError("--west_of_n false contradicts --selection west_of_n: give one of them.")
     if config.reward_column and (config.reward_model not in (DEFAULT_REWARD_MODEL, None, "column") or
                                  given.get("reward_model") is not None):
         raise AEPOInputError(f"--reward_column {','.join(config.reward_column)} uses the given scores as the "
                              f"annotator, so --reward_model {config.reward_model} would be ignored: give one of them.")
     if config.reward_model is not None:
-        _check_annotator_options(config)
+        _check_annotator_options(config, given)
 
 
 def annotator_kind(config: AEPOConfig) -> str:
@@ -229,19 +232,23 @@ def annotator_kind(config: AEPOConfig) -> str:
     return "registered" if model in REWARD_MODELS else "classifier"
 
 
-def _check_annotator_options(config: AEPOConfig) -> None:
-    """An annotator option that this annotator does not read is refused (it would be accepted and ignored)."""
+def _check_annotator_options(config: AEPOConfig, given: dict | None = None) -> None:
+    """An annotator option that this annotator does not read is refused (it would be accepted and ignored): one the
+    user wrote (`given`), or one whose value is not the default."""
     defaults = {f.name: f.default for f in fields(AEPOConfig)}
-    changed = [name for name in (*CLASSIFIER_ONLY, *JUDGE_ONLY) if getattr(config, name) != defaults[name]]
+    changed = [name for name in (*CLASSIFIER_ONLY, "max_length", *JUDGE_ONLY)
+               if getattr(config, name) != defaults[name] or name in (given or {})]
     if not changed:
         return  # nothing to check: the reward model libraries stay unloaded (a parser is fast)
     kind = annotator_kind(config)
+    cheap_classifier = config.selection == "prescreen" and config.prescreen_model not in ("aepo-mini", "length")
     wrong = [name for name in changed if (name in CLASSIFIER_ONLY and kind != "classifier")
+             or (name == "max_length" and kind != "classifier" and not cheap_classifier)
              or (name in JUDGE_ONLY and kind != "judge")]
     if wrong:
         who = {"column": f"--reward_column {','.join(config.reward_column or ())}", "judge": "a judge",
                "server": "a served reward model", "callable": "a Python callable"}.get(kind, repr(config.reward_model))
-        readers = "a reward model given by path or Hub id" if wrong[0] in CLASSIFIER_ONLY else "--reward_model judge:MODEL"
+        readers = "--reward_model judge:MODEL" if wrong[0] in JUDGE_ONLY else "a reward model given by path or Hub id"
         raise AEPOInputError(f"--{wrong[0]} is an option of {readers}; the annotator here is {who}, which does not "
                              f"read it: leave --{wrong[0]} out or change --reward_model.")
 
@@ -256,7 +263,9 @@ def merge_split(config: AEPOConfig, overrides: dict) -> AEPOConfig:
     if "west_of_n" in changes and "selection" not in changes:
         changes["selection"] = "west_of_n" if changes["west_of_n"] else (
             DEFAULT_SELECTION if config.selection == "west_of_n" else config.selection)
-    if "reward_model" in changes or "reward_column" in changes:  # the split's annotator, with its own options
+    same = (changes.get("reward_model", config.reward_model) == config.reward_model and
+            as_column_tuple(changes.get("reward_column", config.reward_column)) == config.reward_column)
+    if ("reward_model" in changes or "reward_column" in changes) and not same:  # its own annotator, own options
         for f in fields(AEPOConfig):
             if f.metadata.get("scope") == ANNOTATOR and f.name not in changes:
                 changes[f.name] = f.default
@@ -308,5 +317,6 @@ def _check_endpoint_options_read(configs: list[AEPOConfig], given: dict) -> None
     name = next((n for n in ENDPOINT_OPTIONS if n in given), None)
     if name is None or any(annotator_kind(c) in ("judge", "server") for c in configs):
         return
-    raise AEPOInputError(f"--{name} bounds the requests of --reward_model judge:MODEL or server:URL, and no split here "
-                         f"annotates through an endpoint (--reward_model {configs[0].reward_model}): leave it out.")
+    raise AEPOInputError(f"--{name} is an option of the requests of --reward_model judge:MODEL or server:URL, and no "
+                         f"split here annotates through an endpoint (--reward_model {configs[0].reward_model}): leave "
+                         "it out.")

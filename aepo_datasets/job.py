@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, fields
 
-from .config import AEPOConfig, check_conflicts, check_options_read, merge_split
+from .config import BUILT_IN, SELECTION_READERS, AEPOConfig, check_conflicts, check_options_read, merge_split
 from .errors import AEPOInputError
 from .options import GenerateOptions, InputOptions, RunOptions, instruction_count
 from .schema import ANNOTATOR, INPUT, MODELS, PER_SPLIT, SCOPES, SPLIT, Command, coerce_option, declared, \
@@ -118,12 +118,15 @@ def job_from(command: str, given: dict) -> Job:
     _check_run_values(values)
     if command == "aepo run":
         _check_stage(values["stage"], given)
+    if given.get("private") is False and not values.get("push_to_hub") and command != "aepo push":
+        raise AEPOInputError("--private false makes a pushed dataset public, and nothing is pushed here: add "
+                             "--push_to_hub REPO_ID, or leave --private out.")
     config = None
     if command not in ("aepo push", "aepo pair", "aepo generate") and values.get("stage") != "generate":
-        annotates = command != "aepo select" and values.get("stage") != "select"
-        # a selection annotates nothing: the annotator of a shared YAML is checked by `aepo pair`, which uses it
+        # `aepo select` takes no annotator; stage=select records the one given, for `aepo pair`
+        recorded = command != "aepo select" and (values.get("stage") != "select" or "reward_model" in given)
         config = AEPOConfig(**{**{k: v for k, v in values.items() if k in _AEPO_NAMES},
-                               **({} if annotates else {"reward_model": None})})
+                               **({} if recorded else {"reward_model": None})})
         check_conflicts(config, given)
     splits = check_splits(config, values.get("splits")) if config is not None else None
     if config is not None:
@@ -131,16 +134,58 @@ def job_from(command: str, given: dict) -> Job:
         if values.get("baselines"):  # random, mbr and West-of-N beside the selection asked for
             split_list += [merge_split(config, {"selection": name}) for name in ("random", "mbr", "west_of_n")]
         check_options_read(split_list, given)
+        _check_inherited(given, splits, config)
+        if given.get("use_matrix_cache") and not any(c.select_config().needs_embeddings for c in split_list):
+            raise AEPOInputError("--use_matrix_cache keeps the embeddings, and nothing here is embedded: leave it out.")
     return Job(command, given, values, config, splits)
+
+
+def _check_inherited(given: dict, splits: dict | None, config: AEPOConfig) -> None:
+    """A top-level split or annotator option that no split uses (each replaces it, or its selection does not read
+    it) is refused."""
+    if not splits:
+        return
+    for key in given:
+        f = _FIELDS.get(key)
+        if f is None or f.metadata["scope"] not in PER_SPLIT:
+            continue
+        users = [merge_split(config, o) for o in splits.values() if _inherits(key, f.metadata["scope"], o)]
+        readers = SELECTION_READERS.get(key)
+        if readers:
+            users = [c for c in users if c.selection in readers or c.selection not in BUILT_IN]
+        if not users:
+            raise AEPOInputError(f"--{key} is set by every split (or replaced by each split's own "
+                                 f"{'annotator' if f.metadata['scope'] == ANNOTATOR else 'selection'}), so the top-level "
+                                 "value is not used: leave it out.")
+
+
+def _inherits(key: str, scope: str, overrides: dict) -> bool:
+    """Whether a split with `overrides` uses the run's value of `key`."""
+    if key in overrides:
+        return False
+    if scope == ANNOTATOR and ("reward_model" in overrides or "reward_column" in overrides):
+        return False
+    return not (key in ("selection", "west_of_n") and ("selection" in overrides or "west_of_n" in overrides))
 
 
 _AEPO_NAMES = {f.name for f in fields(AEPOConfig)}
 
 
+_GENERATE_INPUT = {"dataset", "split", "subset", "num_instructions", "access_token", "prompt_column"}
+# what a selection (stage select, `aepo select`) does not read: it annotates and writes no preference output
+_NOT_SELECTING = {"push_to_hub", "private", "plot", "judge_concurrency", "judge_cache_dir", "request_timeout",
+                  "max_retries"}
+
+
 def _check_stage(stage: str, given: dict) -> None:
     """The launcher's stages read different options: one given to a stage that does not read it is refused."""
+    if stage == "select":  # its annotators are recorded for `aepo pair`, which scores with them
+        stray = [k for k in given if k in _NOT_SELECTING]
+        if stray:
+            raise AEPOInputError(f"--{stray[0]} is not read by stage=select, which writes no preference output: give "
+                                 "it to `aepo pair` with the selection's folder.")
     if stage == "generate":
-        stray = [k for k in given if k not in _GENERATE_STAGE and _FIELDS[k].metadata["scope"] != INPUT]
+        stray = [k for k in given if k not in _GENERATE_STAGE | _GENERATE_INPUT]
         missing = [k for k in ("api_base", "model", "num_responses") if given.get(k) is None]
         if stray:
             raise AEPOInputError(f"--{stray[0]} is not read by stage=generate, which only samples the responses: "

@@ -102,7 +102,10 @@ def _to_tuple(value) -> tuple | str:
 
 
 def _to_dict(value) -> dict:
-    loaded = yaml.safe_load(value) if isinstance(value, str) else value
+    try:
+        loaded = yaml.safe_load(value) if isinstance(value, str) else value
+    except yaml.YAMLError:
+        raise ValueError from None
     if not isinstance(loaded, dict):
         raise TypeError
     return loaded
@@ -220,7 +223,13 @@ def coerce_option(command: Command, name: str, value):
     words = f.metadata.get("flag_values") or {}
     if isinstance(value, str) and value.strip().lower() in words:
         value = words[value.strip().lower()]
-    return coerce(name, value, _TYPES.get(name, Any))
+    value = coerce(name, value, _TYPES.get(name, Any))
+    choices = f.metadata.get("choices")
+    if isinstance(choices, (list, tuple)) and value is not None and value not in choices:
+        raise AEPOInputError(unknown_choice_message(f"--{name} value", value, list(choices)))
+    if value is None and f.default is not None and not words:
+        raise AEPOInputError(f"--{name} needs a value (default: {f.default}).")
+    return value
 
 
 def _tokens(command: Command, argv: list[str]) -> tuple[str | None, dict]:

@@ -150,7 +150,7 @@ def test_backoff_is_jittered_exponential_and_capped():
 
 def test_bounds_and_judge_options_are_refused_where_nothing_reads_them(wide_csv, tmp_path, capsys):
     code, err, _ = run_aepo(job_args(wide_csv, tmp_path, "--reward_model", "length", "--max_retries", "2"), capsys)
-    assert code == 2 and "--max_retries bounds the requests of --reward_model judge:MODEL or server:URL" in err
+    assert code == 2 and "--max_retries is an option of the requests of --reward_model judge:MODEL or server:URL" in err
     code, err, _ = run_aepo(job_args(wide_csv, tmp_path, "--reward_model", "length", "--judge_max_tokens", "16"),
                             capsys)
     assert code == 2 and "--judge_max_tokens is an option of --reward_model judge:MODEL" in err

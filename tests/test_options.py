@@ -251,3 +251,106 @@ def test_every_pair_of_options_takes_effect_or_is_refused(tmp_path, capsys):
         if "oracle_column" in given:
             assert "oracle" in json.dumps(info["report"]["columns"])
     assert outcomes[0] >= 10 and outcomes[2] >= 5  # both kinds happen: the test can fail either way
+
+
+# Found in review: each of these was accepted, and either wrong or ignored ---------------------------------------
+
+
+def two_score_sets(tmp_path) -> Path:
+    """The example with score_j = len(response_j) and other_j = -len(response_j)."""
+    import pandas as pd
+
+    df = pd.read_csv(EXAMPLE)
+    for j in range(8):
+        df[f"score_{j}"] = df[f"response_{j}"].str.len().astype(float)
+        df[f"other_{j}"] = -df[f"score_{j}"]
+    path = tmp_path / "two.parquet"
+    df.to_parquet(path)
+    return path
+
+
+def test_splits_scored_from_different_columns_keep_their_own_scores(tmp_path):
+    data = two_score_sets(tmp_path)
+    assert launcher_main([f"dataset={data}", f"output_dir={tmp_path / 'out'}", "num_responses=8",
+                          "reward_column=score_*", "splits={s: {west_of_n: true}, o: {west_of_n: true, "
+                          "reward_column: 'other_*'}}"]) == 0
+    saved = datasets.load_from_disk(str(tmp_path / "out" / "dataset"))
+    assert saved["s"]["chosen_r"] == [float(len(t)) for t in saved["s"]["chosen"]]  # the longest
+    assert saved["o"]["chosen_r"] == [-float(len(t)) for t in saved["o"]["chosen"]]  # the shortest
+    assert info_of(tmp_path / "out" / "dataset")["annotator"] == "s: column score_*; o: column other_*"
+
+
+def test_the_select_stage_records_each_splits_annotator_and_pair_scores_with_it(tmp_path, capsys):
+    data = two_score_sets(tmp_path)
+    assert launcher_main([f"dataset={data}", f"output_dir={tmp_path / 'sel'}", "num_responses=8", "stage=select",
+                          "similarity_measure=unigram_f1", "reward_model=length",
+                          "splits={a: {}, c: {west_of_n: true, reward_column: 'other_*'}}"]) == 0
+    folder = tmp_path / "sel" / "selection"
+    assert aepo(["pair", str(folder), "--cache_dir", str(tmp_path / "p")]) == 0  # the recorded annotators
+    saved = datasets.load_from_disk(str(tmp_path / "p" / "output" / "preference"))
+    assert saved["a"]["chosen_r"] == [float(len(t)) for t in saved["a"]["chosen"]]
+    assert saved["c"]["chosen_r"] == [-float(len(t)) for t in saved["c"]["chosen"]]
+    assert info_of(tmp_path / "p" / "output" / "preference")["annotator"] == "a: length; c: column other_*"
+    capsys.readouterr()
+    assert aepo(["pair", str(folder), "--reward_model", "aepo-mini", "--cache_dir", str(tmp_path / "q")]) == 0
+    assert "annotator:             aepo-mini" in capsys.readouterr().out  # one given annotator replaces them all
+    code, err = run_aepo(["pair", str(folder), "--reward_column", "score_*", "--cache_dir", str(tmp_path / "r")],
+                         capsys)
+    assert code == 2 and "the selection kept the scores of" in err
+
+
+def test_pairs_output_options_apply_to_every_split(tmp_path):
+    assert launcher_main([f"dataset={EXAMPLE}", f"output_dir={tmp_path / 'sel'}", "num_responses=8", "stage=select",
+                          "similarity_measure=unigram_f1", "num_annotations=3",
+                          "splits={a: {ties: drop}, b: {selection: mbr}}"]) == 0
+    assert aepo(["pair", str(tmp_path / "sel" / "selection"), "--reward_model", "length", "--ties", "position",
+                 "--num_annotations", "2", "--cache_dir", str(tmp_path / "p")]) == 0
+    used = info_of(tmp_path / "p" / "output" / "preference")["settings"]["split_options"]
+    assert used["a"]["ties"] == used["b"]["ties"] == "position"
+    saved = datasets.load_from_disk(str(tmp_path / "p" / "output" / "preference"))
+    assert {"chosen", "rejected"} <= set(saved["a"].column_names) and {"chosen"} <= set(saved["b"].column_names)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["stage=selct"], "Unknown --stage value 'selct'. Did you mean 'select'?"),
+    (["dtype=bf16"], "Unknown --dtype value 'bf16'"),
+    (["splits={a: {reward_model: null}}"], "--reward_model needs a value"),
+    (["splits={a: {}"], "splits='{a: {}' is not a mapping (YAML)"),
+    (["west_of_n=false", "selection=west_of_n"], "--west_of_n false contradicts --selection west_of_n"),
+    (["reward_model=length", "splits={a: {reward_model: aepo-mini}, b: {reward_model: aepo-mini}}"],
+     "--reward_model is set by every split"),
+    (["diversity_penalty=3", "splits={a: {diversity_penalty: 0.5}, r: {selection: random}}"],
+     "--diversity_penalty is set by every split"),
+    (["reward_model=aepo-mini", "max_length=8"], "--max_length is an option of a reward model given by path"),
+    (["reward_model=length", "judge_concurrency=2"], "--judge_concurrency is an option of the requests"),
+    (["reward_model=length", "private=false"], "--private false makes a pushed dataset public"),
+    (["stage=select", "push_to_hub=me/x"], "--push_to_hub is not read by stage=select"),
+    (["selection=random", "use_matrix_cache=true"], "launcher"),  # not a launcher option: unknown
+])
+def test_more_ignored_options_are_refused_in_one_line(tmp_path, capsys, argv, words):
+    code = launcher_main([f"dataset={EXAMPLE}", f"output_dir={tmp_path / 'out'}", "num_responses=8", *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    if words != "launcher":
+        assert words in err, err
+
+
+def test_pair_with_labels_refuses_annotator_options(tmp_path, capsys):
+    assert aepo(["select", str(EXAMPLE), "--num_responses", "8", "--similarity_measure", "unigram_f1",
+                 "--cache_dir", str(tmp_path)]) == 0
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("")
+    code, err = run_aepo(["pair", str(tmp_path / "output" / "selection"), "--labels", str(labels), "--max_length", "5",
+                          "--cache_dir", str(tmp_path)], capsys)
+    assert code == 2 and "--max_length is an option of an annotator, and with --labels nothing is scored" in err
+    code, err = run_aepo(["pair", str(tmp_path / "output" / "selection"), "--reward_model", "length",
+                          "--request_timeout", "5", "--cache_dir", str(tmp_path)], capsys)
+    assert code == 2 and "--request_timeout is an option of the requests" in err
+
+
+def test_a_split_naming_the_runs_own_annotator_shares_its_scores(tmp_path, capsys):
+    assert launcher_main([f"dataset={EXAMPLE}", f"output_dir={tmp_path / 'out'}", "num_responses=8",
+                          "num_instructions=3", "similarity_measure=unigram_f1", "reward_model=length",
+                          "splits={a: {}, b: {reward_model: length, selection: random}}"]) == 0
+    out = capsys.readouterr().out
+    assert "annotator:             length" in out and "(a response selected by several splits is scored once)" in out

@@ -148,8 +148,8 @@ def test_pair_errors_are_one_line_exit_2(wide_csv, tmp_path, capsys):
         (["--labels", str(labels)], "aepo pair: error: labels.jsonl line 3: the score of response 0 disagrees with "
                                     "line 1 (1.0 there, 2.0 here)."),
         (["--labels", str(labels), "--num_annotations", "4"],
-         "aepo pair: error: --num_annotations is the output layout here: 2 (chosen/rejected) or 3 (the 3 selected, "
-         "ranked); got 4."),
+         "aepo pair: error: --num_annotations is the output layout here, one for every split: 2 (chosen/rejected) or "
+         "3 (the 3 selected, ranked); got 4."),
     ]
     first = to_annotate(folder)[0]
     if first["response_id"] != 0:  # make the first line name a selected response
@@ -210,7 +210,8 @@ def test_launcher_select_stage_then_pair_equals_the_launcher_run(tmp_path):
 
     code, out = finished(launch([*COMMON, f"output_dir={tmp_path / 'full'}", "chunk_size=3"]))
     assert code == 0, out
-    code, out = finished(launch([*COMMON, f"output_dir={tmp_path / 'sel'}", "chunk_size=3", "stage=select"],
+    selecting = [a for a in COMMON if not a.startswith("reward_model=")]  # the annotator is `aepo pair`'s
+    code, out = finished(launch([*selecting, f"output_dir={tmp_path / 'sel'}", "chunk_size=3", "stage=select"],
                                 processes=2))
     assert code == 0, out
     assert "rank 1:" in out and "to annotate:" in out
@@ -225,11 +226,14 @@ def test_launcher_select_stage_then_pair_equals_the_launcher_run(tmp_path):
     assert selected == paired_input == full and full["input"]["dataset"] == EXAMPLE  # before: input null
 
 
-def test_launcher_select_stage_with_a_judge_and_no_api_base_validates():
+def test_launcher_select_stage_refuses_an_annotator_it_would_not_use():
     from aepo_datasets.errors import AEPOInputError
     from aepo_datasets.launch.launcher import parse_settings
 
-    settings = parse_settings(["dataset=d.csv", "output_dir=o", "stage=select", "reward_model=judge:some-model"])
-    assert settings["stage"] == "select"
+    with pytest.raises(AEPOInputError, match="not read by stage=select, which annotates nothing"):
+        parse_settings(["dataset=d.csv", "output_dir=o", "stage=select", "reward_model=judge:some-model"])
+    with pytest.raises(AEPOInputError, match="splits.b.reward_model is not read by stage=select"):
+        parse_settings(["dataset=d.csv", "output_dir=o", "stage=select", "splits={a: {}, b: {reward_model: length}}"])
+    assert parse_settings(["dataset=d.csv", "output_dir=o", "stage=select"])["stage"] == "select"
     with pytest.raises(AEPOInputError, match="api_base"):
         parse_settings(["dataset=d.csv", "output_dir=o", "reward_model=judge:some-model"])

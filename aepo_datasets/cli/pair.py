@@ -44,30 +44,72 @@ def build_parser() -> argparse.ArgumentParser:
     return help_parser(command_spec())
 
 
-def check_source(job) -> None:
-    """Labels or an annotator: exactly one."""
+# read only when this command scores the selection itself (an annotator, not --labels)
+SCORING_OPTIONS = ("judge_concurrency", "judge_cache_dir", "reward_batch_size", "max_tokens", "dtype", "device",
+                   "request_timeout", "max_retries")
+
+
+def check_source(job, recorded: dict) -> None:
+    """Labels or an annotator: exactly one; with labels, no annotator option (nothing is scored); a reward column
+    only as the selection kept it (its scores were read when it was made)."""
     given = job.given
     annotator = given.get("reward_model") is not None or given.get("reward_column") is not None
-    if (given.get("labels") is None) == (not annotator):
+    if given.get("labels") is not None and annotator:
         raise AEPOInputError("Give either --labels FILE (labels that came back) or --reward_model (an annotator "
-                             "for the selected responses), not both or neither.")
+                             "for the selected responses), not both.")
+    if given.get("labels") is None and not annotator and not recorded_annotator(recorded):
+        raise AEPOInputError("Give --labels FILE (labels that came back) or --reward_model (an annotator for the "
+                             "selected responses): the selection records none.")
+    if given.get("labels") is not None:
+        stray = [k for k in given if k in _ANNOTATOR_FIELDS or k in SCORING_OPTIONS]
+        if stray:
+            raise AEPOInputError(f"--{stray[0]} is an option of an annotator, and with --labels nothing is scored: "
+                                 "leave it out.")
+    column = given.get("reward_column")
+    kept = tuple(recorded.get("reward_column") or ())
+    if column is not None and tuple(column) != kept:
+        raise AEPOInputError(f"--reward_column {','.join(column)}: the selection kept the scores of "
+                             f"{','.join(kept) or 'no column'} (read when it was made); give that, or select again "
+                             "with the columns you want, or use --reward_model or --labels.")
 
 
-def pair_config(recorded: dict, given: dict, cache_dir: str):
+def recorded_annotator(recorded: dict) -> bool:
+    """Whether the selection recorded the annotator to score it with (the launcher's stage=select with a
+    reward_model or reward_column)."""
+    return recorded.get("reward_model") is not None or bool(recorded.get("reward_column"))
+
+
+def own_source(given: dict) -> bool:
+    """This command brings its own labels or annotator (else it scores with the selection's recorded one)."""
+    return any(given.get(k) is not None for k in ("labels", "reward_model", "reward_column"))
+
+
+def pair_layout(given: dict, recorded: dict, splits: dict | None) -> int:
+    """The output layout every split gets: 2 (chosen/rejected), or k when every split selected k."""
+    default_k = int(recorded.get("num_annotations", 2))
+    ks = {int((o or {}).get("num_annotations", default_k)) for o in (splits or {"": {}}).values()}
+    k = next(iter(ks)) if len(ks) == 1 else None
+    layout = given.get("num_annotations", k or 2)
+    if layout != 2 and layout != k:
+        ranked = f" or {k} (the {k} selected, ranked)" if k else f" (the splits selected {sorted(ks)})"
+        raise AEPOInputError(f"--num_annotations is the output layout here, one for every split: 2 (chosen/rejected)"
+                             f"{ranked}; got {layout}.")
+    return layout
+
+
+def pair_config(recorded: dict, given: dict, cache_dir: str, splits: dict | None = None):
     """The selection's AEPOConfig with what this command was given: the annotator (replacing the selection's, with
     its options) and the output options."""
     from ..rewards.judge import with_cache_under
     from ..config import AEPOConfig, merge_split
 
     known = {f.name for f in fields(AEPOConfig)}
-    base = AEPOConfig(**{k: v for k, v in recorded.items() if k in known and k not in _ANNOTATOR_FIELDS})
-    k = base.num_annotations
-    layout = given.get("num_annotations", k)
-    if layout not in (2, k):
-        raise AEPOInputError(f"--num_annotations is the output layout here: 2 (chosen/rejected) or {k} (the {k} "
-                             f"selected, ranked); got {layout}.")
+    keep = known - (_ANNOTATOR_FIELDS if own_source(given) else set())  # the recorded annotator, unless replaced
+    base = AEPOConfig(**{k: v for k, v in recorded.items() if k in keep})
+    layout = pair_layout(given, recorded, splits)
     changes = {name: value for name, value in given.items() if name in known}
-    changes["reward_model"] = given.get("reward_model")  # None with --labels: nothing is scored here
+    if own_source(given):
+        changes["reward_model"] = given.get("reward_model")  # None with --labels: nothing is scored here
     config = merge_split(replace(base, device=given.get("device")), {**changes, "num_annotations": layout})
     return with_cache_under(config, cache_dir)
 
@@ -84,17 +126,20 @@ def run(job, argv: list[str]) -> int:
     from ..io.outputs import OutputTarget, write_outputs
     from ..pipeline.runner import PreferencePipeline
     from ..pipeline.chain import used_split_options
+    from ..config import check_options_read
     from ..pipeline.preflight import check_annotators, check_run_paths
     from ..io.selection_folder import read_selection
 
     start = job.started  # the command's wall time: from when it began, loading included
-    check_source(job)
     opts, selection = job.run, job.values["folder"]
     table, folder = output_paths(Path(opts.cache_dir) / "output", opts.output)
     data, info = read_selection(selection)
-    config = pair_config(info.config, job.given, opts.cache_dir)
+    check_source(job, info.config)
+    recorded_splits = (info.settings or {}).get("splits")
+    config = pair_config(info.config, job.given, opts.cache_dir, recorded_splits)
+    check_options_read([config], job.given)
     check_run_paths(str(selection), opts.cache_dir, folder)
-    splits = _without_annotators((info.settings or {}).get("splits"))
+    splits = _without_pair_options(recorded_splits, job.given)
     scorers = {} if opts.labels is not None else check_annotators(config, {"train": config}, job.input.access_token)
     pipeline = PreferencePipeline(config, splits, reward_scorer=scorers)
     report = fresh_report(info.report)
@@ -102,8 +147,10 @@ def run(job, argv: list[str]) -> int:
         data = apply_labels(data, Path(opts.labels), report)
     else:
         data = pipeline.annotate(data, report)
-    out, report = pipeline.pair_all(data, report)
     annotator = f"labels {Path(opts.labels).name}" if opts.labels is not None else None
+    for name, strategy in report.strategies.items():  # who scored each split here, not what the selection said
+        strategy["annotator"] = annotator or pipeline.annotator_of(name)
+    out, report = pipeline.pair_all(data, report)
     settings = {**(info.settings or {}), "stage": "pair", "selection": str(selection), "labels": opts.labels}
     target = OutputTarget(table, folder, ["aepo", "pair", *argv], settings, annotator, opts.push_to_hub,
                           job.input.access_token, source=info.input,  # the selection's input
@@ -113,11 +160,14 @@ def run(job, argv: list[str]) -> int:
     return 0
 
 
-def _without_annotators(splits: dict | None) -> dict | None:
-    """The selection's splits, each scored by this command's annotator (or labels)."""
+def _without_pair_options(splits: dict | None, given: dict) -> dict | None:
+    """The selection's splits, each scored by this command's annotator (or labels) and written in this command's
+    layout (what it was given applies to every split)."""
     if not splits:
         return splits
-    return {name: {k: v for k, v in (options or {}).items() if k not in _ANNOTATOR_FIELDS}
+    replaced = _ANNOTATOR_FIELDS if own_source(given) else set()
+    return {name: {k: v for k, v in (options or {}).items() if k not in replaced and k not in given
+                   and k != "num_annotations"}
             for name, options in splits.items()}
 
 

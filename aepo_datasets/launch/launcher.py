@@ -22,6 +22,7 @@ from ..errors import AEPOInputError, exit_code
 from .chunks import assemble, chunk_ranges, clean_stale, fresh_maps, my_chunks, release_freed_memory, require_complete
 from .ranks import process_chunks, run_ranks, use_cpu
 from ..config import AEPOConfig
+from ..defaults import DEFAULT_REWARD_MODEL
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +55,24 @@ def job_settings(job) -> dict:
 
 
 def annotated_settings(settings: dict) -> dict:
-    """The settings the job's config is built from: the select stage annotates nothing, so its reward model
-    options (a `judge:` model without --api_base, say) are not checked until `aepo pair`."""
-    return {**settings, "reward_model": None} if settings.get("stage") == "select" else settings
+    """The settings the job's config is built from: the select stage records the annotator given (for `aepo pair`)
+    and none otherwise."""
+    selecting_bare = settings.get("stage") == "select" and settings.get("reward_model") == DEFAULT_REWARD_MODEL
+    return {**settings, "reward_model": None} if selecting_bare else settings
+
+
+def selection_splits(splits: dict) -> dict:
+    """The splits as the select stage runs them: nothing is scored, so no split's reward model is loaded (a split's
+    reward columns are read, and kept beside the selection for `aepo pair`)."""
+    return {name: {k: v for k, v in o.items() if k not in ANNOTATOR_OPTIONS or k == "reward_column"}
+            for name, o in splits.items()}
 
 
 def split_options(settings: dict) -> dict[str, dict]:
     return {name: dict(overrides or {}) for name, overrides in (settings["splits"] or {}).items()}
+
+
+ANNOTATOR_OPTIONS = {f.name for f in fields(AEPOConfig) if f.metadata.get("scope") == "annotator"}
 
 
 def aepo_config(settings: dict) -> AEPOConfig:
@@ -111,13 +123,14 @@ def launch(settings: dict, command: list[str]) -> int:
     check_process_count(state, command)
     check_shared_folder(state, settings["output_dir"])  # several nodes: every rank must see every rank's chunks
     device = settings.get("device") or (str(state.device) if state.device.type != "mps" else "cpu")
-    config = aepo_config({**annotated_settings(settings), "device": device})
     selecting = settings["stage"] == "select"
-    config = select_config(config) if selecting else with_cache_under(config, settings["cache_dir"] or
-                                                                       settings["output_dir"])
+    recorded = aepo_config({**annotated_settings(settings), "device": device})  # the annotator aepo pair will use
+    config = select_config(recorded) if selecting else with_cache_under(recorded, settings["cache_dir"] or
+                                                                         settings["output_dir"])
+    splits = selection_splits(split_options(settings)) if selecting else split_options(settings)
     prompts = load_prompts(lambda: main_process_first(state, lambda: load_input(
         settings["dataset"], settings["split"], settings["cache_dir"], settings["access_token"], settings["subset"])),
-        config, split_options(settings), settings["num_instructions"], settings["access_token"], check_all=True,
+        config, splits, settings["num_instructions"], settings["access_token"], check_all=True,
         prepare=(lambda data: prepare_select(config, data, settings["id_column"])) if selecting else None)
     dataset, ids, layout = fresh_maps(prompts.dataset), prompts.ids, prompts.layout  # drops the pages loading read
     available, reward_scorer = prompts.available, prompts.reward_scorer
@@ -127,14 +140,14 @@ def launch(settings: dict, command: list[str]) -> int:
 
     from ..pipeline.chain import split_configs
 
-    identity = {**config_identity(config), **served_models(split_configs(config, split_options(settings)))}
+    identity = {**config_identity(config), **served_models(split_configs(config, splits))}
     key = run_key(settings, dataset._fingerprint, identity)
     work = Path(settings["output_dir"]) / "chunks" / (("select-" if selecting else "") + key)
     work.mkdir(parents=True, exist_ok=True)
     chunks = chunk_ranges(len(dataset), settings["chunk_size"])
     mine = my_chunks(len(chunks), state.process_index, state.num_processes)
     clean_stale(work, mine, state.process_index, state.num_processes)
-    pipeline = PreferencePipeline(config, split_options(settings), batch_size=settings["map_batch_size"],
+    pipeline = PreferencePipeline(config, splits, batch_size=settings["map_batch_size"],
                                   release_models=False, in_memory=True,  # one chunk at a time: no cache files
                                   layout=layout,  # every rank and chunk reads the same columns
                                   reward_scorer=reward_scorer)  # loaded once, by the preflight
@@ -145,7 +158,7 @@ def launch(settings: dict, command: list[str]) -> int:
     def assemble_all() -> int:
         seconds = time.time() - start
         if selecting:
-            return finish_select(settings, config, command, work, len(chunks), seconds, ids, source,
+            return finish_select(settings, recorded, command, work, len(chunks), seconds, ids, source,
                                  available)
         return finish(settings, command, work, len(chunks), seconds, source, available)
 

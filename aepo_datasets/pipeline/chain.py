@@ -42,16 +42,10 @@ def used_split_options(config: AEPOConfig, splits: dict | None) -> dict[str, dic
 
 
 def annotator_key(config: AEPOConfig) -> str:
-    """Splits with the same key share one annotator: a response both select is scored once."""
-    return _score_key(config.score_config(()))
-
-
-def step_annotator_key(step: ScoreResponses) -> str:
-    return _score_key(step.config)
-
-
-def _score_key(score) -> str:
-    return repr(replace(score, device=None, selection_columns=(), output_column="", given_column=""))
+    """Splits with the same key share one annotator: a response both select is scored once. Given scores are an
+    annotator per set of columns."""
+    score = replace(config.score_config(()), device=None, selection_columns=(), output_column="", given_column="")
+    return repr((score, config.reward_column))
 
 
 def reward_columns(configs: dict[str, AEPOConfig]) -> dict[str, str]:
@@ -85,6 +79,7 @@ class Steps:
     selects: dict[str, SelectResponses]
     scores: dict[str, ScoreResponses]  # reward column -> the annotator that writes it
     pairs: dict[str, PairResponses]
+    score_keys: dict[str, str] = None  # reward column -> its annotator's key (`annotator_key`)
     prescreen: PrescreenResponses | None = None  # the cheap judge, when a split selects with prescreen
 
     @property
@@ -117,6 +112,7 @@ def build_steps(config: AEPOConfig, splits: dict[str, dict] | None = None) -> St
                 dict.fromkeys(rewards.values())},
         pairs={name: PairResponses(c.pair_config(columns[name], rewards[name])) for name, c in configs.items()},
         prescreen=PrescreenResponses(prescreens[0]) if prescreens else None,
+        score_keys={rewards[name]: annotator_key(c) for name, c in configs.items()},
     )
 
 

@@ -47,6 +47,7 @@ def check_model(name: str, flag: str, *, revision: str | None = None, token: str
             from ..rewards import check_not_a_typo
 
             check_not_a_typo(name, flag)
+        _check_hub_id(name, flag)
         check_hub_repo(name, flag, "model", revision=revision, token=token)
 
 
@@ -90,6 +91,17 @@ def loaded_reward_scorer(config):
     from ..transforms.score_responses import ScoreResponses
 
     return ScoreResponses(config.score_config()).scorer().load()
+
+
+def _check_hub_id(name: str, flag: str) -> None:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise AEPOInputError(f"{flag} {name!r} is neither a local folder nor a valid Hub id (owner/name, letters, "
+                             "digits, '-', '_' and '.').") from None
 
 
 def check_hub_repo(repo_id: str, flag: str, repo_type: str = "model", *, revision: str | None = None,

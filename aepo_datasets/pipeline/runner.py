@@ -17,7 +17,7 @@ from pathlib import Path
 from ..report.quality import quality_reports, quality_sums
 from ..report.run_report import RunReport  # noqa: F401  (also importable from here, where it used to live)
 from ..report.stats import reward_stats
-from .chain import StepGroup, build_steps, step_annotator_key
+from .chain import StepGroup, build_steps
 from ..config import AEPOConfig
 from ..transforms.pair_responses import PairResponses
 from ..transforms.summarize_similarity import SummarizeSimilarity
@@ -86,10 +86,10 @@ class PreferencePipeline:
         self.written: list[str] = []  # cache files this pipeline's maps wrote and nobody asked to keep
         self.steps = build_steps(config, splits)
         self.layout = layout  # the input's columns as the preflight found them; None: detected by `prepare`
-        for key, scorer in (reward_scorer or {}).items():  # loaded by the preflight: not loaded a second time
-            for step in self.scores.values():
-                if step_annotator_key(step) == key:
-                    step.use_scorer(scorer)
+        for column, step in self.scores.items():  # loaded by the preflight: not loaded a second time
+            scorer = (reward_scorer or {}).get(self.steps.score_keys[column])
+            if scorer is not None:
+                step.use_scorer(scorer)
 
     def _map(self, dataset, transform, desc, report, stage, use_cache=False, *, adds=True, keep=False,
              in_memory=None, **kwargs):
@@ -235,6 +235,10 @@ class PreferencePipeline:
     @property
     def score(self):
         return self.steps.score
+
+    def annotator_of(self, split: str) -> str | None:
+        """Who scores `split`, as run_info.json names it."""
+        return strategy(self.configs[split]).get("annotator")
 
     def annotate(self, data, report: RunReport):
         """Each annotator scores what its splits selected (one `map` each; a response two splits share under one
