@@ -226,14 +226,16 @@ def test_launcher_select_stage_then_pair_equals_the_launcher_run(tmp_path):
     assert selected == paired_input == full and full["input"]["dataset"] == EXAMPLE  # before: input null
 
 
-def test_launcher_select_stage_refuses_an_annotator_it_would_not_use():
+def test_launcher_select_stage_checks_the_annotator_it_records_and_refuses_what_it_does_not_read():
     from aepo_datasets.errors import AEPOInputError
     from aepo_datasets.launch.launcher import parse_settings
 
-    with pytest.raises(AEPOInputError, match="not read by stage=select, which annotates nothing"):
+    with pytest.raises(AEPOInputError, match="api_base"):  # recorded for aepo pair: checked now, not after selecting
         parse_settings(["dataset=d.csv", "output_dir=o", "stage=select", "reward_model=judge:some-model"])
-    with pytest.raises(AEPOInputError, match="splits.b.reward_model is not read by stage=select"):
-        parse_settings(["dataset=d.csv", "output_dir=o", "stage=select", "splits={a: {}, b: {reward_model: length}}"])
-    assert parse_settings(["dataset=d.csv", "output_dir=o", "stage=select"])["stage"] == "select"
+    settings = parse_settings(["dataset=d.csv", "output_dir=o", "stage=select", "splits={a: {}, b: {reward_model: "
+                               "length}}"])
+    assert settings["splits"]["b"] == {"reward_model": "length"}
+    with pytest.raises(AEPOInputError, match="--push_to_hub is not read by stage=select"):
+        parse_settings(["dataset=d.csv", "output_dir=o", "stage=select", "push_to_hub=me/x"])
     with pytest.raises(AEPOInputError, match="api_base"):
         parse_settings(["dataset=d.csv", "output_dir=o", "reward_model=judge:some-model"])
