@@ -244,7 +244,8 @@ class PreferencePipeline:
         """Each annotator scores what its splits selected (one `map` each; a response two splits share under one
         annotator is scored once)."""
         for column, step in self.scores.items():
-            label = "" if len(self.scores) == 1 else f" ({describe_step_annotator(step)})"
+            users = [name for name, pair in self.pairs.items() if pair.config.reward_column == column]
+            label = "" if len(self.scores) == 1 else f" ({', '.join(users)}: {self.annotator_of(users[0])})"
             with self.counting(report):
                 data = self._map(data, step, f"Scoring selected responses{label}", report, "annotate")
             if self.release_models:
@@ -289,11 +290,3 @@ def selected_count(data, column: str) -> int:
 
     selected = data.select_columns([column]).with_format("arrow")[:][column]
     return int(pc.sum(pc.list_value_length(selected)).as_py() or 0)
-
-
-def describe_step_annotator(step) -> str:
-    from ..report.run_info import describe_annotator
-
-    c = step.config
-    return describe_annotator(None if c.uses_given_scores else c.reward_model,
-                              ("given scores",) if c.uses_given_scores else None, c.reward_revision)
