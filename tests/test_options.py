@@ -237,8 +237,7 @@ def test_every_pair_of_options_takes_effect_or_is_refused(tmp_path, capsys):
         used = info["settings"]["split_options"]["train"]
         for name, value in given.items():
             if name in SPLIT_KEYS:
-                expected = value if name != "selection" else value
-                assert used[name] == expected, (name, row)
+                assert used[name] == value, (name, row)
             elif name in RECORDED:
                 recorded = info["config"][name]
                 if name.endswith("_column"):
@@ -325,14 +324,18 @@ def test_pairs_output_options_apply_to_every_split(tmp_path):
     (["reward_model=length", "judge_concurrency=2"], "--judge_concurrency is an option of the requests"),
     (["reward_model=length", "private=false"], "--private false makes a pushed dataset public"),
     (["stage=select", "push_to_hub=me/x"], "--push_to_hub is not read by stage=select"),
-    (["selection=random", "use_matrix_cache=true"], "launcher"),  # not a launcher option: unknown
 ])
 def test_more_ignored_options_are_refused_in_one_line(tmp_path, capsys, argv, words):
     code = launcher_main([f"dataset={EXAMPLE}", f"output_dir={tmp_path / 'out'}", "num_responses=8", *argv])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
-    if words != "launcher":
-        assert words in err, err
+    assert words in err, err
+
+
+def test_keeping_embeddings_when_nothing_is_embedded_is_refused(tmp_path, capsys):
+    code, err = run_aepo([str(EXAMPLE), "--num_responses", "8", "--selection", "random", "--reward_model", "length",
+                          "--use_matrix_cache", "--cache_dir", str(tmp_path)], capsys)
+    assert code == 2 and "--use_matrix_cache keeps the embeddings, and nothing here is embedded" in err
 
 
 def test_pair_with_labels_refuses_annotator_options(tmp_path, capsys):

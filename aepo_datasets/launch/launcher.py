@@ -22,7 +22,7 @@ from ..errors import AEPOInputError, exit_code
 from .chunks import assemble, chunk_ranges, clean_stale, fresh_maps, my_chunks, release_freed_memory, require_complete
 from .ranks import process_chunks, run_ranks, use_cpu
 from ..config import AEPOConfig
-from ..defaults import DEFAULT_REWARD_MODEL
+from ..schema import ANNOTATOR
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +51,10 @@ def parse_settings(argv: list[str]) -> dict:
 
 
 def job_settings(job) -> dict:
-    return {**job.values, "splits": job.splits}
-
-
-def annotated_settings(settings: dict) -> dict:
-    """The settings the job's config is built from: the select stage records the annotator given (for `aepo pair`)
-    and none otherwise."""
-    selecting_bare = settings.get("stage") == "select" and settings.get("reward_model") == DEFAULT_REWARD_MODEL
-    return {**settings, "reward_model": None} if selecting_bare else settings
+    """The job's options as the launcher passes them around; the reward model is the config's (none for a select
+    stage that was given none)."""
+    annotator = {"reward_model": job.config.reward_model} if job.config is not None else {}
+    return {**job.values, "splits": job.splits, **annotator}
 
 
 def selection_splits(splits: dict) -> dict:
@@ -72,7 +68,7 @@ def split_options(settings: dict) -> dict[str, dict]:
     return {name: dict(overrides or {}) for name, overrides in (settings["splits"] or {}).items()}
 
 
-ANNOTATOR_OPTIONS = {f.name for f in fields(AEPOConfig) if f.metadata.get("scope") == "annotator"}
+ANNOTATOR_OPTIONS = {f.name for f in fields(AEPOConfig) if f.metadata.get("scope") == ANNOTATOR}
 
 
 def aepo_config(settings: dict) -> AEPOConfig:
@@ -92,7 +88,7 @@ def run_key(settings: dict, fingerprint: str, identity: dict | None = None) -> s
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def served_models(configs: dict) -> dict:
+def served_model_ids(configs: dict) -> dict:
     """`server:URL` annotator -> the model the endpoint serves now (one GET each): a run against a replaced model
     gets a new run key, so no chunk scored by the old one is reused."""
     from ..rewards.server import ServerScorer, is_server
@@ -124,7 +120,7 @@ def launch(settings: dict, command: list[str]) -> int:
     check_shared_folder(state, settings["output_dir"])  # several nodes: every rank must see every rank's chunks
     device = settings.get("device") or (str(state.device) if state.device.type != "mps" else "cpu")
     selecting = settings["stage"] == "select"
-    recorded = aepo_config({**annotated_settings(settings), "device": device})  # the annotator aepo pair will use
+    recorded = aepo_config({**settings, "device": device})  # with the annotator aepo pair will use
     config = select_config(recorded) if selecting else with_cache_under(recorded, settings["cache_dir"] or
                                                                          settings["output_dir"])
     splits = selection_splits(split_options(settings)) if selecting else split_options(settings)
@@ -140,7 +136,7 @@ def launch(settings: dict, command: list[str]) -> int:
 
     from ..pipeline.chain import split_configs
 
-    identity = {**config_identity(config), **served_models(split_configs(config, splits))}
+    identity = {**config_identity(config), **served_model_ids(split_configs(config, splits))}
     key = run_key(settings, dataset._fingerprint, identity)
     work = Path(settings["output_dir"]) / "chunks" / (("select-" if selecting else "") + key)
     work.mkdir(parents=True, exist_ok=True)

@@ -268,6 +268,21 @@ def served_models(url: str, fetch: Callable[[], dict]) -> dict:
         return _ANSWERS[url]
 
 
+def env_key(names: Sequence[str]) -> str | None:
+    """The first of the environment variables `names` that is set (an endpoint's API key)."""
+    return next((os.environ[v] for v in names if os.environ.get(v)), None)
+
+
+def check_model_listed(api_base: str, model: str, label: str, key_vars: Sequence[str],
+                       timeout: float | None = None) -> None:
+    """The preflight of an OpenAI-compatible endpoint: `<api_base>/models` answers once and lists `model`, else one
+    line naming `label` and what to fix."""
+    url = api_base.rstrip("/") + "/models"
+    models = ask_once(url, label, api_key=env_key(key_vars), timeout=timeout,
+                      key_hint=f"set {key_vars[0]} (or {key_vars[1]})")
+    check_listed(models, model, label, url)
+
+
 def check_listed(models: dict, model: str, label: str, url: str) -> None:
     """`model` is among the ids of an OpenAI `/v1/models` answer (an empty or absent list is not checked)."""
     ids = [str(m.get("id")) for m in models.get("data") or [] if isinstance(m, dict) and m.get("id") is not None]

@@ -37,7 +37,7 @@ from pathlib import Path
 from .chat_encoding import fit_conversation
 from ..conversation import conversation, prompt_label, prompt_text
 from ..errors import AEPOInputError, JudgeError
-from .endpoint import DEFAULT_CACHE_DIR, AnswerCache, EndpointClient, ask_once, check_listed, check_url
+from .endpoint import DEFAULT_CACHE_DIR, AnswerCache, EndpointClient, check_model_listed, check_url, env_key
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +90,7 @@ def check_judge_endpoint(reward_model: str, api_base: str | None, timeout: float
     """The preflight: `<api_base>/models` answers once and lists the judge's model, else one line saying what to
     fix."""
     model = check_judge_options(reward_model, api_base)
-    url = api_base.rstrip("/") + "/models"
-    label = f"--reward_model judge:{model} --api_base {api_base}"
-    models = ask_once(url, label, api_key=api_key(), timeout=timeout,
-                      key_hint=f"set {API_KEY_VARS[0]} (or {API_KEY_VARS[1]})")
-    check_listed(models, model, label, url)
+    check_model_listed(api_base, model, f"--reward_model judge:{model} --api_base {api_base}", API_KEY_VARS, timeout)
 
 
 def with_cache_under(config, root: str | os.PathLike):
@@ -138,7 +134,7 @@ def parse_score(answer: str) -> float | None:
 
 
 def api_key() -> str | None:
-    return next((os.environ[v] for v in API_KEY_VARS if os.environ.get(v)), None)
+    return env_key(API_KEY_VARS)
 
 
 class _Malformed(Exception):

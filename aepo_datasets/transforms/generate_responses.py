@@ -25,13 +25,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import json
-import os
 import urllib.error
 from dataclasses import dataclass
 
 from ..conversation import is_conversation, prompt_label
 from ..errors import AEPOInputError, JudgeError
-from ..rewards.endpoint import AnswerCache, EndpointClient, ask_once, check_bounds, check_listed, check_url
+from ..rewards.endpoint import AnswerCache, EndpointClient, check_bounds, check_model_listed, check_url, env_key
 from .base import Transform, require_columns
 
 API_KEY_VARS = ("AEPO_GENERATE_API_KEY", "OPENAI_API_KEY")
@@ -73,7 +72,7 @@ class GenerateConfig:
 
 
 def api_key() -> str | None:
-    return next((os.environ[v] for v in API_KEY_VARS if os.environ.get(v)), None)
+    return env_key(API_KEY_VARS)
 
 
 def generate_config(values: dict, prompt_column: str, cache_root: str) -> GenerateConfig:
@@ -87,11 +86,8 @@ def generate_config(values: dict, prompt_column: str, cache_root: str) -> Genera
 
 def check_generation_endpoint(config: GenerateConfig) -> None:
     """The preflight: `<api_base>/models` answers once and lists `--model`, else one line saying what to fix."""
-    url = config.api_base.rstrip("/") + "/models"
-    label = f"--api_base {config.api_base} --model {config.model}"
-    models = ask_once(url, label, api_key=api_key(), timeout=config.request_timeout,
-                      key_hint=f"set {API_KEY_VARS[0]} (or {API_KEY_VARS[1]})")
-    check_listed(models, config.model, label, url)
+    check_model_listed(config.api_base, config.model, f"--api_base {config.api_base} --model {config.model}",
+                       API_KEY_VARS, config.request_timeout)
 
 
 def as_messages(prompt) -> list[dict] | None:
