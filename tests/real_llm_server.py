@@ -94,14 +94,16 @@ def convert(source: Path, folder: Path) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
     loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name)
-    plain = LlamaForCausalLM(loaded.config)
+    config = loaded.config
+    del config.quantization_config  # the weights below are plain: a GGUF marker would make the folder untrainable
+    plain = LlamaForCausalLM(config)
     plain.load_state_dict(loaded.state_dict())
     plain.to(dtype=torch.bfloat16).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     config_path = folder / "generation_config.json"
-    config = json.loads(config_path.read_text())
-    config["do_sample"] = True
-    config_path.write_text(json.dumps(config, indent=2))
+    generation = json.loads(config_path.read_text())
+    generation["do_sample"] = True
+    config_path.write_text(json.dumps(generation, indent=2))
 
 
 def free_port() -> int:
