@@ -329,18 +329,22 @@ def train_dpo(folder: Path, rows: list[dict], steps: int, seed: int):
     return trainer.model, tokenizer, log
 
 
-def cached(key_parts: dict, compute):
+def cached(key_parts: dict, compute, may_compute: bool = True):
+    """The cached result of `key_parts`, else `compute()` (None when `may_compute` is false)."""
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:20]
     path = CACHE / f"dpo_{key}.json"
     if path.is_file():
         return json.loads(path.read_text())
+    if not may_compute:
+        return None
     result = compute()
     CACHE.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result))
     return result
 
 
-def policy_scores(folder, gold: Gold, heldout: list[str], rows: list[dict] | None, steps: int, seed: int) -> dict:
+def policy_scores(folder, gold: Gold, heldout: list[str], rows: list[dict] | None, steps: int, seed: int,
+                  may_compute: bool = True) -> dict | None:
     """Gold scores of the policy's answers to the held-out prompts: untrained (`rows` None) or after DPO."""
     def compute():
         start = time.time()
@@ -355,7 +359,7 @@ def policy_scores(folder, gold: Gold, heldout: list[str], rows: list[dict] | Non
 
     key = {"rows": rows, "steps": steps, "seed": seed if rows is not None else None, "dpo": DPO,
            "heldout": heldout, "policy": Path(folder).name, "gold": am.VERSION}
-    return cached(key, compute)
+    return cached(key, compute, may_compute)
 
 
 def dpo_orders(pool: np.ndarray, args) -> list[np.ndarray]:
@@ -374,6 +378,7 @@ def dpo_measures(arrays, args, orders, prompts, responses, gold: Gold) -> dict:
     base = policy_scores(folder, gold, heldout, None, 0, 0)
     base_scores = np.asarray(base["scores"])
     out = {"base": {"mean": float(base_scores.mean()), "mean_ci": ci(base_scores), "total_s": base["total_s"]}}
+    deadline = time.time() + args.dpo_time_limit
     for budget in args.dpo_budgets:
         steps = max(1, budget // 2 // DPO["batch_size"])  # one pass over the k = 2 strategies' pairs
         for label, (kind, lam) in STRATEGIES.items():
@@ -381,9 +386,13 @@ def dpo_measures(arrays, args, orders, prompts, responses, gold: Gold) -> dict:
             for seed in range(args.dpo_seeds):
                 pairs = draw(arrays, orders[seed], kind, lam, seed, budget)
                 t = time.time()
-                per_seed.append(policy_scores(folder, gold, heldout, dpo_rows(prompts, responses, pairs), steps, seed))
+                per_seed.append(policy_scores(folder, gold, heldout, dpo_rows(prompts, responses, pairs), steps, seed,
+                                              may_compute=time.time() < deadline))
                 print(f"  DPO {label} B={budget} seed {seed}: {len(pairs)} pairs, {steps} steps, "
-                      f"{time.time() - t:.0f} s", flush=True)
+                      f"{time.time() - t:.0f} s{'' if per_seed[-1] else ' (not run: --dpo_time_limit)'}", flush=True)
+            if any(r is None for r in per_seed):
+                out[f"{label} | {budget}"] = {"not_run": True, "steps": steps}
+                continue
             scores = np.asarray([r["scores"] for r in per_seed])  # (seeds, prompts)
             wins = np.where(scores > base_scores, 1.0, np.where(scores == base_scores, 0.5, 0.0))
             out[f"{label} | {budget}"] = {
@@ -442,6 +451,10 @@ def report(result: dict, args) -> str:
             if " | " not in key:
                 continue
             label, budget = key.split(" | ")
+            if cell.get("not_run"):
+                lines.append(f"| {budget} | {label} | – | {cell['steps']} | **not run** (--dpo_time_limit) "
+                             "| – | – | – | – | – |")
+                continue
             losses = ", ".join("–" if v is None else f"{v:.3f}" for v in cell["final_loss"])
             lines.append(f"| {budget} | {label} | {cell['pairs']:.0f} | {cell['steps']} | {_ci(cell, 'mean')} | "
                          f"{_ci(cell, 'gain', '{:+.3f}')} | {_ci(cell, 'win')} | {cell['ties']:.2f} | "
@@ -461,7 +474,7 @@ def plot(result: dict, path: Path) -> None:
         panels += [("dpo", "gain", "DPO: gold gain over untrained"), ("dpo", "win", "DPO: win rate vs untrained")]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2))
     for ax, (part, key, title) in zip(np.atleast_1d(axes), panels):
-        cells = {k: v for k, v in result[part].items() if " | " in k}
+        cells = {k: v for k, v in result[part].items() if " | " in k and not v.get("not_run")}
         budgets = sorted({int(k.split(" | ")[1]) for k in cells})
         for s, label in enumerate(STRATEGIES):
             pts = [(b, cells[f"{label} | {b}"]) for b in budgets if f"{label} | {b}" in cells]
@@ -489,6 +502,8 @@ def main() -> None:
     parser.add_argument("--rm_eval_prompts", type=int, default=60)
     parser.add_argument("--dpo_budgets", type=lambda s: [int(b) for b in s.split(",")], default=[16, 32])
     parser.add_argument("--dpo_seeds", type=int, default=2)
+    parser.add_argument("--dpo_time_limit", type=float, default=float("inf"),
+                        help="seconds after which DPO cells not in the cache are reported as not run")
     parser.add_argument("--heldout", type=int, default=100, help="held-out prompts the trained policies answer")
     parser.add_argument("--skip_dpo", action="store_true")
     parser.add_argument("--make_prompts", action="store_true", help="rewrite the prompt files from ../shared")
