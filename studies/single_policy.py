@@ -91,6 +91,8 @@ STRATEGIES = {
 }
 DPO = {"beta": 0.1, "learning_rate": 1e-4, "batch_size": 4, "max_length": 192, "lr_scheduler": "constant",
        "eval_new_tokens": 48}
+# the order DPO cells are trained in, so that a --dpo_time_limit leaves the main comparisons done
+DPO_ORDER = ["AEPO λ=1", "random k=2", "West-of-8", "prescreen (length)", "AEPO λ=0", "AEPO λ=2", "AEPO λ=0.5"]
 EVAL_BATCH_TOKENS = 3000  # prompt tokens (padded) per generation batch: a few long prompts do not pad the rest
 
 
@@ -381,7 +383,8 @@ def dpo_measures(arrays, args, orders, prompts, responses, gold: Gold) -> dict:
     deadline = time.time() + args.dpo_time_limit
     for budget in args.dpo_budgets:
         steps = max(1, budget // 2 // DPO["batch_size"])  # one pass over the k = 2 strategies' pairs
-        for label, (kind, lam) in STRATEGIES.items():
+        for label in DPO_ORDER:
+            kind, lam = STRATEGIES[label]
             per_seed = []
             for seed in range(args.dpo_seeds):
                 pairs = draw(arrays, orders[seed], kind, lam, seed, budget)
@@ -406,7 +409,7 @@ def dpo_measures(arrays, args, orders, prompts, responses, gold: Gold) -> dict:
                 "final_loss": [r["log"][-1]["loss"] if r["log"] else None for r in per_seed],
                 "train_s": float(np.mean([r["train_s"] for r in per_seed])),
                 "total_s": float(np.mean([r["total_s"] for r in per_seed]))}
-    return out
+    return {key: out[key] for key in ["base", *(f"{label} | {b}" for b in args.dpo_budgets for label in STRATEGIES)]}
 
 
 # --- report --------------------------------------------------------------------------------------------------------
