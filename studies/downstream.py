@@ -227,16 +227,23 @@ def annotate(arrays, row: int, strategy: str, seed: int, n: int | None) -> np.nd
     return kept[np.asarray(picked)]
 
 
+def within_budget(order, budget: int, pick):
+    """(row, picked) for the prompts of `order`, in order, while the calls `pick(row)` costs fit in `budget`."""
+    spent = 0
+    for row in order:
+        picked = pick(row)
+        if spent + len(picked) > budget:
+            return
+        spent += len(picked)
+        yield row, picked
+
+
 def draw(arrays, order: np.ndarray, strategy: str, seed: int, n: int | None, budget: int):
     """Prompts (from `order`, in order) and (P, m) indices, judge scores and validity of the training data that
     `budget` judge calls buy: k = 2 pairs, West-of-N's best and worst, or every annotated response ("all").
     A prompt costs as many calls as responses annotated (fewer than N when it has fewer distinct responses)."""
-    rows, picks, spent = [], [], 0
-    for row in order:
-        picked = annotate(arrays, row, strategy, seed, n)
-        if spent + len(picked) > budget:
-            break
-        spent += len(picked)
+    rows, picks = [], []
+    for row, picked in within_budget(order, budget, lambda r: annotate(arrays, r, strategy, seed, n)):
         scores = arrays["scores"][row, picked]
         if strategy == "west":
             picked = picked[[np.argmax(scores), np.argmin(scores)]]

@@ -179,12 +179,8 @@ def annotate(arrays, row: int, kind: str, lam: float, seed: int) -> np.ndarray:
 
 def draw(arrays, order: np.ndarray, kind: str, lam: float, seed: int, budget: int) -> list[dict]:
     """The pairs `budget` gold calls buy, prompts taken in `order`: chosen = best, rejected = worst annotated."""
-    pairs, spent = [], 0
-    for row in order:
-        picked = annotate(arrays, row, kind, lam, seed)
-        if spent + len(picked) > budget:
-            break
-        spent += len(picked)
+    pairs = []
+    for row, picked in ds.within_budget(order, budget, lambda r: annotate(arrays, r, kind, lam, seed)):
         gold = arrays["gold"][row, picked]
         pairs.append({"row": int(row), "annotated": picked.tolist(), "chosen": int(picked[np.argmax(gold)]),
                       "rejected": int(picked[np.argmin(gold)])})
