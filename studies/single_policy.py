@@ -92,7 +92,8 @@ STRATEGIES = {
 DPO = {"beta": 0.1, "learning_rate": 1e-4, "batch_size": 4, "max_length": 192, "lr_scheduler": "constant",
        "eval_new_tokens": 48}
 # the order DPO cells are trained in, so that a --dpo_time_limit leaves the main comparisons done
-DPO_ORDER = ["AEPO λ=1", "random k=2", "West-of-8", "prescreen (length)", "AEPO λ=0", "AEPO λ=2", "AEPO λ=0.5"]
+DPO_FIRST = ["AEPO λ=1", "random k=2", "West-of-8"]
+DPO_ORDER = DPO_FIRST + [label for label in STRATEGIES if label not in DPO_FIRST]
 EVAL_BATCH_TOKENS = 3000  # prompt tokens (padded) per generation batch: a few long prompts do not pad the rest
 
 
@@ -201,7 +202,8 @@ def margins(arrays, pairs: list[dict]) -> np.ndarray:
 
 def reward_model_counts(arrays, pairs: list[dict], X_eval, eval_pairs) -> np.ndarray:
     """Per evaluation prompt (correct, count, matched correct, matched count) of the linear head trained on the
-    annotated responses of `pairs` (every annotated pair with a gold difference, as downstream.py does)."""
+    annotated responses of `pairs`: every annotated pair with a gold difference (West-of-8: all 8, downstream.py's
+    "all N annotated" row, not its best-vs-worst one)."""
     rows = np.asarray([p["row"] for p in pairs], dtype=np.int64)
     m = max(len(p["annotated"]) for p in pairs)
     idx = np.asarray([np.pad(p["annotated"], (0, m - len(p["annotated"])), mode="edge") for p in pairs])
@@ -381,9 +383,10 @@ def dpo_measures(arrays, args, orders, prompts, responses, gold: Gold) -> dict:
         steps = max(1, budget // 2 // DPO["batch_size"])  # one pass over the k = 2 strategies' pairs
         for label in DPO_ORDER:
             kind, lam = STRATEGIES[label]
-            per_seed = []
+            per_seed, n_pairs = [], []
             for seed in range(args.dpo_seeds):
                 pairs = draw(arrays, orders[seed], kind, lam, seed, budget)
+                n_pairs.append(len(pairs))
                 t = time.time()
                 per_seed.append(policy_scores(folder, gold, heldout, dpo_rows(prompts, responses, pairs), steps, seed,
                                               may_compute=time.time() < deadline))
@@ -395,8 +398,7 @@ def dpo_measures(arrays, args, orders, prompts, responses, gold: Gold) -> dict:
             scores = np.asarray([r["scores"] for r in per_seed])  # (seeds, prompts)
             wins = np.where(scores > base_scores, 1.0, np.where(scores == base_scores, 0.5, 0.0))
             out[f"{label} | {budget}"] = {
-                "pairs": float(np.mean([len(draw(arrays, orders[s], kind, lam, s, budget))
-                                        for s in range(args.dpo_seeds)])),
+                "pairs": float(np.mean(n_pairs)),
                 "steps": steps, "mean": float(scores.mean()), "mean_ci": ci(scores.mean(0)),
                 "gain": float((scores - base_scores).mean()), "gain_ci": ci((scores - base_scores).mean(0)),
                 "win": float(wins.mean()), "win_ci": ci(wins.mean(0)),
