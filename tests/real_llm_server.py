@@ -18,6 +18,7 @@ Usage: `from real_llm_server import smollm2_server  # noqa: F401`; the fixture y
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,18 +137,15 @@ def warm_up(server: RealServer) -> None:
         reply.read()
 
 
-@pytest.fixture(scope="session")
-def smollm2_server(tmp_path_factory):
-    reason = missing_reason()
-    if reason:
-        pytest.skip(reason)
-    folder = model_folder()
-    port, log = free_port(), tmp_path_factory.mktemp("serve") / "serve.log"
+@contextlib.contextmanager
+def running_server(folder: Path, log: Path, extra_args: Sequence[str] = ()):
+    """`transformers serve FOLDER` (float32, CPU) on a free port, up and warmed; stopped on exit."""
+    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     with open(log, "wb") as out:
         process = subprocess.Popen([*serve_command(), str(folder), "--host", "127.0.0.1", "--port", str(port),
-                                    "--device", "cpu", "--dtype", "float32", "--log-level", "warning"], stdout=out, stderr=subprocess.STDOUT,
-                                   env=env)
+                                    "--device", "cpu", "--dtype", "float32", "--log-level", "warning", *extra_args],
+                                   stdout=out, stderr=subprocess.STDOUT, env=env)
     server = RealServer(f"http://127.0.0.1:{port}/v1", str(folder), log)
     try:
         wait_until_up(server.api_base, process, log)
@@ -159,3 +158,12 @@ def smollm2_server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def smollm2_server(tmp_path_factory):
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    with running_server(model_folder(), tmp_path_factory.mktemp("serve") / "serve.log") as server:
+        yield server
