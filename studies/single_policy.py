@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -253,7 +254,9 @@ def policy_folder() -> Path:
 
     reason = missing_reason()
     if reason:
-        raise SystemExit(f"error: the policy is not installed: {reason}")
+        raise SystemExit(f"error: the policy is not installed: {reason} (or pass --skip_dpo)")
+    if importlib.util.find_spec("trl") is None:
+        raise SystemExit("error: DPO needs TRL: pip install -e '.[test]' (or pass --skip_dpo)")
     return model_folder()
 
 
@@ -517,6 +520,8 @@ def main() -> None:
     if not args.samples.is_file():
         raise SystemExit(f"error: {args.samples} not found; make it with the `aepo generate` command in this "
                          "script's docstring")
+    if not args.skip_dpo:
+        policy_folder()  # a missing policy fails here, in one line, not after measures 1-2
     torch.set_num_threads(args.threads)
     start = time.time()
     prompts, responses = load_samples(args.samples)
