@@ -9,7 +9,8 @@ The score S is `FakeJudge.rate(message)`: by default the length of the text betw
 markers (so a longer response scores higher, like the `length` annotator). Fault injection for the next requests:
 `fail_next(status, times, retry_after=None)` (429, 503...), `stall_next(times, seconds)` (slower than the client's
 timeout), `malformed_next(times, body)` (a 200 whose body or answer holds no score), `drop_next(times)` (the
-connection closes mid-answer). Every request is recorded
+connection closes mid-answer). It answers one choice whatever `n` asks (as `transformers serve` does) unless
+`honour_n`; `delay` slows every answer, and `most_in_flight` is the most requests it held at once. Every request is recorded
 (headers and JSON body) in `requests`; after `limit` requests the server answers 400, so a retry loop in the code
 under test cannot run away.
 
@@ -45,6 +46,19 @@ class FakeJudge:
     lock: threading.Lock = field(default_factory=threading.Lock)
     models: tuple = ("fake-model",)
     model_lists: int = 0
+    honour_n: bool = False  # answer `n` choices, as vLLM does (by default one, as `transformers serve` does)
+    delay: float = 0.0  # seconds each chat completion takes
+    in_flight: int = 0
+    most_in_flight: int = 0
+
+    def enter(self) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
 
     def fail_next(self, status: int, times: int = 1, retry_after: str | None = None) -> None:
         self.faults += [("status", status, retry_after)] * times
@@ -92,12 +106,17 @@ def _handler(judge: FakeJudge):
                 return self._drop()
             if fault and fault[0] == "malformed":
                 return self._send(200, fault[1].encode())
+            judge.enter()
+            try:
+                time.sleep(judge.delay)
+            finally:
+                judge.leave()
             message = body["messages"][-1]["content"]
             answer = f"A fine answer. Rating: [[{judge.rate(message):g}]]"
-            reply = {"id": "x", "object": "chat.completion", "model": body.get("model"),
-                     "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
-                                  "finish_reason": "stop"}],
-                     "usage": {"prompt_tokens": len(message.split()), "completion_tokens": 5}}
+            choices = [{"index": i, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}
+                       for i in range(body.get("n", 1) if judge.honour_n else 1)]
+            reply = {"id": "x", "object": "chat.completion", "model": body.get("model"), "choices": choices,
+                     "usage": {"prompt_tokens": len(message.split()), "completion_tokens": 5 * len(choices)}}
             self._send(200, json.dumps(reply).encode())
 
         def _drop(self):

@@ -193,7 +193,8 @@ def test_generate_asks_for_the_missing_samples_and_resumes_from_the_cache(fake_j
                                                                           capsys):
     assert aepo(generate_args(prompts_jsonl, fake_judge.url, tmp_path, "--max_new_tokens", "8")) == 0
     bodies = sorted((r["json"] for r in fake_judge.requests), key=lambda b: (str(b["messages"]), b["seed"]))
-    assert [(b.get("n"), b["seed"]) for b in bodies] == [(3, 0), (2, 1), (None, 2)] * 2  # the fake answers one each
+    # the fake answers one sample a request, as transformers serve does: the rest are asked one by one
+    assert [(b.get("n"), b["seed"]) for b in bodies] == [(3, 0), (None, 1), (None, 2)] * 2
     assert all(b["max_tokens"] == 8 and b["temperature"] == 1.0 and "top_p" not in b for b in bodies)
     assert bodies[0]["messages"] == [{"role": "user", "content": PROMPTS[0]}] and bodies[3]["messages"] == PROMPTS[1]
     rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
@@ -204,6 +205,25 @@ def test_generate_asks_for_the_missing_samples_and_resumes_from_the_cache(fake_j
     assert "2 prompts x 3 samples" in out and "6 (0 from the cache, 0 empty, 0 cut" in out
     assert aepo(generate_args(prompts_jsonl, fake_judge.url, tmp_path, "--max_new_tokens", "8")) == 0
     assert len(fake_judge.requests) == 6 and "6 (6 from the cache" in capsys.readouterr().out  # resumed: no request
+
+
+def test_a_server_that_honours_n_is_asked_once_per_prompt(fake_judge, prompts_jsonl, tmp_path):
+    fake_judge.honour_n = True
+    assert aepo(generate_args(prompts_jsonl, fake_judge.url, tmp_path)) == 0
+    assert sorted(r["json"].get("n") for r in fake_judge.requests) == [3, 3]
+    rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert all(r[f"response_{i}"].startswith("A fine answer") for r in rows for i in range(3))
+
+
+def test_samples_a_server_returned_short_are_asked_in_parallel(fake_judge, tmp_path):
+    from aepo_datasets.transforms.generate_responses import GenerateResponses
+
+    fake_judge.delay = 0.3
+    step = GenerateResponses(api_base=fake_judge.url, model="fake-model", num_responses=5, concurrency=8,
+                             cache_dir=str(tmp_path))
+    out = step({"prompt": ["one prompt"]})
+    assert all(out[f"response_{i}"][0] for i in range(5)) and len(fake_judge.requests) == 5
+    assert fake_judge.most_in_flight == 4  # one prompt, yet its 4 missing samples were asked at once
 
 
 def test_generate_refuses_csv_output_and_an_unlisted_model_before_reading(fake_judge, prompts_jsonl, tmp_path,

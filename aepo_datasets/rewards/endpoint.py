@@ -150,15 +150,16 @@ class EndpointClient:
                 key = f"{self.prefix}_{name}"
                 self.stats[key] = self.stats.get(key, 0) + amount
 
-    def map(self, fn: Callable, jobs: Sequence) -> list:
-        """`[fn(*job) for job in jobs]` on at most `concurrency` threads; the first failure cancels the rest."""
+    def map(self, fn: Callable, jobs: Sequence, label: str | None = None) -> list:
+        """`[fn(*job) for job in jobs]` on at most `concurrency` threads; the first failure cancels the rest. The
+        progress bar is labelled `label` (default: the endpoint's name)."""
         from ..models.encoding import progress_bar
 
         jobs = list(jobs)
         if not jobs:
             return []
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(jobs))) as pool, \
-                progress_bar(len(jobs), self.name, "req") as bar:
+                progress_bar(len(jobs), label or self.name, "req") as bar:
             futures = [pool.submit(fn, *job) for job in jobs]
             try:
                 for done in as_completed(futures):

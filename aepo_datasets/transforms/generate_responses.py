@@ -4,9 +4,11 @@
     ds.map(GenerateResponses(api_base="http://127.0.0.1:8000/v1", model="my-policy", num_responses=8),
            batched=True)
 
-- One chat completion per prompt asks for all N (`n`); a server that returns fewer (`transformers serve` ignores
-  `n`) is asked again for the missing ones, until each prompt has N (every request answers at least one sample or
-  the run stops in one line). A string prompt is one user message; a message list is sent as it is.
+- One chat completion per prompt asks for all N (`n`). A server that returns fewer (`transformers serve` ignores
+  `n`) is then asked for each missing sample in a request of its own, all prompts' at once on `concurrency`
+  threads: asking a prompt's samples one after another would leave requests in flight only as many as prompts.
+  Every request answers at least one sample or the run stops in one line. A string prompt is one user message; a
+  message list is sent as it is.
 - `seed` (default 0) is sent with each request as seed + the index of the first sample it asks for, so samples
   differ, and a rerun asks the same requests.
 - Every sample is cached on disk under `cache_dir`, keyed by the endpoint, the exact request (model, messages,
@@ -102,6 +104,18 @@ def as_messages(prompt) -> list[dict] | None:
     raise AEPOInputError(f"prompt {prompt_label(prompt)!r} is neither text nor a list of {{role, content}} messages.")
 
 
+@dataclass
+class Wanted:
+    """One prompt's request, its samples' cache keys, and its samples so far (None where missing)."""
+    prompt: object
+    request: dict
+    keys: list[str]
+    samples: list[dict | None]
+
+    def missing(self) -> list[int]:
+        return [i for i, sample in enumerate(self.samples) if sample is None]
+
+
 class ChatSampler:
     """N samples of one prompt from `<api_base>/chat/completions`, cached per sample (see the module docstring)."""
 
@@ -117,10 +131,16 @@ class ChatSampler:
         return self.client.stats
 
     def sample(self, prompts: list) -> list[list[dict] | None]:
-        """Per prompt: N samples `{"text", "finish_reason"}` (None for an empty prompt), on the client's threads."""
-        return self.client.map(self._samples, [(p,) for p in prompts])
+        """Per prompt: N samples `{"text", "finish_reason"}` (None for an empty prompt), on the client's threads:
+        first one request per prompt for all it lacks, then one request per sample still missing."""
+        wants = [self._wanted(prompt) for prompt in prompts]
+        self.client.map(self._ask_missing, [(w,) for w in wants if w is not None and w.missing()])
+        self.client.map(self._ask_missing, [(w, [i]) for w in wants if w is not None for i in w.missing()],
+                        label=f"{self.client.name}, one sample a request")
+        return [None if w is None else w.samples for w in wants]
 
-    def _samples(self, prompt) -> list[dict] | None:
+    def _wanted(self, prompt) -> Wanted | None:
+        """A prompt's request and its samples found in the cache (None for an empty prompt)."""
         messages = as_messages(prompt)
         if messages is None:
             return None
@@ -129,11 +149,14 @@ class ChatSampler:
                 for i in range(self.config.num_responses)]
         samples = [self.cache.get(key) for key in keys]
         self.client.count(cached=sum(s is not None for s in samples))
-        while missing := [i for i, s in enumerate(samples) if s is None]:
-            for index, sample in zip(missing, self._ask(request, missing, prompt)):
-                samples[index] = sample
-                self.cache.put(keys[index], sample)
-        return samples
+        return Wanted(prompt, request, keys, samples)
+
+    def _ask_missing(self, wanted: Wanted, indices: list[int] | None = None) -> None:
+        """One request for the samples `indices` (default: all the prompt's missing ones), cached as they come."""
+        indices = wanted.missing() if indices is None else indices
+        for index, sample in zip(indices, self._ask(wanted.request, indices, wanted.prompt)):
+            wanted.samples[index] = sample
+            self.cache.put(wanted.keys[index], sample)
 
     def _request(self, messages: list[dict]) -> dict:
         c = self.config
