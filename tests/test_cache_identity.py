@@ -1,6 +1,6 @@
 """Caches that know what they hold (issue 18): the transforms' fingerprints and the launcher's run key change with
-the contents of a judge template, a local model folder's identity and the resolved dtype, never with the device,
-batch sizes or cache folders."""
+the contents of a judge template, a local model folder's identity, a plugin's code, a saved input folder's files,
+every split's annotator and the resolved dtype, never with the device, batch sizes or cache folders."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import shutil
 from datasets.fingerprint import Hasher
 
 from aepo_datasets.models.identity import config_identity, resolved_dtype
-from aepo_datasets.launch.launcher import run_key
+from aepo_datasets.launch.launcher import run_identity, run_key
 from aepo_datasets import AEPOTransform, EmbedResponses, ScoreResponses
 from aepo_datasets.config import AEPOConfig
 
@@ -76,3 +76,56 @@ def test_summary_labels_process_seconds_and_wall_time_apart():
     lines = time_lines({"embed": 213.6, "annotate": 40.0, "total": 82.0})
     assert lines[0].endswith("embed 213.6s, annotate 40.0s (process-seconds, summed over ranks and chunks)")
     assert lines[1].split() == ["wall", "time:", "82.0s"]
+
+
+def test_a_saved_folder_written_again_with_other_rows_gets_a_new_fingerprint(tmp_path):
+    """save_to_disk stores the fingerprint of the steps, not of the rows: regenerated samples must not look cached."""
+    from datasets import Dataset
+
+    from aepo_datasets.io.files import load_input
+
+    folder = tmp_path / "generated"
+
+    def save(text):
+        data = Dataset.from_dict({"prompt": ["p"], "response_0": [text], "response_1": ["b"]})
+        data._fingerprint = "made-by-the-same-steps"
+        data.save_to_disk(str(folder))
+
+    save("POLICY_V1")
+    first = load_input(str(folder))._fingerprint
+    assert load_input(str(folder))._fingerprint == first  # stable while the folder is unchanged
+    shutil.rmtree(folder)
+    save("POLICY_V2")
+    assert load_input(str(folder))._fingerprint != first
+
+
+def test_a_plugin_strategys_code_is_in_the_fingerprint(tmp_path, monkeypatch):
+    from aepo_datasets.cli.plugins import import_plugin
+    from aepo_datasets.selection.strategies import STRATEGIES
+
+    plugin = tmp_path / "mine.py"
+    plugin.write_text("from aepo_datasets.selection import STRATEGIES, Strategy\n\n\n"
+                      "@STRATEGIES.register('mine_k')\nclass Mine(Strategy):\n    needs_similarity = False\n\n"
+                      "    def select(self, similarity, n, k, seed, options, **inputs):\n        return list(range(k))\n")
+    import_plugin(str(plugin))
+    try:
+        config = AEPOConfig(selection="mine_k", reward_model="length")
+        before, step = config_identity(config), Hasher.hash(AEPOTransform(config))
+        assert before["selection code"].startswith("plugin:")
+        assert "selection code" not in config_identity(AEPOConfig(selection="aepo"))  # the package's own
+        plugin.write_text(plugin.read_text().replace("range(k)", "range(n - k, n)"))
+        assert config_identity(config) != before and Hasher.hash(AEPOTransform(config)) != step
+    finally:
+        STRATEGIES.unregister("mine_k")
+
+
+def test_every_splits_annotator_folder_is_in_the_run_identity(tmp_path):
+    folder = tmp_path / "rm_b"
+    build_tiny_classifier(folder)
+    config, splits = AEPOConfig(reward_model="length"), {"a": {}, "b": {"reward_model": str(folder)}}
+    before = run_identity(config, splits)
+    assert set(before) == {"a", "b"} and "reward_model" in before["b"]
+    shutil.rmtree(folder)
+    build_tiny_classifier(folder, arch="deberta")  # another model behind split b's path
+    after = run_identity(config, splits)
+    assert after["b"] != before["b"] and after["a"] == before["a"]

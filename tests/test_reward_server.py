@@ -185,3 +185,32 @@ def test_a_launcher_rerun_against_a_replaced_served_model_recomputes(char_llama_
         httpd.shutdown()
         httpd.server_close()
     assert len(list((tmp_path / "out" / "chunks").iterdir())) == 2  # two run keys
+
+
+def test_a_replaced_served_model_changes_the_scoring_fingerprint(char_llama_reward_model, fast_retries, tmp_path):
+    """ds.map's cache for ScoreResponses knows which model the URL serves, not only the URL."""
+    import shutil
+
+    from datasets.fingerprint import Hasher
+
+    from aepo_datasets import ScoreResponses
+    from aepo_datasets.rewards import endpoint
+
+    other = tmp_path / "replaced_model"
+    shutil.copytree(char_llama_reward_model, other)
+    fake, httpd = start_server(char_llama_reward_model)
+    port = httpd.server_address[1]
+    step = ScoreResponses(reward_model=f"server:{fake.url}/classify")
+    try:
+        before = Hasher.hash(step)
+        assert Hasher.hash(step) == before
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    endpoint._ANSWERS.clear()  # a new process: the model list is asked again
+    fake, httpd = start_server(str(other), port)
+    try:
+        assert Hasher.hash(ScoreResponses(reward_model=f"server:{fake.url}/classify")) != before
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -314,11 +314,23 @@ def _load_saved(path: Path, split: str):
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
             raise AEPOInputError(f"Split {split!r} not in {path}. Available splits: {list(loaded)}.")
-        return loaded[split]
-    if split != "train":
+        loaded = loaded[split]
+    elif split != "train":
         raise AEPOInputError(f"--split {split!r}: {path} holds one dataset, not a DatasetDict with splits. Leave "
                              "--split out.")
-    return loaded
+    return with_folder_fingerprint(loaded, path)
+
+
+def with_folder_fingerprint(dataset, folder: Path):
+    """`dataset` fingerprinted by its folder's files too: `save_to_disk` stores the fingerprint of the steps that made
+    the rows, not of the rows, so a folder written again with other rows (new samples from `stage=generate`) would
+    otherwise reuse the cached maps and launcher chunks of the old ones."""
+    from datasets.fingerprint import Hasher
+
+    from ..models.identity import folder_identity
+
+    dataset._fingerprint = Hasher.hash([dataset._fingerprint, folder_identity(folder)])
+    return dataset
 
 
 def _load_hub(name, split, cache_dir, token, datasets, subset=None):

@@ -88,13 +88,13 @@ def run_key(settings: dict, fingerprint: str, identity: dict | None = None) -> s
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def served_model_ids(configs: dict) -> dict:
-    """`server:URL` annotator -> the model the endpoint serves now (one GET each): a run against a replaced model
-    gets a new run key, so no chunk scored by the old one is reused."""
-    from ..rewards.server import ServerScorer, is_server
+def run_identity(config: AEPOConfig, splits: dict) -> dict:
+    """What the run key holds beyond option values: every split's model folders, template, plugins, served model and
+    resolved dtype (`identity.config_identity`), not only the top-level ones."""
+    from ..models.identity import config_identity
+    from ..pipeline.chain import split_configs
 
-    urls = {c.reward_model for c in configs.values() if is_server(c.reward_model) and not c.reward_column}
-    return {f"served {url}": ServerScorer(url).model_id for url in sorted(urls)}
+    return {name: config_identity(c) for name, c in split_configs(config, splits).items()}
 
 
 def launch(settings: dict, command: list[str]) -> int:
@@ -132,12 +132,7 @@ def launch(settings: dict, command: list[str]) -> int:
     available, reward_scorer = prompts.available, prompts.reward_scorer
     del prompts
     release_freed_memory()  # converting the input leaves Arrow's pool holding memory in proportion to it
-    from ..models.identity import config_identity
-
-    from ..pipeline.chain import split_configs
-
-    identity = {**config_identity(config), **served_model_ids(split_configs(config, splits))}
-    key = run_key(settings, dataset._fingerprint, identity)
+    key = run_key(settings, dataset._fingerprint, run_identity(config, splits))
     work = Path(settings["output_dir"]) / "chunks" / (("select-" if selecting else "") + key)
     work.mkdir(parents=True, exist_ok=True)
     chunks = chunk_ranges(len(dataset), settings["chunk_size"])
