@@ -227,8 +227,8 @@ def coerce_option(command: Command, name: str, value):
     choices = f.metadata.get("choices")
     if isinstance(choices, (list, tuple)) and value is not None and value not in choices:
         raise AEPOInputError(unknown_choice_message(f"--{name} value", value, list(choices)))
-    if value is None and f.default is not None and not words:
-        raise AEPOInputError(f"--{name} needs a value (default: {f.default}).")
+    if value is None and f.default is not None and not words and not _unwrap(_TYPES.get(name, Any))[1]:
+        raise AEPOInputError(f"--{name} needs a value (default: {f.default}).")  # none is not one of its values
     return value
 
 

@@ -167,6 +167,13 @@ def test_the_judge_sends_its_cap_and_a_temperature_only_when_set(fake_judge, tmp
     assert fake_judge.requests[-1]["json"]["max_tokens"] == 16 and fake_judge.requests[-1]["json"]["temperature"] == 0
 
 
+def test_none_leaves_the_judges_cap_and_temperature_to_the_server(fake_judge, wide_csv, tmp_path, no_embedding):
+    assert aepo(job_args(wide_csv, tmp_path, "--reward_model", "judge:fake-model", "--api_base", fake_judge.url,
+                         "--selection", "random", "--judge_max_tokens", "none", "--judge_temperature", "none")) == 0
+    bodies = [r["json"] for r in fake_judge.requests]
+    assert bodies and not any("max_tokens" in b or "temperature" in b for b in bodies)
+
+
 def test_generate_options_are_declared_once():
     from aepo_datasets.config import AEPOConfig
     from aepo_datasets.options import GenerateOptions, InputOptions, RunOptions
@@ -205,6 +212,13 @@ def test_generate_asks_for_the_missing_samples_and_resumes_from_the_cache(fake_j
     assert "2 prompts x 3 samples" in out and "6 (0 from the cache, 0 empty, 0 cut" in out
     assert aepo(generate_args(prompts_jsonl, fake_judge.url, tmp_path, "--max_new_tokens", "8")) == 0
     assert len(fake_judge.requests) == 6 and "6 (6 from the cache" in capsys.readouterr().out  # resumed: no request
+
+
+def test_none_leaves_the_samples_cap_and_temperature_to_the_server(fake_judge, prompts_jsonl, tmp_path):
+    args = generate_args(prompts_jsonl, fake_judge.url, tmp_path, "--max_new_tokens", "none", "--temperature", "none")
+    assert aepo(args) == 0
+    bodies = [r["json"] for r in fake_judge.requests]
+    assert bodies and not any("max_tokens" in b or "temperature" in b for b in bodies)
 
 
 def test_a_server_that_honours_n_is_asked_once_per_prompt(fake_judge, prompts_jsonl, tmp_path):
@@ -307,5 +321,5 @@ def test_the_launchers_generate_stage_writes_what_aepo_reads_and_resumes_by_chun
     assert "2 prompts x 3 samples from fake-model" in summary and "samples:   6" in summary
     sent = len(fake_judge.requests)
     assert launcher(args) == 0 and len(fake_judge.requests) == sent  # every chunk reused: no request
-    assert launcher([*args[:-1], "chunk_size=1", "num_annotations=2"]) == 2  # read by the other stages only
+    assert launcher([*args[:-1], "chunk_size=1", "num_annotations=3"]) == 2  # read by the other stages only
     assert "not read by stage=generate" in capsys.readouterr().err

@@ -332,6 +332,16 @@ def test_more_ignored_options_are_refused_in_one_line(tmp_path, capsys, argv, wo
     assert words in err, err
 
 
+@pytest.mark.parametrize("config", ["paper_k2_n8", "paper_k2_n128", "listwise_k4_n8", "west_of_n_n8", "offline_demo"])
+def test_every_shipped_config_runs_at_stage_select(tmp_path, config):
+    """`push_to_hub: null` and `private: true` change nothing where nothing is pushed: not refused."""
+    from aepo_datasets.job import parse_job
+
+    path = Path(__file__).resolve().parents[1] / "configs" / f"{config}.yaml"
+    job = parse_job("aepo run", ["--config", str(path), "stage=select", f"output_dir={tmp_path}"])
+    assert job.values["stage"] == "select"
+
+
 def test_keeping_embeddings_when_nothing_is_embedded_is_refused(tmp_path, capsys):
     code, err = run_aepo([str(EXAMPLE), "--num_responses", "8", "--selection", "random", "--reward_model", "length",
                           "--use_matrix_cache", "--cache_dir", str(tmp_path)], capsys)
