@@ -196,6 +196,10 @@ def _check_stage(stage: str, given: dict) -> None:
             raise AEPOInputError(f"stage=generate needs {', '.join(missing)} (the policy's endpoint, its model and "
                                  "the samples per prompt).")
         return
+    if "id_column" in given:  # stage=all would take the id column for a response
+        raise AEPOInputError(f"--id_column names the prompt ids of a selection (stage=select), not read by "
+                             f"stage={stage}: leave it out, and name the responses with --response_columns if the "
+                             "input holds other columns.")
     stray = [k for k in given if k in _GENERATING]
     if stray:
         raise AEPOInputError(f"--{stray[0]} is an option of sampling the responses (stage=generate, aepo generate), "

@@ -35,8 +35,9 @@ class RunOptions:
 
     cache_dir: str | None = option(None, "aepo commands: outputs go to CACHE_DIR/output/, the datasets cache to "
                                    "CACHE_DIR/.aepo_cache/ (default: .; aepo generate keeps its answers in "
-                                   "CACHE_DIR/.aepo_cache/generate); launcher: the datasets cache (default: "
-                                   "OUTPUT_DIR)", scope=RUN)
+                                   "CACHE_DIR/.aepo_cache/generate); launcher: the input's datasets cache (default: "
+                                   "the datasets library's, HF_DATASETS_CACHE) and the root of .aepo_cache/ (the "
+                                   "judge's answers, the generated samples; default: OUTPUT_DIR)", scope=RUN)
     output: str | None = option(None, "aepo and aepo pair: the output file under CACHE_DIR/output/, whose extension "
                                 "(.csv, .json, .jsonl, .parquet) decides the format (default: preference.csv); aepo "
                                 "select: the folder under CACHE_DIR/output/ (default: selection); aepo generate: the "
