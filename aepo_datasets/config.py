@@ -282,6 +282,12 @@ SELECTION_READERS = {
     "prescreen_consensus_weight": {"prescreen"},
     "prescreen_top_m": {"prescreen"},
 }
+# Which prescreen rules read an option (the others rank by the cheap score alone).
+PRESCREEN_RULE_READERS = {
+    "prescreen_length_weight": {"ensemble", "consensus"},
+    "prescreen_consensus_weight": {"consensus"},
+    "prescreen_top_m": {"consensus"},
+}
 EMBEDDER_OPTIONS = ("embedding_model", "embedding_revision", "embedding_batch_size", "embedding_max_tokens",
                     "max_seq_length")
 BUILT_IN = {"aepo", "mbr", "random", "west_of_n", "prescreen"}
@@ -296,6 +302,11 @@ def check_options_read(configs: list[AEPOConfig], given: dict) -> None:
         if name in given and not (selections & readers or selections - BUILT_IN):
             raise AEPOInputError(f"--{name} is read by --selection {' or '.join(sorted(readers))} only, and no split "
                                  f"here selects that way ({', '.join(sorted(selections))}): leave it out.")
+    rules = {c.prescreen_rule for c in configs if c.selection == "prescreen"}
+    for name, readers in PRESCREEN_RULE_READERS.items():
+        if name in given and rules and not rules & readers:
+            raise AEPOInputError(f"--{name} is read by --prescreen_rule {' or '.join(sorted(readers))} only, and the "
+                                 f"rule here is {', '.join(sorted(rules))}: leave it out or change --prescreen_rule.")
     if "similarity_measure" in given and not any(c.select_config().needs_similarity for c in configs):
         raise AEPOInputError(f"--similarity_measure is read by selections that compare responses, and no split here "
                              f"does (--selection {', '.join(sorted(selections))}): leave it out.")

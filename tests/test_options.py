@@ -324,6 +324,10 @@ def test_pairs_output_options_apply_to_every_split(tmp_path):
     (["reward_model=length", "judge_concurrency=2"], "--judge_concurrency is an option of the requests"),
     (["reward_model=length", "private=false"], "--private false makes a pushed dataset public"),
     (["stage=select", "push_to_hub=me/x"], "--push_to_hub is not read by stage=select"),
+    (["selection=prescreen", "prescreen_model=length", "prescreen_top_m=3"],
+     "--prescreen_top_m is read by --prescreen_rule consensus only, and the rule here is extremes"),
+    (["selection=prescreen", "prescreen_model=length", "prescreen_rule=debiased", "prescreen_length_weight=2"],
+     "--prescreen_length_weight is read by --prescreen_rule consensus or ensemble only"),
     (["id_column=id"], "--id_column names the prompt ids of a selection (stage=select), not read by stage=all"),
 ])
 def test_more_ignored_options_are_refused_in_one_line(tmp_path, capsys, argv, words):

@@ -224,8 +224,8 @@ def test_extremes_is_the_default_rule_and_the_consensus_options_are_flags_and_ch
     from aepo_datasets.job import parse_job
 
     assert AEPOConfig().prescreen_rule == "extremes" and AEPOConfig().select_config().prescreen_rule == "extremes"
-    config = parse_job("aepo select", ["d.csv", "--selection", "prescreen", "--prescreen_top_m", "3",
-                                       "--prescreen_consensus_weight", "2"]).config
+    config = parse_job("aepo select", ["d.csv", "--selection", "prescreen", "--prescreen_rule", "consensus",
+                                       "--prescreen_top_m", "3", "--prescreen_consensus_weight", "2"]).config
     assert (config.prescreen_top_m, config.prescreen_consensus_weight) == (3, 2.0)
     assert (config.select_config().prescreen_top_m, config.select_config().prescreen_consensus_weight) == (3, 2.0)
     with pytest.raises(AEPOInputError, match="prescreen_top_m must be an integer >= 2"):
