@@ -221,6 +221,13 @@ def test_none_leaves_the_samples_cap_and_temperature_to_the_server(fake_judge, p
     assert bodies and not any("max_tokens" in b or "temperature" in b for b in bodies)
 
 
+def test_the_generate_summary_names_the_cut_and_the_empty_prompts(fake_judge, tmp_path, capsys):
+    data = tmp_path / "p.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["Say hi.", " ", "Name a colour."]))
+    assert aepo(generate_args(data, fake_judge.url, tmp_path, "--num_instructions", "2")) == 0
+    assert "aepo generate: 2 of 3 (1 empty: no samples) prompts x 3 samples" in capsys.readouterr().out
+
+
 def test_a_server_that_honours_n_is_asked_once_per_prompt(fake_judge, prompts_jsonl, tmp_path):
     fake_judge.honour_n = True
     assert aepo(generate_args(prompts_jsonl, fake_judge.url, tmp_path)) == 0

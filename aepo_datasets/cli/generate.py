@@ -60,6 +60,7 @@ def run(job, argv: list[str]) -> int:
     start = job.started  # the command's wall time: from when it began, loading included
     dataset = load_input(values["dataset"], inputs.split, str(Path(values["cache_dir"]) / ".aepo_cache"),
                          inputs.access_token, inputs.subset)
+    available = len(dataset)
     dataset = take_instructions(dataset, inputs.num_instructions)
     step = GenerateResponses(generate_config(values, find_prompt_column(dataset.column_names, values["prompt_column"]),
                                              values["cache_dir"]))
@@ -69,14 +70,21 @@ def run(job, argv: list[str]) -> int:
     out = dataset.map(step, batched=True, batch_size=MAP_BATCH_PROMPTS, features=step.features_after(dataset.features),
                       load_from_cache_file=False, desc="Generating")
     atomic_write_table(out.to_list(), out.column_names, output)
-    log_summary(step, values, output, time.time() - start)
+    log_summary(step, values, output, time.time() - start, prompts_text(len(dataset), available, step.stats))
     return 0
 
 
-def log_summary(step, values: dict, output: Path, seconds: float) -> None:
+def prompts_text(taken: int, available: int, stats: dict) -> str:
+    """`8 of 605 (2 empty: no samples)`: the prompts read, the --num_instructions cut and the empty ones."""
+    empty = taken - stats.get("prompts", 0)
+    return f"{taken}" + (f" of {available}" if available > taken else "") + (f" ({empty} empty: no samples)"
+                                                                            if empty else "")
+
+
+def log_summary(step, values: dict, output: Path, seconds: float, prompts: str) -> None:
     from ..report.summary import generate_summary
 
-    summary_logger.info("%s", generate_summary(step.stats, values, output, seconds))
+    summary_logger.info("%s", generate_summary(step.stats, values, output, seconds, prompts))
 
 
 def main(argv: list[str]) -> int:
