@@ -59,8 +59,10 @@ class AEPOConfig:
     device: str | None = option(None, "cpu, cuda, cuda:1 ... (default: CUDA when available)", scope=MODELS)
     seed: int = option(0, "seeds the local search and random selection (per prompt); aepo generate: the seed sent "
                        "with a prompt's first sample (sample i: seed + i)", scope=SPLIT)
-    conversational: bool = option(False, "saved dataset in TRL's conversational format (message lists; automatic "
-                                  "when the input's prompts or responses are messages)", scope=SPLIT)
+    conversational: bool | None = option(None, "saved dataset in TRL's conversational format (message lists); "
+                                         "default (none): when the input's prompts or responses are messages; false "
+                                         "with such an input is refused (messages are not flattened to text)",
+                                         scope=SPLIT)
     chat_template: bool | None = option(
         None, "score reward inputs through the tokenizer's chat template (auto: when it has one)",
         flag_values={"auto": None, "on": True, "off": False}, scope=ANNOTATOR)

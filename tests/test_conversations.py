@@ -63,6 +63,19 @@ def test_chat_prompt_with_system_message_gives_trl_conversational_rows(tmp_path)
     assert info["report"]["conversational"] is True and info["report"]["columns"]["prompt"] == "prompt"
 
 
+def test_conversational_false_with_chat_prompts_is_refused_before_anything_is_scored(tmp_path, capsys, monkeypatch):
+    from aepo_datasets.transforms.score_responses import ScoreResponses
+
+    monkeypatch.setattr(ScoreResponses, "__call__", lambda *a, **k: pytest.fail("scored before the refusal"))
+    rows = {"prompt": [chat(q) for q in QUESTIONS], **{f"response_{j}": [a[j] for a in ANSWERS] for j in range(4)}}
+    code, _ = run_aepo(tmp_path, save(tmp_path, rows), "--conversational", "false")
+    err = capsys.readouterr().err
+    monkeypatch.undo()
+    assert code == 2 and "--conversational false (split train): the input's prompts or responses are chat" in err
+    code, out = run_aepo(tmp_path, save(tmp_path, rows), "--conversational", "true")
+    assert code == 0 and out[0]["prompt"] == chat(QUESTIONS[0])
+
+
 def test_multi_turn_history_as_prompt_is_kept_and_scored_as_a_conversation(tmp_path):
     rows = {"prompt": [chat(q, history=True) for q in QUESTIONS], "responses": ANSWERS}
     code, out = run_aepo(tmp_path, save(tmp_path, rows), "--num_instructions", "100", "--reward_model", "aepo-mini")

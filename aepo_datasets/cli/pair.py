@@ -105,6 +105,8 @@ def pair_config(recorded: dict, given: dict, cache_dir: str, splits: dict | None
 
     known = {f.name for f in fields(AEPOConfig)}
     keep = known - (_ANNOTATOR_FIELDS if own_source(given) else set())  # the recorded annotator, unless replaced
+    # a recorded `conversational: false` is the old default (a false the selection was given was checked there)
+    recorded = {**recorded, "conversational": recorded.get("conversational") or None}
     base = AEPOConfig(**{k: v for k, v in recorded.items() if k in keep})
     layout = pair_layout(given, recorded, splits)
     changes = {name: value for name, value in given.items() if name in known}

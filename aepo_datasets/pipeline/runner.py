@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from ..errors import AEPOInputError
 from ..report.quality import quality_reports, quality_sums
 from ..report.run_report import RunReport  # noqa: F401  (also importable from here, where it used to live)
 from ..report.stats import reward_stats
@@ -184,6 +185,14 @@ class PreferencePipeline:
             for step in {id(step): step for step in [*self.steps.all(), *extra]}.values():
                 report.add_counts(counted_since(step.stats, before.get(id(step), Counter())))
 
+    def refuse_flat_chat(self, report: RunReport) -> None:
+        """`--conversational false` with a chat input: its messages cannot become plain-text rows, so refuse."""
+        flat = [name for name, step in self.pairs.items() if step.config.conversational is False]
+        if report.conversational and flat:
+            raise AEPOInputError(f"--conversational false (split {flat[0]}): the input's prompts or responses are "
+                                 "chat messages, which are saved as TRL's conversational rows, not flattened to "
+                                 "text; leave --conversational out.")
+
     def pair_all(self, data, report: RunReport):
         """Quality report and pairing of annotated rows (`rewards` filled): returns ({split: Dataset}, report)."""
         start = time.time()
@@ -192,6 +201,7 @@ class PreferencePipeline:
                                              for name, step in self.pairs.items()}, self.batch_size)
         report.seconds["quality"] = report.seconds.get("quality", 0.0) + time.time() - start
         report.conversational = report.conversational or any_true(data, "conversational")
+        self.refuse_flat_chat(report)
         if report.conversational:  # a chat input gives conversational rows, with or without --conversational
             self.pairs = {name: PairResponses(replace(step.config, conversational=True))
                           for name, step in self.pairs.items()}
@@ -220,6 +230,7 @@ class PreferencePipeline:
                               features=features)
         report.prompts_in = len(lists)
         report.conversational = report.conversational or any_true(lists, "conversational")
+        self.refuse_flat_chat(report)  # before anything is embedded or scored
         columns = ["response_ids", "skip_reason", "num_empty", "num_duplicate"]  # ids: the texts' count, not text
         for batch in lists.select_columns(columns).iter(1000):
             for texts, reason, empty, dup in zip(*batch.values()):

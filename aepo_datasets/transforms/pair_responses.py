@@ -36,7 +36,7 @@ class PairConfig:
     format: str = "pair"
     num_ranked: int = 2
     selection_column: str = "selected"
-    conversational: bool = False
+    conversational: bool | None = None  # None: when the input is chat; the pipeline refuses False for chat input
     ties: str = "drop"
     reward_column: str = "rewards"  # the split's annotator's column (`chain.reward_columns`)
 
