@@ -319,10 +319,34 @@ def check_options_read(configs: list[AEPOConfig], given: dict) -> None:
                                      f"(--selection {', '.join(sorted(selections))}, --similarity_measure "
                                      f"{configs[0].similarity_measure}): leave it out.")
     _check_endpoint_options_read(configs, given)
+    defaults = {f.name: f.default for f in fields(AEPOConfig)}
+    for name in MODEL_BATCH_OPTIONS:  # a shared config's `dtype: auto` changes nothing: not refused
+        if given.get(name, defaults[name]) != defaults[name] and not any(_reads_model_option(c, name) for c in configs):
+            raise AEPOInputError(f"--{name} is an option of the models run here (a reward model given by path or Hub "
+                                 f"id{', aepo-mini, the embedder' if name == 'dtype' else ''} or the pre-screen's), "
+                                 f"and none here reads it (--reward_model {configs[0].reward_model}): leave it out.")
     k = given.get("num_annotations")
     if k is not None and selections == {"west_of_n"} and k != configs[0].num_responses:
         raise AEPOInputError(f"--num_annotations {k} is ignored by --west_of_n, which annotates all N responses: leave "
                              "it out (or give k = --num_responses, as the research CLI does).")
+
+
+MODEL_BATCH_OPTIONS = ("reward_batch_size", "max_tokens", "dtype")  # read by models run in this process
+
+
+def _reads_model_option(config: AEPOConfig, name: str) -> bool:
+    """Whether a model this config runs in process reads `name`: the annotator (a classifier; aepo-mini reads the
+    batch size and dtype; a plugin's is taken to read all), the pre-screen's cheap judge, or (dtype) the embedder."""
+    kind, model = annotator_kind(config), config.reward_model
+    if kind == "classifier" or (kind == "registered" and model not in ("length", "aepo-mini")):
+        return True
+    if model == "aepo-mini" and kind == "registered" and name != "max_tokens":
+        return True
+    select = config.select_config()
+    cheap = config.prescreen_model if select.needs_prescreen else None
+    if isinstance(cheap, str) and cheap != "length" and (cheap != "aepo-mini" or name == "dtype"):
+        return True
+    return name == "dtype" and select.needs_embeddings
 
 
 def _check_endpoint_options_read(configs: list[AEPOConfig], given: dict) -> None:

@@ -328,6 +328,10 @@ def test_pairs_output_options_apply_to_every_split(tmp_path):
      "--prescreen_top_m is read by --prescreen_rule consensus only, and the rule here is extremes"),
     (["selection=prescreen", "prescreen_model=length", "prescreen_rule=debiased", "prescreen_length_weight=2"],
      "--prescreen_length_weight is read by --prescreen_rule consensus or ensemble only"),
+    (["reward_model=length", "selection=random", "reward_batch_size=2"],
+     "--reward_batch_size is an option of the models run here"),
+    (["reward_model=aepo-mini", "selection=random", "max_tokens=5"], "--max_tokens is an option of the models run here"),
+    (["reward_model=length", "selection=random", "dtype=float32"], "--dtype is an option of the models run here"),
     (["id_column=id"], "--id_column names the prompt ids of a selection (stage=select), not read by stage=all"),
 ])
 def test_more_ignored_options_are_refused_in_one_line(tmp_path, capsys, argv, words):
