@@ -11,6 +11,7 @@ from datasets.fingerprint import Hasher
 
 from aepo_datasets.models.identity import config_identity, resolved_dtype
 from aepo_datasets.launch.launcher import run_identity, run_key
+from aepo_datasets.transforms.identity import step_identity
 from aepo_datasets import AEPOTransform, EmbedResponses, ScoreResponses
 from aepo_datasets.config import AEPOConfig
 
@@ -110,11 +111,11 @@ def test_a_plugin_strategys_code_is_in_the_fingerprint(tmp_path, monkeypatch):
     import_plugin(str(plugin))
     try:
         config = AEPOConfig(selection="mine_k", reward_model="length")
-        before, step = config_identity(config), Hasher.hash(AEPOTransform(config))
+        before, step = step_identity(config), Hasher.hash(AEPOTransform(config))
         assert before["selection code"].startswith("plugin:")
-        assert "selection code" not in config_identity(AEPOConfig(selection="aepo"))  # the package's own
+        assert "selection code" not in step_identity(AEPOConfig(selection="aepo"))  # the package's own
         plugin.write_text(plugin.read_text().replace("range(k)", "range(n - k, n)"))
-        assert config_identity(config) != before and Hasher.hash(AEPOTransform(config)) != step
+        assert step_identity(config) != before and Hasher.hash(AEPOTransform(config)) != step
     finally:
         STRATEGIES.unregister("mine_k")
 

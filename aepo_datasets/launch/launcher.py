@@ -90,11 +90,11 @@ def run_key(settings: dict, fingerprint: str, identity: dict | None = None) -> s
 
 def run_identity(config: AEPOConfig, splits: dict) -> dict:
     """What the run key holds beyond option values: every split's model folders, template, plugins, served model and
-    resolved dtype (`identity.config_identity`), not only the top-level ones."""
-    from ..models.identity import config_identity
+    resolved dtype (`transforms.identity.step_identity`), not only the top-level ones."""
     from ..pipeline.chain import split_configs
+    from ..transforms.identity import step_identity
 
-    return {name: config_identity(c) for name, c in split_configs(config, splits).items()}
+    return {name: step_identity(c) for name, c in split_configs(config, splits).items()}
 
 
 def launch(settings: dict, command: list[str]) -> int:

@@ -109,55 +109,28 @@ def resolved_dtype(dtype: str | None, device: str | None) -> str | None:
     return str(resolve_dtype("auto", chosen)).removeprefix("torch.")
 
 
-REGISTERED_OPTIONS = {  # option -> (module, registry) its value names an entry of
-    "selection": ("aepo_datasets.selection.base", "STRATEGIES"),
-    "similarity_measure": ("aepo_datasets.selection.similarity", "LEXICAL"),
-    "reward_model": ("aepo_datasets.rewards", "REWARD_MODELS"),
-    "prescreen_model": ("aepo_datasets.rewards", "REWARD_MODELS"),
-}
-
-
-def plugin_identity(option: str, value) -> str | None:
-    """The source file's content hash of a registered choice defined outside the package (a plugin's strategy,
-    annotator or measure): an edited plugin never reuses rows. None for the package's own choices and other values."""
-    import importlib
+def code_identity(entry) -> str | None:
+    """The content hash of the source file defining `entry` (a registered class or function) when that file is outside
+    the package (a plugin): an edited plugin never reuses rows. None for the package's own entries and for entries no
+    file holds (defined in a notebook)."""
     import inspect
 
-    where = REGISTERED_OPTIONS.get(option)
-    if where is None or not isinstance(value, str):
-        return None
-    registry = getattr(importlib.import_module(where[0]), where[1])
-    if value not in registry:
-        return None
     try:
-        source = Path(inspect.getsourcefile(registry.get(value))).resolve()
+        source = Path(inspect.getsourcefile(entry)).resolve()
         if PACKAGE_ROOT in source.parents:
             return None
         return "plugin:" + hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-    except (TypeError, OSError):  # defined where no file holds it (a notebook): its name is all there is
+    except (TypeError, OSError):
         return None
-
-
-def served_identity(config) -> str | None:
-    """The model a `server:URL` annotator serves now (the preflight's answer, else one GET): a run against a
-    replaced model reuses nothing the old one scored. None when nothing is scored by a server."""
-    from ..rewards.server import ServerScorer, is_server
-
-    reward_model = getattr(config, "reward_model", None)
-    if not is_server(reward_model) or getattr(config, "reward_column", None):
-        return None
-    return "served:" + ServerScorer(reward_model).model_id
 
 
 def config_identity(config) -> dict:
-    """The identity of the paths, plugins and served model a config names, and its resolved dtype (empty for a
-    config with none of them)."""
+    """The identity of the paths a config names and its resolved dtype (empty for a config with neither);
+    `transforms.identity.step_identity` adds plugins' code and served models."""
     if not is_dataclass(config):
         return {}
     names = {f.name for f in fields(config)}
     out = {name: path_identity(getattr(config, name)) for name in PATH_OPTIONS if name in names}
-    out |= {f"{name} code": plugin_identity(name, getattr(config, name)) for name in REGISTERED_OPTIONS if name in names}
-    out["served"] = served_identity(config)
     out = {name: value for name, value in out.items() if value is not None}
     if "dtype" in names:
         out["dtype"] = resolved_dtype(getattr(config, "dtype"), getattr(config, "device", None))

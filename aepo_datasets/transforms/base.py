@@ -56,11 +56,12 @@ class Transform:
         # unpickled from this state picks its device from its rank). Batch sizes stay in: a worker rebuilds its
         # config from this state (the launcher's run key leaves them out). What the device changes (the dtype `auto` resolves to), the contents of files and model folders the
         # config names are in `identity` (ignored on unpickling)
-        from ..models.identity import config_identity, package_code_hash
+        from ..models.identity import package_code_hash
+        from .identity import step_identity
 
         config = replace(self.config, device=None) if hasattr(self.config, "device") else self.config
         return {"config": config, "version": self.VERSION, "package": __version__, "code": package_code_hash(),
-                "identity": config_identity(self.config)}
+                "identity": step_identity(self.config)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.config = state["config"]
