@@ -171,6 +171,28 @@ def test_user_has_a_csv_row_with_too_few_or_too_many_fields(tmp_path, capsys, co
     assert f"line {line} has {fields} fields but the header has 3 (prompt, a, b)" in err
 
 
+@pytest.mark.parametrize("content, words", [
+    (b"prompt,response_0,response_1,\nq1,x,yy,\n", "header column 4 has no name (a trailing comma?)"),
+    (b"prompt,response_0,prompt\nq1,x,yy\n", "the header names column 'prompt' 2 times"),
+])
+def test_user_has_a_csv_header_with_a_blank_or_repeated_name(tmp_path, capsys, content, words):
+    path = tmp_path / "d.csv"
+    path.write_bytes(content)
+    assert words in bad(tmp_path, capsys, "--num_responses", "2", dataset=path)
+
+
+def test_user_has_responses_that_read_na_or_none_and_they_stay_text(tmp_path):
+    from datasets import load_from_disk
+
+    path = tmp_path / "d.csv"
+    path.write_bytes(b",prompt,response_0,response_1\n0,NA,None,N/A is not an answer\n1,null,nan,NaN or null\n")  # pandas' index
+    assert run(tmp_path, "--num_responses", "2", "--reward_model", "length", "--selection", "random",
+               dataset=path) == 0
+    saved = load_from_disk(str(tmp_path / "output" / "preference"))["train"]
+    assert saved["prompt"] == ["NA", "null"]
+    assert saved["chosen"] == ["N/A is not an answer", "NaN or null"] and saved["rejected"] == ["None", "nan"]
+
+
 def test_user_runs_on_605_prompts_and_the_summary_says_4_of_605(tmp_path, caplog):
     caplog.set_level("INFO")
     path = scored_example(tmp_path)

@@ -142,8 +142,11 @@ def _load_files(paths: list[Path], cache_dir):
     if len(paths) == 1:
         _check_has_rows(paths[0])
     try:
-        return datasets.load_dataset(file_type(paths[0]), data_files=[str(p) for p in paths], split="train",
-                                     cache_dir=cache_dir)
+        kind = file_type(paths[0])
+        # a response or prompt that reads "NA", "None" or "null" is text: only an empty cell is missing
+        text_as_is = {"keep_default_na": False, "na_values": [""]} if kind == "csv" else {}
+        return datasets.load_dataset(kind, data_files=[str(p) for p in paths], split="train", cache_dir=cache_dir,
+                                     **text_as_is)
     except Exception as err:  # builders wrap parser errors; report the root cause in one line
         cause = err
         while cause.__cause__ is not None:
@@ -202,6 +205,23 @@ def _check_csv(path: Path) -> None:
     if not _csv_rows_fit_the_header(path):
         _scan_utf8_lines(path)
         _scan_csv_rows(path)
+    _check_csv_header(path)
+
+
+def _check_csv_header(path: Path) -> None:
+    """A blank or repeated column name would be renamed by the reader (`Unnamed: 4`, `prompt.1`) and then taken
+    for a response: refuse it, naming it."""
+    with open_text(path, "rt") as handle:
+        header = next((row for row in csv.reader(handle) if row), [])
+    names = [cell.lstrip("\ufeff").strip() for cell in header]
+    blank = [i + 1 for i, name in enumerate(names) if not name and i > 0]  # column 1: pandas' index, numbers
+    if blank:
+        raise AEPOInputError(f"{path}: header column {blank[0]} has no name (a trailing comma?). Name it, or remove "
+                             "the column.")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise AEPOInputError(f"{path}: the header names column {repeated[0]!r} {names.count(repeated[0])} times. "
+                             "Give each column its own name.")
 
 
 def _csv_rows_fit_the_header(path: Path) -> bool:
