@@ -120,6 +120,11 @@ def job_from(command: str, given: dict) -> Job:
         defaults = {**spec.defaults(), **COMMAND_DEFAULTS.get(command, {})}
         # a shared config's `push_to_hub: null` or `private: true` changes nothing at stage=select
         _check_stage(values["stage"], {k: v for k, v in given.items() if v is not None and v != defaults.get(k)})
+    for flag in ("push_to_hub", "repo_id"):  # before the run, not after it
+        if values.get(flag):
+            from .hub.push import check_repo_id
+
+            check_repo_id(values[flag], flag)
     if given.get("private") is False and not values.get("push_to_hub") and command != "aepo push":
         raise AEPOInputError("--private false makes a pushed dataset public, and nothing is pushed here: add "
                              "--push_to_hub REPO_ID, or leave --private out.")

@@ -332,6 +332,8 @@ def test_pairs_output_options_apply_to_every_split(tmp_path):
      "--reward_batch_size is an option of the models run here"),
     (["reward_model=aepo-mini", "selection=random", "max_tokens=5"], "--max_tokens is an option of the models run here"),
     (["reward_model=length", "selection=random", "dtype=float32"], "--dtype is an option of the models run here"),
+    (["push_to_hub=bad id!!"], "--push_to_hub 'bad id!!' is not a Hub repo id"),
+    (["push_to_hub=me/a/b"], "--push_to_hub 'me/a/b' is not a Hub repo id"),
     (["id_column=id"], "--id_column names the prompt ids of a selection (stage=select), not read by stage=all"),
 ])
 def test_more_ignored_options_are_refused_in_one_line(tmp_path, capsys, argv, words):

@@ -40,6 +40,18 @@ RETRY_STATUS = frozenset({408, 409, 412, 425, 429})  # and every 5xx
 MAX_BACKOFF_S = 60.0
 
 
+def check_repo_id(repo_id: str, flag: str) -> None:
+    """A dataset repo id the Hub accepts (`name` or `owner/name`), checked before the run rather than after it."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        reason = str(err).splitlines()[0].replace(" Use `repo_type` argument if needed.", "")
+        raise AEPOInputError(f"--{flag} {repo_id!r} is not a Hub repo id: {reason} (e.g. your-name/aepo-preferences)") \
+            from None
+
+
 def push_later_command(local_folder: str | os.PathLike | None, repo_id: str) -> str:
     folder = shlex.quote(str(local_folder)) if local_folder is not None else "<folder>"
     return f"aepo push {folder} {shlex.quote(repo_id)}"
