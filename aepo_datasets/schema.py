@@ -293,12 +293,21 @@ def _from_yaml(command: Command, path: Path) -> dict:
 
 def read_config(path: Path) -> dict:
     """The mapping in a YAML config file; one line naming the file when it is missing or not a mapping."""
+    if path.is_dir():
+        raise AEPOInputError(f"Config file {str(path)!r} is a folder; name a .yaml file (e.g. configs/paper_k2_n8.yaml).")
     if not path.is_file():
         raise AEPOInputError(f"Config file {str(path)!r} does not exist.")
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise AEPOInputError(f"Config file {path} is not UTF-8 text (byte {err.start + 1}); save it as UTF-8.") from None
+    except OSError as err:
+        raise AEPOInputError(f"Cannot read config file {path}: {err.strerror or err}.") from None
     except yaml.YAMLError as err:
-        raise AEPOInputError(f"Config file {path} is not valid YAML: {err}") from None
+        where = getattr(err, "problem_mark", None)
+        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise AEPOInputError(f"Config file {path} is not valid YAML{line}: "
+                             f"{getattr(err, 'problem', None) or str(err).splitlines()[0]}.") from None
     if not isinstance(loaded, dict):
         raise AEPOInputError(f"Config file {path} must hold a mapping of keys to values.")
     return loaded

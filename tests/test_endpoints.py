@@ -252,6 +252,9 @@ def test_generate_refuses_csv_output_and_an_unlisted_model_before_reading(fake_j
     args = generate_args(prompts_jsonl, fake_judge.url, tmp_path)
     code, err, _ = run_aepo([*args[:-4], "--output", str(tmp_path / "s.csv")], capsys)
     assert code == 2 and "aepo generate writes .jsonl, .json, .parquet" in err
+    (tmp_path / "folder.jsonl").mkdir()
+    code, err, _ = run_aepo([*args[:-4], "--output", str(tmp_path / "folder.jsonl")], capsys)
+    assert code == 2 and "folder.jsonl' is a folder; name the file to write" in err
     code, err, _ = run_aepo([a if a != "fake-model" else "other" for a in args], capsys)
     assert code == 2 and "does not serve model 'other'" in err and not fake_judge.requests
 

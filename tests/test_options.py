@@ -353,6 +353,18 @@ def test_every_shipped_config_runs_at_stage_select(tmp_path, config):
     assert job.values["stage"] == "select"
 
 
+@pytest.mark.parametrize("content, words", [
+    (b"a: [1, 2\nb: 3\n", "is not valid YAML at line 2, column 2: expected ',' or ']'"),
+    (b"a: \xff\xfe\n", "is not UTF-8 text (byte 4); save it as UTF-8"),
+    (None, "is a folder; name a .yaml file"),
+])
+def test_a_config_file_that_is_not_yaml_text_is_one_line(tmp_path, capsys, content, words):
+    path = tmp_path / "c.yaml"
+    path.mkdir() if content is None else path.write_bytes(content)
+    code, err = run_aepo([str(EXAMPLE), "--config", str(path)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, err
+
+
 def test_keeping_embeddings_when_nothing_is_embedded_is_refused(tmp_path, capsys):
     code, err = run_aepo([str(EXAMPLE), "--num_responses", "8", "--selection", "random", "--reward_model", "length",
                           "--use_matrix_cache", "--cache_dir", str(tmp_path)], capsys)

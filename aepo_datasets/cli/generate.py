@@ -44,6 +44,8 @@ def check_output(output: str) -> Path:
     if path.suffix.lower() not in FORMATS:
         raise AEPOInputError(f"--output {output!r}: aepo generate writes {', '.join(FORMATS)} (the finish reasons are "
                              "a nested column, which CSV cannot hold).")
+    if path.is_dir():
+        raise AEPOInputError(f"--output {output!r} is a folder; name the file to write (e.g. {path / 'samples.jsonl'}).")
     check_writable_dir(path.parent if str(path.parent) else Path("."), "--output")
     return path
 
