@@ -33,6 +33,9 @@ def test_cli_baselines_report_pair_quality_in_summary_run_info_card_and_plot(tmp
     assert "### Pair quality" in card and "| west_of_n |" in card.split("### Pair quality")[1]
     png = tmp_path / "output" / "preference_quality.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"quality plot:          {png}" in caplog.text
+    assert main([str(EXAMPLE), "--cache_dir", str(tmp_path), "--num_responses", "8", "--num_instructions", "2",
+                 "--reward_model", "length", "--selection", "random", "--plot", "off"]) == 0
+    assert not png.exists()  # the earlier run's plot does not stand beside outputs it does not describe
 
 
 def test_launcher_pair_quality_merges_chunks_like_one_pass(tmp_path):

@@ -100,9 +100,13 @@ def prompts_in(report: RunReport) -> str:
 
 
 def quality_plot(report: RunReport, plot: bool | None, path) -> dict[str, str]:
-    """Draws the pair-quality report to `path` when `--plot` asks for it: {"quality plot": path} or {}."""
+    """Draws the pair-quality report to `path` when `--plot` asks for it: {"quality plot": path} or {}. An earlier
+    run's plot at `path` is removed first: it would stand beside outputs it does not describe."""
+    from pathlib import Path
+
     from .quality_plot import plot_quality, plot_wanted
 
+    Path(path).unlink(missing_ok=True)
     if not report.pair_quality or not plot_wanted(plot):
         return {}
     try:
