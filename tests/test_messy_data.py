@@ -139,6 +139,23 @@ def test_header_only_csv(tmp_path, capsys):
     assert code == 2 and "has no rows (only a header line)" in err
 
 
+@pytest.mark.parametrize("name, write, words", [
+    ("d.jsonl", lambda p: p.write_text('{"prompt": "q", "r0": "a", "r1": "b"}\n' * 5 + '{"prompt": "q5", broken\n'),
+     "d.jsonl: line 6 is not valid JSON (Expecting property name enclosed in double quotes at column 18)"),
+    ("d.jsonl", lambda p: p.write_text('{"prompt": "q", "r0": "a", "r1": "b"}\n["q", "a", "b"]\n'),
+     "d.jsonl: line 2 is a JSON list, not an object of columns"),
+    ("empty.json", lambda p: p.write_text(" [ ]\n"), "has no rows (an empty JSON list)"),
+    ("empty.parquet", lambda p: __import__("datasets").Dataset.from_dict({"prompt": [], "r0": []}).to_parquet(str(p)),
+     "has no rows (a parquet file with columns only)"),
+])
+def test_a_bad_json_line_or_an_empty_json_or_parquet_file_is_one_line(tmp_path, capsys, name, write, words):
+    path = tmp_path / name
+    write(path)
+    code = run_cli(tmp_path, path, "--num_responses", "2", "--reward_model", "length")
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "examples/s" not in line]
+    assert code == 2 and len(err) == 1 and words in err[0], err
+
+
 def test_cache_dir_that_cannot_be_created_blames_cache_dir(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")

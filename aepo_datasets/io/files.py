@@ -141,18 +141,44 @@ def _load_files(paths: list[Path], cache_dir):
         _check_readable(path)
     if len(paths) == 1:
         _check_has_rows(paths[0])
+    kind = file_type(paths[0])
+    # a response or prompt that reads "NA", "None" or "null" is text: only an empty cell is missing
+    text_as_is = {"keep_default_na": False, "na_values": [""]} if kind == "csv" else {}
+    datasets_logger = logging.getLogger("datasets")
+    level = datasets_logger.level
+    datasets_logger.setLevel(logging.CRITICAL)  # it logs a parse failure before raising it: one line is ours
     try:
-        kind = file_type(paths[0])
-        # a response or prompt that reads "NA", "None" or "null" is text: only an empty cell is missing
-        text_as_is = {"keep_default_na": False, "na_values": [""]} if kind == "csv" else {}
         return datasets.load_dataset(kind, data_files=[str(p) for p in paths], split="train", cache_dir=cache_dir,
                                      **text_as_is)
     except Exception as err:  # builders wrap parser errors; report the root cause in one line
+        for path in paths:
+            _check_json_lines(path)  # names the first bad line (pyarrow counts rows from 0, within a block)
         cause = err
         while cause.__cause__ is not None:
             cause = cause.__cause__
         where = paths[0] if len(paths) == 1 else f"{len(paths)} files ({paths[0]} ...)"
         raise AEPOInputError(f"Could not parse {where}: {type(cause).__name__}: {str(cause).strip()}") from None
+    finally:
+        datasets_logger.setLevel(level)
+
+
+def _check_json_lines(path: Path) -> None:
+    """A JSON Lines file whose line is not a JSON object: one line naming it (1-based), else nothing."""
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    if ".jsonl" not in suffixes:
+        return
+    with open_text(path, "rt") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as err:
+                raise AEPOInputError(f"{path}: line {number} is not valid JSON ({err.msg} at column {err.colno}). "
+                                     "Fix or remove that line.") from None
+            if not isinstance(row, dict):
+                raise AEPOInputError(f"{path}: line {number} is a JSON {type(row).__name__}, not an object of "
+                                     "columns ({\"prompt\": ..., \"response_0\": ...}).")
 
 
 def _check_readable(path: Path) -> None:
@@ -183,7 +209,21 @@ def open_text(path: Path, mode: str = "rb"):
 def _check_has_rows(path: Path) -> None:
     """The `datasets` builders fail on a file with no rows with a message about splits; say it plainly."""
     if file_type(path) == "parquet":
-        return  # checked after loading: an empty parquet file still loads, with its columns
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except Exception:  # not parquet: the loader names the cause
+            return
+        if rows == 0:
+            raise AEPOInputError(f"Input file {str(path)!r} has no rows (a parquet file with columns only). Check "
+                                 "that it is the file you meant.")
+        return
+    with open_text(path, "rt") as handle:
+        start = handle.read(4096)
+        if file_type(path) == "json" and "".join(start.split()).startswith("[]"):
+            raise AEPOInputError(f"Input file {str(path)!r} has no rows (an empty JSON list). Check that it is the "
+                                 "file you meant.")
     with open_text(path, "rt") as handle:
         lines = (line for line in handle if line.strip())
         header = next(lines, None)
