@@ -84,8 +84,10 @@ def test_select_then_pair_equals_the_one_pass_run(wide_csv, tmp_path, small_wide
     assert aepo(["select", str(wide_csv), *common, "--cache_dir", str(two_step), *select_extra]) == 0
     labels = score_labels(two_step / "output" / "selection", small_wide_dataset, tmp_path / "labels.jsonl")
     pair_extra = [e for e in extra if e == "--conversational"]
+    files = sorted((two_step / "output" / "selection").rglob("*"))
     assert aepo(["pair", str(two_step / "output" / "selection"), "--labels", str(labels), "--cache_dir",
                  str(two_step), *pair_extra]) == 0
+    assert sorted((two_step / "output" / "selection").rglob("*")) == files  # pairing leaves the selection as it was
     assert outputs(two_step) == outputs(one_pass)
     info = json.loads((two_step / "output" / "preference" / "run_info.json").read_text())
     assert info["annotator"] == "labels labels.jsonl" and info["report"]["labels"]["received"] == len(

@@ -231,8 +231,8 @@ def _with_columns(data, rewards, reasons):
     from datasets import List, Value
 
     data = data.remove_columns([c for c in ("rewards", "skip_reason") if c in data.column_names])
-    data = data.add_column("skip_reason", reasons).add_column("rewards", rewards)
-    return data.cast_column("rewards", List(Value("float64")))
+    # typed as added: a cast would write a cache file into the selection's folder
+    return data.add_column("skip_reason", reasons).add_column("rewards", rewards, feature=List(Value("float64")))
 
 
 def main(argv: list[str]) -> int:

@@ -368,7 +368,8 @@ def _load_saved(path: Path, split: str):
     import datasets
 
     try:
-        loaded = datasets.load_from_disk(str(path))
+        # a read-only folder (a shared mount): in memory, as `datasets` would write its cache files beside it
+        loaded = datasets.load_from_disk(str(path), keep_in_memory=not os.access(path, os.W_OK))
     except FileNotFoundError:
         raise AEPOInputError(f"{path} is a folder but not one written by save_to_disk.") from None
     if isinstance(loaded, datasets.DatasetDict):

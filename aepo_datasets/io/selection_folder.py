@@ -15,6 +15,7 @@ The folder is written as a whole (a temporary sibling, then swapped in), like th
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -99,7 +100,8 @@ def read_selection(folder: str | Path):
                              f"and {SELECTION_DIR}/).")
     info = RunInfo.from_json(info_path.read_text(encoding="utf-8"), str(info_path))
     try:
-        data = load_from_disk(str(data_path))
+        # a read-only folder (a shared mount): in memory, as `datasets` would write its cache files beside it
+        data = load_from_disk(str(data_path), keep_in_memory=not os.access(data_path, os.W_OK))
     except (FileNotFoundError, ValueError, json.JSONDecodeError) as err:
         raise AEPOInputError(f"{str(data_path)!r} cannot be read back ({err}); run `aepo select` again.") from None
     if not selection_columns(data.column_names) or "prompt_id" not in data.column_names:
