@@ -39,6 +39,6 @@ def exit_code(prog: str, action) -> int:
     except (IncompleteRunError, HubPushError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; no output was written under the output name", file=sys.stderr)
+    except KeyboardInterrupt as err:  # its message, when it has one, says what was written (push_and_summarize)
+        print(f"{prog}: interrupted; {err or 'no output was written under the output name'}", file=sys.stderr)
         return 130

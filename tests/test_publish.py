@@ -89,3 +89,22 @@ def test_launcher_card_describes_each_split_of_a_multi_split_run(fake_hub, tmp_p
     assert f"| aepo_k2 | aepo (λ = 1.0) | 2 | {aepo['splits']['aepo_k2']['rows']} | 12 | 36 (75%) |" in card.text
     assert f"| west_of_n | west_of_n | all | {aepo['splits']['west_of_n']['rows']} | 48 | 0 (0%) |" in card.text
     assert "| random_k2 | margin (chosen − rejected) |" in card.text
+
+
+def test_ctrl_c_during_the_push_says_the_local_outputs_are_complete(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while pushing (simulated: the push raises KeyboardInterrupt): the summary lists the outputs written and
+    that nothing was pushed, and the last line does not claim that no output was written."""
+    from aepo_datasets.io import outputs
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outputs, "push", interrupted)
+    code = main([EXAMPLE, "--cache_dir", str(tmp_path), "--num_responses", "8", "--num_instructions", "3",
+                 "--selection", "random", "--reward_model", "length", "--push_to_hub", "fake-user/prefs"])
+    captured = capsys.readouterr()
+    assert code == 130 and (tmp_path / "output" / "preference.csv").is_file()
+    assert "pushed to:             nothing: interrupted during the push" in captured.out
+    assert captured.err.strip().splitlines()[-1] == (
+        "aepo: interrupted; the outputs listed above are complete; push them with `aepo push FOLDER REPO_ID` "
+        "(FOLDER: the output dataset)")

@@ -24,6 +24,10 @@ def push_and_summarize(report: RunReport, outputs: dict[str, str], push: Callabl
     except HubPushError:
         outputs["pushed to"] = "nothing: the push failed (the error below says how to push later)"
         raise
+    except KeyboardInterrupt:
+        outputs["pushed to"] = "nothing: interrupted during the push"
+        raise KeyboardInterrupt("the outputs listed above are complete; push them with `aepo push FOLDER REPO_ID` "
+                                "(FOLDER: the output dataset)") from None
     finally:
         summary_logger.info("%s", format_summary(report, outputs))
 
