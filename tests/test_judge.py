@@ -115,6 +115,16 @@ def test_key_goes_only_in_the_header_and_401_is_a_user_error(fake_judge, tmp_pat
     assert "sk-secret" not in str(err.value)
 
 
+def test_a_400_mid_run_names_the_response_and_keeps_the_answers(fake_judge, tmp_path):
+    judge = scorer(fake_judge, tmp_path, concurrency=1)
+    judge.score(PROMPTS[:1], RESPONSES[:1])
+    fake_judge.fail_next(400)
+    with pytest.raises(AEPOInputError, match=r"HTTP 400.*too long for the model \(lower --judge_max_chars\).*"
+                                             r"response 'Blue.*answers received so far are cached"):
+        judge.score(PROMPTS[1:2], RESPONSES[1:2])
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == 1
+
+
 def test_no_api_base_is_one_line_before_anything_runs(small_wide_dataset, tmp_path, capsys):
     data = tmp_path / "d.csv"
     small_wide_dataset.to_csv(str(data))

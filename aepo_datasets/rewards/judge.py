@@ -176,7 +176,7 @@ class JudgeScorer:
             return parse_score(cached["answer"])
         for attempt in range(MALFORMED_RETRIES + 1):
             try:
-                answer, usage = self._read_answer(self.client.post_json(body))
+                answer, usage = self._read_answer(self._post(body, prompt, response))
                 score = parse_score(answer)
                 if score is None:
                     raise _Malformed(f"no [[score]] in the answer {answer[:120]!r}")
@@ -192,6 +192,15 @@ class JudgeScorer:
             self.cache.put(key, {"model": self.model, "answer": answer, "usage": usage})
             return score
         raise AssertionError("unreachable")
+
+    def _post(self, body: dict, prompt, response: str) -> bytes:
+        """The raw answer; a refused request names the response it was for (a 400 mid-run is often one too long)."""
+        try:
+            return self.client.post_json(body)
+        except AEPOInputError as err:
+            raise AEPOInputError(f"{err} The request was for response {response[:60]!r} of prompt "
+                                 f"{prompt_label(prompt)!r}; answers received so far are cached, so a rerun pays "
+                                 "only for the rest.") from None
 
     def _cache_key(self, body: dict) -> str:
         """The exact request sent (the text after truncation, the model, temperature and any other field) and the
@@ -225,7 +234,9 @@ class JudgeScorer:
     def _http_error(self, err: urllib.error.HTTPError) -> Exception:
         hint = {401: f"set {API_KEY_VARS[0]} (or {API_KEY_VARS[1]}) to a valid key",
                 403: "the key is not allowed to use this model", 404: "check --api_base (it usually ends in /v1) "
-                "and the model name"}.get(err.code, "check --api_base and the model name")
+                "and the model name", 400: "is the request too long for the model (lower --judge_max_chars), or an "
+                "option the server does not take (--judge_max_tokens, --judge_temperature none)?"}.get(
+            err.code, "check --api_base and the model name")
         return AEPOInputError(f"--reward_model judge:{self.model}: {self.url} answered HTTP {err.code} "
                               f"({self.client.error_detail(err)}); {hint}.")
 
