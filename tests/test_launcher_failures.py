@@ -50,6 +50,23 @@ def test_rerun_after_a_killed_or_failed_run_cleans_its_leftovers(tmp_path, caplo
     assert older.exists() and "also holds the chunks of 1 run(s)" in caplog.text
 
 
+def test_a_finished_chunk_cut_short_on_disk_is_named_with_how_to_recompute_it(tmp_path, capsys):
+    import shutil
+
+    args = [*FAST, f"output_dir={tmp_path / 'out'}"]
+    assert main(args) == 0
+    (work,) = (tmp_path / "out" / "chunks").iterdir()
+    arrow = next((work / "chunk-000001").rglob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[: arrow.stat().st_size // 2])  # a disk that filled up, or failed
+    capsys.readouterr()
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"the finished chunk {work / 'chunk-000001'} cannot be read back" in err[-1]
+    assert "delete that folder and run the same command again" in err[-1]
+    shutil.rmtree(work / "chunk-000001")
+    assert main(args) == 0
+
+
 def test_push_failure_at_the_end_of_a_launcher_run_still_prints_summary_and_outputs(fake_hub, tmp_path, capsys,
                                                                                     caplog):
     caplog.set_level("INFO")

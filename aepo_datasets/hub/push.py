@@ -196,6 +196,9 @@ def push_saved_folder(
         dataset_dict = datasets.load_from_disk(str(folder))
     except FileNotFoundError as err:
         raise AEPOInputError(f"{folder} is not a saved dataset folder ({err})") from err
+    except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError: a file cut short or damaged
+        raise AEPOInputError(f"{folder} cannot be read back ({type(err).__name__}: {str(err).splitlines()[0]}); "
+                             "run the job again to write it anew.") from None
     if not isinstance(dataset_dict, datasets.DatasetDict):
         raise AEPOInputError(f"{folder} holds a single Dataset; `aepo push` expects a DatasetDict saved with "
                              "save_to_disk")  # fmt: skip

@@ -62,17 +62,32 @@ def save_chunk(work: Path, index: int, splits: dict, report) -> None:
 
 def assemble(work: Path, count: int):
     """Concatenate finished chunks in prompt order into one DatasetDict, plus the merged report."""
-    from datasets import DatasetDict, concatenate_datasets, load_from_disk
+    from datasets import DatasetDict, concatenate_datasets
 
     from ..pipeline.runner import RunReport
 
-    parts = [load_from_disk(str(chunk_dir(work, i))) for i in range(count)]
+    parts = [_load_chunk(chunk_dir(work, i)) for i in range(count)]
     merged = DatasetDict({name: concatenate_datasets(_non_empty([p[name] for p in parts])) for name in parts[0]})
     report = RunReport()
     for i in range(count):
         loaded = json.loads((chunk_dir(work, i) / "report.json").read_text())
         report = report.merge(RunReport(**loaded))
     return merged, report
+
+
+def _load_chunk(folder: Path):
+    """A finished chunk; one that cannot be read back (a file cut short on a full or failing disk) is named with how
+    to compute it again."""
+    from datasets import load_from_disk
+
+    from ..errors import IncompleteRunError
+
+    try:
+        return load_from_disk(str(folder))
+    except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise IncompleteRunError(f"the finished chunk {folder} cannot be read back ({type(err).__name__}: "
+                                 f"{str(err).splitlines()[0]}); delete that folder and run the same command again: "
+                                 "only that chunk is computed again.") from None
 
 
 def _non_empty(parts: list) -> list:
