@@ -40,5 +40,5 @@ def exit_code(prog: str, action) -> int:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as err:  # its message, when it has one, says what was written (push_and_summarize)
-        print(f"{prog}: interrupted; {err or 'no output was written under the output name'}", file=sys.stderr)
+        print(f"{prog}: interrupted; {str(err) or 'no output was written under the output name'}", file=sys.stderr)
         return 130

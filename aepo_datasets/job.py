@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, fields
 from .config import BUILT_IN, SELECTION_READERS, AEPOConfig, check_conflicts, check_options_read, merge_split
 from .errors import AEPOInputError
 from .options import GenerateOptions, InputOptions, RunOptions, instruction_count
-from .schema import ANNOTATOR, INPUT, MODELS, PER_SPLIT, SCOPES, SPLIT, Command, coerce_option, declared, \
-    parse_command
+from .schema import ANNOTATOR, INPUT, MODELS, PER_SPLIT, SCOPES, SPLIT, Command, coerce_option, \
+    command_line_keys, declared, parse_command
 
 ALL = (InputOptions, AEPOConfig, RunOptions, GenerateOptions)
 _FIELDS = declared(*ALL)
@@ -98,11 +98,12 @@ def parse_job(command: str, argv: list[str]) -> Job:
     """`argv` of `command` (a key of COMMANDS) as a checked Job; one AEPOInputError line for any mistake."""
     spec = COMMANDS[command]
     given = parse_command(spec, argv)
-    return job_from(command, given)
+    return job_from(command, given, command_line_keys(spec, argv))
 
 
-def job_from(command: str, given: dict) -> Job:
-    """A Job from options already coerced (`parse_command`, or a settings dict of the launcher's tests)."""
+def job_from(command: str, given: dict, typed: set[str] | None = None) -> Job:
+    """A Job from options already coerced (`parse_command`, or a settings dict of the launcher's tests). `typed`:
+    the options written on the command line (default: all of `given`), as opposed to a shared config file's."""
     spec = COMMANDS[command]
     unknown = [key for key in given if key not in spec.fields]
     if unknown:
@@ -118,8 +119,11 @@ def job_from(command: str, given: dict) -> Job:
     _check_run_values(values)
     if command == "aepo run":
         defaults = {**spec.defaults(), **COMMAND_DEFAULTS.get(command, {})}
-        # a shared config's `push_to_hub: null` or `private: true` changes nothing at stage=select
-        _check_stage(values["stage"], {k: v for k, v in given.items() if v is not None and v != defaults.get(k)})
+        typed = set(given) if typed is None else typed
+        # a shared config file's `push_to_hub: null` or `private: true` changes nothing at stage=select; an option
+        # typed on the command line is always checked
+        _check_stage(values["stage"], {k: v for k, v in given.items()
+                                       if k in typed or (v is not None and v != defaults.get(k))})
     for flag in ("push_to_hub", "repo_id"):  # before the run, not after it
         if values.get(flag):
             from .hub.push import check_repo_id

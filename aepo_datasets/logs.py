@@ -7,6 +7,7 @@ stderr. Library code logs the summary to `SUMMARY_LOGGER`; only `setup_logging` 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 NOISY = ("httpx", "urllib3", "filelock", "datasets", "transformers", "sentence_transformers")
@@ -45,3 +46,7 @@ def setup_logging(debug: bool) -> None:
     if not debug:
         for noisy in NOISY:
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # `datasets` logs a file it cannot parse at ERROR and then raises; the command prints the raised error as
+        # one line (--debug shows both). Its import sets its level from DATASETS_VERBOSITY, so set both.
+        os.environ.setdefault("DATASETS_VERBOSITY", "critical")
+        logging.getLogger("datasets").setLevel(logging.CRITICAL)

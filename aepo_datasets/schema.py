@@ -218,6 +218,11 @@ def parse_command(command: Command, argv: list[str]) -> dict:
     return given
 
 
+def command_line_keys(command: Command, argv: list[str]) -> set[str]:
+    """The options typed on the command line (not those of `--config`'s file)."""
+    return set(_tokens(command, argv)[1])
+
+
 def coerce_option(command: Command, name: str, value):
     f = command.fields[name]
     words = f.metadata.get("flag_values") or {}

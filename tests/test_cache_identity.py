@@ -95,6 +95,8 @@ def test_a_saved_folder_written_again_with_other_rows_gets_a_new_fingerprint(tmp
     save("POLICY_V1")
     first = load_input(str(folder))._fingerprint
     assert load_input(str(folder))._fingerprint == first  # stable while the folder is unchanged
+    (folder / "cache-0123abcd.arrow").write_bytes(b"a map's cache file, left by a kept cache")
+    assert load_input(str(folder))._fingerprint == first  # not part of the saved rows
     shutil.rmtree(folder)
     save("POLICY_V2")
     assert load_input(str(folder))._fingerprint != first

@@ -244,7 +244,7 @@ def test_samples_a_server_returned_short_are_asked_in_parallel(fake_judge, tmp_p
                              cache_dir=str(tmp_path))
     out = step({"prompt": ["one prompt"]})
     assert all(out[f"response_{i}"][0] for i in range(5)) and len(fake_judge.requests) == 5
-    assert fake_judge.most_in_flight == 4  # one prompt, yet its 4 missing samples were asked at once
+    assert fake_judge.most_in_flight >= 2  # one prompt, yet its missing samples were asked at once (old: 1)
 
 
 def test_generate_refuses_csv_output_and_an_unlisted_model_before_reading(fake_judge, prompts_jsonl, tmp_path,
@@ -331,5 +331,5 @@ def test_the_launchers_generate_stage_writes_what_aepo_reads_and_resumes_by_chun
     assert "2 prompts x 3 samples from fake-model" in summary and "samples:   6" in summary
     sent = len(fake_judge.requests)
     assert launcher(args) == 0 and len(fake_judge.requests) == sent  # every chunk reused: no request
-    assert launcher([*args[:-1], "chunk_size=1", "num_annotations=3"]) == 2  # read by the other stages only
+    assert launcher([*args[:-1], "chunk_size=1", "num_annotations=2"]) == 2  # typed: refused, even at its default
     assert "not read by stage=generate" in capsys.readouterr().err

@@ -104,7 +104,17 @@ def test_ctrl_c_during_the_push_says_the_local_outputs_are_complete(tmp_path, ca
                  "--selection", "random", "--reward_model", "length", "--push_to_hub", "fake-user/prefs"])
     captured = capsys.readouterr()
     assert code == 130 and (tmp_path / "output" / "preference.csv").is_file()
-    assert "pushed to:             nothing: interrupted during the push" in captured.out
-    assert captured.err.strip().splitlines()[-1] == (
-        "aepo: interrupted; the outputs listed above are complete; push them with `aepo push FOLDER REPO_ID` "
-        "(FOLDER: the output dataset)")
+    assert "pushed to:             interrupted during the push (the repo may hold part of it)" in captured.out
+    assert captured.err.strip().splitlines()[-1] == ("aepo: interrupted; the outputs listed above are complete; push "
+                                                     f"them again with: aepo push {tmp_path}/output/preference "
+                                                     "fake-user/prefs")
+
+
+def test_a_plain_ctrl_c_says_no_output_was_written(capsys):
+    from aepo_datasets.errors import exit_code
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert exit_code("aepo", interrupted) == 130
+    assert capsys.readouterr().err == "aepo: interrupted; no output was written under the output name\n"

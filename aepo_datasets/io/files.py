@@ -28,10 +28,12 @@ ACCEPTED = ("a .csv, .json, .jsonl or .parquet file (.csv/.json/.jsonl may end i
 
 
 def load_input(source: str, split: str = "train", cache_dir: str | None = None, token: str | None = None,
-               subset: str | None = None):
+               subset: str | None = None, maps_in_memory: bool = False):
     """A local file (compressed or not), a glob of shards, a `save_to_disk` folder, or a Hub dataset id (with
-    `subset`, its configuration); never empty."""
-    dataset = _load_any(source, split, cache_dir, token, subset)
+    `subset`, its configuration); never empty. A `save_to_disk` folder on a read-only mount is read into memory,
+    as `datasets` would write its maps' cache files beside it, unless `maps_in_memory` (the launcher's maps write
+    none)."""
+    dataset = _load_any(source, split, cache_dir, token, subset, maps_in_memory)
     if len(dataset) == 0:
         raise AEPOInputError(f"Input {source!r} has no rows (columns: {dataset.column_names}). "
                              "Check that it is the file you meant.")
@@ -116,7 +118,8 @@ def glob_files(pattern: str) -> list[Path]:
     return paths
 
 
-def _load_any(source: str, split: str, cache_dir: str | None, token: str | None, subset: str | None = None):
+def _load_any(source: str, split: str, cache_dir: str | None, token: str | None, subset: str | None = None,
+              maps_in_memory: bool = False):
     import datasets
 
     kind = input_kind(source)
@@ -125,7 +128,7 @@ def _load_any(source: str, split: str, cache_dir: str | None, token: str | None,
         raise AEPOInputError(f"--subset {subset!r} names a configuration of a Hub dataset; {source!r} is a local "
                              f"{kind}. Leave --subset out.")
     if kind == "folder":
-        return _load_saved(path, split)
+        return _load_saved(path, split, in_memory=not maps_in_memory and not os.access(path, os.W_OK))
     if kind in ("file", "glob") and split != "train":
         raise AEPOInputError(f"--split {split!r}: {source!r} is a local {kind}, which has one split, 'train'. Leave "
                              "--split out, or name the file that holds that split.")
@@ -144,9 +147,6 @@ def _load_files(paths: list[Path], cache_dir):
     kind = file_type(paths[0])
     # a response or prompt that reads "NA", "None" or "null" is text: only an empty cell is missing
     text_as_is = {"keep_default_na": False, "na_values": [""]} if kind == "csv" else {}
-    datasets_logger = logging.getLogger("datasets")
-    level = datasets_logger.level
-    datasets_logger.setLevel(logging.CRITICAL)  # it logs a parse failure before raising it: one line is ours
     try:
         return datasets.load_dataset(kind, data_files=[str(p) for p in paths], split="train", cache_dir=cache_dir,
                                      **text_as_is)
@@ -158,8 +158,6 @@ def _load_files(paths: list[Path], cache_dir):
             cause = cause.__cause__
         where = paths[0] if len(paths) == 1 else f"{len(paths)} files ({paths[0]} ...)"
         raise AEPOInputError(f"Could not parse {where}: {type(cause).__name__}: {str(cause).strip()}") from None
-    finally:
-        datasets_logger.setLevel(level)
 
 
 def _check_json_lines(path: Path) -> None:
@@ -364,12 +362,11 @@ def _scan_utf8_lines(path: Path) -> None:
                 ) from None
 
 
-def _load_saved(path: Path, split: str):
+def _load_saved(path: Path, split: str, in_memory: bool = False):
     import datasets
 
     try:
-        # a read-only folder (a shared mount): in memory, as `datasets` would write its cache files beside it
-        loaded = datasets.load_from_disk(str(path), keep_in_memory=not os.access(path, os.W_OK))
+        loaded = datasets.load_from_disk(str(path), keep_in_memory=in_memory)
     except FileNotFoundError:
         raise AEPOInputError(f"{path} is a folder but not one written by save_to_disk.") from None
     if isinstance(loaded, datasets.DatasetDict):
@@ -388,10 +385,27 @@ def with_folder_fingerprint(dataset, folder: Path):
     otherwise reuse the cached maps and launcher chunks of the old ones."""
     from datasets.fingerprint import Hasher
 
-    from ..models.identity import folder_identity
-
-    dataset._fingerprint = Hasher.hash([dataset._fingerprint, folder_identity(folder)])
+    dataset._fingerprint = Hasher.hash([dataset._fingerprint, saved_files_identity(folder)])
     return dataset
+
+
+def saved_files_identity(folder: Path) -> str:
+    """Hash of what `save_to_disk` wrote under `folder`: each `state.json` and `dataset_info.json` by content, each
+    data file its state lists by size and mtime; never the `cache-*.arrow` files that maps leave beside them (a
+    cached run would otherwise change the next run's fingerprint)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for state in sorted(folder.rglob("state.json")):
+        files = [state, state.with_name("dataset_info.json")]
+        files += [state.with_name(f["filename"]) for f in json.loads(state.read_text()).get("_data_files", [])]
+        for file in files:
+            if file.is_file():
+                stat = file.stat()
+                digest.update(str(file.relative_to(folder)).encode() + b"\0")
+                digest.update(file.read_bytes() if file.suffix == ".json" else
+                              f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
 
 
 def _load_hub(name, split, cache_dir, token, datasets, subset=None):

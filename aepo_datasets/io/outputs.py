@@ -51,6 +51,7 @@ def write_outputs(splits: dict, config, report, target: OutputTarget, start: flo
 
     from .files import OUTPUT_TYPES, write_table_and_folder
     from ..report.run_info import build_run_info
+    from ..hub.push import push_later_command
     from ..report.summary import push_and_summarize, quality_plot
 
     # the requested selection's split ("train" in the CLI; a launcher-style selection's first split);
@@ -67,7 +68,7 @@ def write_outputs(splits: dict, config, report, target: OutputTarget, start: flo
                **quality_plot(report, config.plot, target.table.with_name(f"{target.table.stem}_quality.png"))}
     pusher = (lambda: push(target.folder, target.push_to_hub, target.access_token, target.private)) \
         if target.push_to_hub else None
-    push_and_summarize(report, outputs, pusher)
+    push_and_summarize(report, outputs, pusher, push_later_command(target.folder, target.push_to_hub or "REPO_ID"))
 
 
 def push(folder: Path, repo_id: str, token: str | None, private: bool = True) -> str:

@@ -66,25 +66,25 @@ def assemble(work: Path, count: int):
 
     from ..pipeline.runner import RunReport
 
-    parts = [_load_chunk(chunk_dir(work, i)) for i in range(count)]
-    merged = DatasetDict({name: concatenate_datasets(_non_empty([p[name] for p in parts])) for name in parts[0]})
-    report = RunReport()
+    parts, report = [], RunReport()
     for i in range(count):
-        loaded = json.loads((chunk_dir(work, i) / "report.json").read_text())
+        data, loaded = _load_chunk(chunk_dir(work, i))
+        parts.append(data)
         report = report.merge(RunReport(**loaded))
+    merged = DatasetDict({name: concatenate_datasets(_non_empty([p[name] for p in parts])) for name in parts[0]})
     return merged, report
 
 
 def _load_chunk(folder: Path):
-    """A finished chunk; one that cannot be read back (a file cut short on a full or failing disk) is named with how
+    """A finished chunk's rows and report; one that cannot be read back (a file cut short on a full or failing disk) is named with how
     to compute it again."""
     from datasets import load_from_disk
 
     from ..errors import IncompleteRunError
 
     try:
-        return load_from_disk(str(folder))
-    except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        return load_from_disk(str(folder)), json.loads((folder / "report.json").read_text())
+    except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid and json's errors are ValueErrors
         raise IncompleteRunError(f"the finished chunk {folder} cannot be read back ({type(err).__name__}: "
                                  f"{str(err).splitlines()[0]}); delete that folder and run the same command again: "
                                  "only that chunk is computed again.") from None

@@ -61,7 +61,7 @@ def launch_generate(settings: dict, command: list[str], run_key) -> int:
     check_shared_folder(state, settings["output_dir"])
     dataset = main_process_first(state, lambda: load_input(settings["dataset"], settings["split"],
                                                            settings["cache_dir"], settings["access_token"],
-                                                           settings["subset"]))
+                                                           settings["subset"], maps_in_memory=True))
     available = len(dataset)
     dataset = fresh_maps(take_instructions(dataset, settings["num_instructions"]))
     step = GenerateResponses(generate_config(settings, find_prompt_column(dataset.column_names,

@@ -125,7 +125,8 @@ def launch(settings: dict, command: list[str]) -> int:
                                                                          settings["output_dir"])
     splits = selection_splits(split_options(settings)) if selecting else split_options(settings)
     prompts = load_prompts(lambda: main_process_first(state, lambda: load_input(
-        settings["dataset"], settings["split"], settings["cache_dir"], settings["access_token"], settings["subset"])),
+        settings["dataset"], settings["split"], settings["cache_dir"], settings["access_token"], settings["subset"],
+        maps_in_memory=True)),
         config, splits, settings["num_instructions"], settings["access_token"], check_all=True,
         prepare=(lambda data: prepare_select(config, data, settings["id_column"])) if selecting else None)
     dataset, ids, layout = fresh_maps(prompts.dataset), prompts.ids, prompts.layout  # drops the pages loading read
@@ -164,6 +165,7 @@ def finish(settings, command, work: Path, count: int, seconds: float, source: di
     from ..report.quality import quality_reports
     from ..report.run_info import build_run_info
     from ..report.stats import reward_stats
+    from ..hub.push import push_later_command
     from ..report.summary import push_and_summarize, quality_plot
 
     require_complete(work, count, "Nothing was assembled or pushed")
@@ -182,7 +184,8 @@ def finish(settings, command, work: Path, count: int, seconds: float, source: di
     outputs = {"output dataset": str(target), **quality_plot(report, config.plot,
                                                              Path(settings["output_dir"]) / "quality.png")}
     push_and_summarize(report, outputs, (lambda: _push(merged, settings, info, target))
-                       if settings["push_to_hub"] else None)  # a failed push still shows the summary
+                       if settings["push_to_hub"] else None,  # a failed push still shows the summary
+                       push_later_command(target, settings["push_to_hub"] or "REPO_ID"))
     return 0
 
 

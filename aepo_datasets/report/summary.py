@@ -14,9 +14,11 @@ logger = logging.getLogger(__name__)
 summary_logger = logging.getLogger("aepo_datasets.summary")  # shown on stdout by the CLI (logs.setup_logging)
 
 
-def push_and_summarize(report: RunReport, outputs: dict[str, str], push: Callable[[], str] | None = None) -> None:
+def push_and_summarize(report: RunReport, outputs: dict[str, str], push: Callable[[], str] | None = None,
+                       push_later: str = "aepo push FOLDER REPO_ID") -> None:
     """Run `push()` if given, then log the summary; when the push fails the summary (with the local outputs, which
-    are complete) is still logged before the `HubPushError` propagates, so the error line comes last."""
+    are complete) is still logged before the `HubPushError` propagates, so the error line comes last. `push_later`:
+    the command that pushes the outputs again (said after a Ctrl-C during the push)."""
     outputs = dict(outputs)
     try:
         if push is not None:
@@ -25,9 +27,9 @@ def push_and_summarize(report: RunReport, outputs: dict[str, str], push: Callabl
         outputs["pushed to"] = "nothing: the push failed (the error below says how to push later)"
         raise
     except KeyboardInterrupt:
-        outputs["pushed to"] = "nothing: interrupted during the push"
-        raise KeyboardInterrupt("the outputs listed above are complete; push them with `aepo push FOLDER REPO_ID` "
-                                "(FOLDER: the output dataset)") from None
+        outputs["pushed to"] = "interrupted during the push (the repo may hold part of it)"
+        raise KeyboardInterrupt(f"the outputs listed above are complete; push them again with: {push_later}") \
+            from None
     finally:
         summary_logger.info("%s", format_summary(report, outputs))
 

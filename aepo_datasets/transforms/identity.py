@@ -1,8 +1,8 @@
 """What a step's rows depend on beyond its options (`models.identity.config_identity`: files, model folders,
 dtype), plus what only this layer can see: the code of a plugin's registered choice (a strategy, annotator or
 similarity measure defined outside the package) and the model a `server:URL` annotator serves now. The steps'
-fingerprints (`Transform.__getstate__`) and the launcher's run key hold it, so an edited plugin or a replaced served
-model never reuses rows."""
+fingerprints (`Transform.__getstate__`) and the launcher's run key hold it, so an edited plugin or a served model
+listed under another name reuses no rows."""
 
 from __future__ import annotations
 
@@ -35,14 +35,15 @@ def plugin_identities(config) -> dict:
 
 
 def served_identity(config) -> str | None:
-    """The model a `server:URL` annotator serves now (the preflight's answer, else one GET); None when no server
-    scores."""
+    """The model a `server:URL` annotator serves now, by the name it lists (the preflight's answer, else one GET
+    without retries); None when no server scores. A model swapped behind the same served name is not seen."""
     from ..rewards.server import ServerScorer, is_server
 
     reward_model = getattr(config, "reward_model", None)
     if not is_server(reward_model) or getattr(config, "reward_column", None):
         return None
-    return "served:" + ServerScorer(reward_model).model_id
+    scorer = ServerScorer(reward_model, timeout=getattr(config, "request_timeout", None), max_retries=0)
+    return "served:" + scorer.model_id
 
 
 def step_identity(config) -> dict:

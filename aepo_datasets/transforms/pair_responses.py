@@ -36,7 +36,7 @@ class PairConfig:
     format: str = "pair"
     num_ranked: int = 2
     selection_column: str = "selected"
-    conversational: bool | None = None  # None: when the input is chat; the pipeline refuses False for chat input
+    conversational: bool | None = None  # None: when the input is chat; False with chat input is refused
     ties: str = "drop"
     reward_column: str = "rewards"  # the split's annotator's column (`chain.reward_columns`)
 
@@ -92,6 +92,9 @@ class PairResponses(Transform):
         # or without --conversational; the pipeline decides it once for the dataset and declares the features
         chat = c.conversational or any(batch.get("conversational") or ()) or \
             any(is_conversation(p) for p in batch["prompt"])
+        if chat and c.conversational is False:
+            raise AEPOInputError("conversational=False: the prompts or responses are chat messages, which are paired "
+                                 "as TRL's conversational rows, not flattened to text; leave conversational unset.")
         out: dict[str, list] = {name: [] for name in self.output_columns()}
         for row in kept_rows(batch):
             ids = batch["response_ids"][row]
