@@ -228,6 +228,16 @@ def test_the_generate_summary_names_the_cut_and_the_empty_prompts(fake_judge, tm
     assert "aepo generate: 2 of 3 (1 empty: no samples) prompts x 3 samples" in capsys.readouterr().out
 
 
+def test_the_launchers_generate_summary_names_the_empty_prompts_too(fake_judge, tmp_path, capsys):
+    from aepo_datasets.launch.launcher import main as launcher
+
+    data = tmp_path / "p.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["Say hi.", " ", "Name a colour."]))
+    assert launcher([f"dataset={data}", f"output_dir={tmp_path / 'out'}", "stage=generate", f"api_base={fake_judge.url}",
+                     "model=fake-model", "num_responses=2", "num_instructions=2"]) == 0
+    assert "aepo generate: 2 of 3 (1 empty: no samples) prompts x 2 samples" in capsys.readouterr().out
+
+
 def test_a_server_that_honours_n_is_asked_once_per_prompt(fake_judge, prompts_jsonl, tmp_path):
     fake_judge.honour_n = True
     assert aepo(generate_args(prompts_jsonl, fake_judge.url, tmp_path)) == 0

@@ -54,6 +54,7 @@ def run(job, argv: list[str]) -> int:
     from ..io.files import atomic_write_table, load_input
     from ..pipeline.prepare import take_instructions
     from ..transforms.columns import find_prompt_column
+    from ..report.summary import generated_prompts
     from ..transforms.generate_responses import GenerateResponses, check_generation_endpoint, generate_config
 
     values, inputs = job.values, job.input
@@ -72,15 +73,8 @@ def run(job, argv: list[str]) -> int:
     out = dataset.map(step, batched=True, batch_size=MAP_BATCH_PROMPTS, features=step.features_after(dataset.features),
                       load_from_cache_file=False, desc="Generating")
     atomic_write_table(out.to_list(), out.column_names, output)
-    log_summary(step, values, output, time.time() - start, prompts_text(len(dataset), available, step.stats))
+    log_summary(step, values, output, time.time() - start, generated_prompts(len(dataset), available, step.stats))
     return 0
-
-
-def prompts_text(taken: int, available: int, stats: dict) -> str:
-    """`8 of 605 (2 empty: no samples)`: the prompts read, the --num_instructions cut and the empty ones."""
-    empty = taken - stats.get("prompts", 0)
-    return f"{taken}" + (f" of {available}" if available > taken else "") + (f" ({empty} empty: no samples)"
-                                                                            if empty else "")
 
 
 def log_summary(step, values: dict, output: Path, seconds: float, prompts: str) -> None:

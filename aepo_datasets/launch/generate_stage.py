@@ -89,7 +89,7 @@ def finish_generate(settings: dict, command: list[str], work: Path, count: int, 
 
     from ..io.files import atomic_save_to_disk
     from ..redaction import command_text, redact_settings
-    from ..report.summary import generate_summary
+    from ..report.summary import generate_summary, generated_prompts
     from .chunks import assemble, require_complete
 
     require_complete(work, count, "Nothing was assembled")
@@ -101,6 +101,6 @@ def finish_generate(settings: dict, command: list[str], work: Path, count: int, 
             "prompts_available": available, "generation": stats,
             "settings": redact_settings({k: settings.get(k) for k in STAGE_OPTIONS})}
     atomic_save_to_disk(DatasetDict({"train": merged[GENERATED]}), target, info)
-    prompts = f"{report.prompts_in}" + (f" of {available}" if available > report.prompts_in else "")
+    prompts = generated_prompts(report.prompts_in, available, stats)
     logging.getLogger("aepo_datasets.summary").info("%s", generate_summary(stats, settings, target, seconds, prompts))
     return 0

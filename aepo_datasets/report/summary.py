@@ -195,6 +195,14 @@ def time_lines(seconds: dict) -> list[str]:
 
 
 
+def generated_prompts(taken: int, available: int, stats: dict) -> str:
+    """`8 of 605 (2 empty: no samples)`: the prompts read, the --num_instructions cut and the empty ones
+    (`stats["prompts"]` counts those that were sampled)."""
+    empty = taken - stats.get("prompts", 0)
+    return f"{taken}" + (f" of {available}" if available > taken else "") + (f" ({empty} empty: no samples)"
+                                                                            if empty else "")
+
+
 def generate_summary(stats: dict, values: dict, output, seconds: float, prompts: str | None = None) -> str:
     """What `aepo generate` (or the launcher's stage: generate) did: prompts, samples (cached, empty, cut at the token
     cap), tokens, requests, where the output is and the time. `stats`: GenerateResponses' counters."""
