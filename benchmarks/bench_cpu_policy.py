@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from real_llm_server import missing_reason, model_folder, running_server  # noqa: E402
+from real_llm_server import model_folder_or_exit, running_server  # noqa: E402
 
 QUESTIONS = ["Give me {} tips for staying healthy.", "Explain in {} sentences how a rainbow forms.",
              "Write {} lines about the sea.", "List {} uses of a paperclip."]
@@ -95,10 +95,7 @@ def main() -> None:
     parser.add_argument("--dpo_steps", type=int, default=2)
     parser.add_argument("--dpo_cap_s", type=float, default=240.0)
     args = parser.parse_args()
-    reason = missing_reason()
-    if reason:
-        raise SystemExit(f"error: {reason}")
-    folder = model_folder()
+    folder = model_folder_or_exit()
     with tempfile.TemporaryDirectory() as tmp:
         with running_server(folder, Path(tmp) / "plain.log") as server:
             one, one_s = tokens_per_second(server, 4, 1, args.new_tokens)

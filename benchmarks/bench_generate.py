@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from real_llm_server import missing_reason, model_folder, running_server  # noqa: E402
+from real_llm_server import model_folder_or_exit, running_server  # noqa: E402
 
 from aepo_datasets.transforms.generate_responses import GenerateResponses  # noqa: E402
 
@@ -37,12 +37,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--new_tokens", type=int, default=48)
     args = parser.parse_args()
-    reason = missing_reason()
-    if reason:
-        raise SystemExit(f"error: {reason}")
+    folder = model_folder_or_exit()
     prompts = [QUESTIONS[i % len(QUESTIONS)] + ("" if i < len(QUESTIONS) else f" ({i})") for i in range(args.prompts)]
     with tempfile.TemporaryDirectory() as tmp, \
-            running_server(model_folder(), Path(tmp) / "serve.log", ["--continuous-batching"]) as server:
+            running_server(folder, Path(tmp) / "serve.log", ["--continuous-batching"]) as server:
         step = GenerateResponses(api_base=server.api_base, model=server.model, num_responses=args.samples,
                                  max_new_tokens=args.new_tokens, concurrency=args.concurrency, cache_dir=tmp)
         start = time.perf_counter()

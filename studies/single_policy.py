@@ -250,14 +250,11 @@ def pair_measures(arrays, args, orders: list[np.ndarray], eval_rows: np.ndarray)
 
 def policy_folder() -> Path:
     """SmolLM2-135M-Instruct as a plain folder (converted once from the GGUF; tests/real_llm_server.py)."""
-    from real_llm_server import missing_reason, model_folder
+    from real_llm_server import model_folder_or_exit
 
-    reason = missing_reason()
-    if reason:
-        raise SystemExit(f"error: the policy is not installed: {reason} (or pass --skip_dpo)")
     if importlib.util.find_spec("trl") is None:
         raise SystemExit("error: DPO needs TRL: pip install -e '.[test]' (or pass --skip_dpo)")
-    return model_folder()
+    return model_folder_or_exit(" (or pass --skip_dpo)")
 
 
 def load_policy(folder: Path):

@@ -59,6 +59,14 @@ def missing_reason() -> str | None:
     return None
 
 
+def model_folder_or_exit(hint: str = "") -> Path:
+    """For scripts (benchmarks, studies): the model folder, or SystemExit with why it cannot run here, in one line."""
+    reason = missing_reason()
+    if reason:
+        raise SystemExit(f"error: {reason}{hint}")
+    return model_folder()
+
+
 def serve_command() -> list[str] | None:
     beside = Path(sys.executable).parent / "transformers"
     found = str(beside) if beside.exists() else shutil.which("transformers")

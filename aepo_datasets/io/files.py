@@ -390,22 +390,16 @@ def with_folder_fingerprint(dataset, folder: Path):
 
 
 def saved_files_identity(folder: Path) -> str:
-    """Hash of what `save_to_disk` wrote under `folder`: each `state.json` and `dataset_info.json` by content, each
-    data file its state lists by size and mtime; never the `cache-*.arrow` files that maps leave beside them (a
-    cached run would otherwise change the next run's fingerprint)."""
-    import hashlib
+    """`files_identity` of what `save_to_disk` wrote under `folder` (each `state.json`, its `dataset_info.json` and
+    the data files it lists); never the `cache-*.arrow` files that maps leave beside them (a cached run would
+    otherwise change the next run's fingerprint)."""
+    from ..models.identity import files_identity
 
-    digest = hashlib.sha256()
-    for state in sorted(folder.rglob("state.json")):
-        files = [state, state.with_name("dataset_info.json")]
+    files = []
+    for state in folder.rglob("state.json"):
+        files += [state, state.with_name("dataset_info.json")]
         files += [state.with_name(f["filename"]) for f in json.loads(state.read_text()).get("_data_files", [])]
-        for file in files:
-            if file.is_file():
-                stat = file.stat()
-                digest.update(str(file.relative_to(folder)).encode() + b"\0")
-                digest.update(file.read_bytes() if file.suffix == ".json" else
-                              f"{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
+    return files_identity(folder, files)
 
 
 def _load_hub(name, split, cache_dir, token, datasets, subset=None):

@@ -80,11 +80,17 @@ def path_identity(value) -> str | None:
 
 
 def folder_identity(folder: Path) -> str:
-    """Hash of every file's relative path and, for weights, size + mtime (cheap), else its contents."""
+    """`files_identity` of every file under `folder` (hidden ones left out)."""
+    return files_identity(folder, [p for p in folder.rglob("*") if p.is_file() and not _hidden(p, folder)])
+
+
+def files_identity(root: Path, files) -> str:
+    """Hash of each file's path relative to `root` and, for weights and large files, size + mtime (cheap), else its
+    contents; files that do not exist are left out."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in folder.rglob("*") if p.is_file() and not _hidden(p, folder)):
+    for file in sorted(f for f in files if f.is_file()):
         stat = file.stat()
-        digest.update(str(file.relative_to(folder)).encode() + b"\0")
+        digest.update(str(file.relative_to(root)).encode() + b"\0")
         if file.suffix in WEIGHT_SUFFIXES or stat.st_size > SMALL_FILE:
             digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
         else:
